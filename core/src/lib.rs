@@ -1,0 +1,33 @@
+//! picoqemu-core: the backend-neutral half of the machine.
+//!
+//! It owns guest RAM ([`GuestRam`]), the architectural CPU state ([`CpuState`]), the port and
+//! MMIO bus with its devices ([`IoBus`]), image loaders ([`loader`]) and the [`Backend`] trait
+//! that the KVM backend and the interpreter both implement. Nothing here knows about KVM or
+//! about instruction decoding.
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod bus;
+pub mod cpu;
+pub mod devices;
+pub mod error;
+pub mod loader;
+pub mod machine;
+pub mod ram;
+pub mod stop;
+
+pub use backend::{Backend, BackendStats, RunLimits};
+pub use bus::{IoAction, IoBus, IoStats};
+pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};
+pub use error::{BackendError, CoreError};
+pub use loader::{load_image, ImageKind, LoadError};
+pub use machine::{Machine, MachineConfig};
+pub use ram::GuestRam;
+pub use stop::{InsnBytes, StopReason};
+
+/// Highest physical address a real-mode CPU with A20 enabled can reach (FFFF:FFFF).
+pub const MAX_REAL_MODE_ADDR: u32 = 0x10_FFEF;
+/// Smallest guest RAM we accept: 1 MiB + 64 KiB, so that FFFF:FFFF is plain RAM.
+pub const MIN_MEM_SIZE: usize = 0x11_0000;
+/// Default guest RAM size (2 MiB).
+pub const DEFAULT_MEM_SIZE: usize = 2 << 20;

@@ -1,0 +1,86 @@
+//! The [`Machine`]: guest RAM plus the device bus, independent of which CPU runs it.
+use crate::devices::vga::{TEXT_BASE, SCREEN_BYTES};
+use crate::{CoreError, GuestRam, IoBus};
+
+/// How to build a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// Guest RAM in bytes (default 2 MiB, at least 1 MiB + 64 KiB).
+    pub mem_size: usize,
+    /// Wrap physical addresses at 1 MiB like an 8086 (A20 gate disabled). Off by default:
+    /// FFFF:0010 and above reach the high memory area.
+    pub a20_wrap: bool,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig { mem_size: crate::DEFAULT_MEM_SIZE, a20_wrap: false }
+    }
+}
+
+/// Guest RAM and devices.
+#[derive(Debug)]
+pub struct Machine {
+    pub ram: GuestRam,
+    pub bus: IoBus,
+    pub config: MachineConfig,
+    /// The text buffer as it was when the image was loaded, to tell whether the guest wrote it.
+    screen_at_load: Vec<u8>,
+}
+
+impl Machine {
+    pub fn new(config: MachineConfig, bus: IoBus) -> Result<Self, CoreError> {
+        let ram = GuestRam::new(config.mem_size)?;
+        let mut m = Machine { ram, bus, config, screen_at_load: Vec::new() };
+        m.mark_screen();
+        Ok(m)
+    }
+
+    /// Remembers the current text buffer as the "untouched" screen.
+    pub fn mark_screen(&mut self) {
+        self.screen_at_load = self.text_buffer().to_vec();
+    }
+
+    fn text_buffer(&self) -> &[u8] {
+        &self.ram.as_slice()[TEXT_BASE..TEXT_BASE + SCREEN_BYTES]
+    }
+
+    /// True when the guest changed the text buffer since the image was loaded.
+    pub fn screen_written(&self) -> bool {
+        self.text_buffer() != self.screen_at_load.as_slice()
+    }
+
+    /// The visible text screen as plain text.
+    pub fn screen_text(&self) -> String {
+        self.bus.vga.render_text(self.ram.as_slice())
+    }
+
+    /// The visible text screen with ANSI colours.
+    pub fn screen_ansi(&self) -> String {
+        self.bus.vga.render_ansi(self.ram.as_slice())
+    }
+
+    /// Zeroes RAM and resets every device, for reusing the machine.
+    pub fn reset(&mut self) {
+        self.ram.clear();
+        self.bus.reset();
+        self.mark_screen();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_written_tracks_text_buffer() {
+        let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
+        assert!(!m.screen_written());
+        m.ram.write(0xB8000, b"H\x0a").unwrap();
+        assert!(m.screen_written());
+        assert_eq!(m.screen_text(), "H\n");
+        m.reset();
+        assert!(!m.screen_written());
+        assert_eq!(m.ram.len(), 2 << 20);
+    }
+}

@@ -1,0 +1,1 @@
+//! The SingleStepTests runner (being written).
