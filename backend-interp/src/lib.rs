@@ -1,7 +1,9 @@
 //! picoqemu-interp: a real-mode x86 interpreter built on iced-x86 decoding.
 //! (Skeleton: the interpreter is being written; see issues 3 and 4.)
 #![forbid(unsafe_code)]
-use picoqemu_core::{Backend, BackendError, BackendStats, CpuState, InsnBytes, Machine, RunLimits, StopReason};
+use picoqemu_core::{
+    Backend, BackendError, BackendStats, CpuState, InsnBytes, Machine, RunLimits, StopReason,
+};
 
 /// The software CPU.
 #[derive(Debug, Default)]

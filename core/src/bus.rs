@@ -3,8 +3,8 @@
 //! into consecutive byte accesses, as on the ISA bus. Unclaimed ports read as all ones and
 //! ignore writes; both are counted in [`IoStats`].
 use crate::devices::{
-    debug_exit::DEBUG_EXIT_PORT, debugcon::DEBUGCON_PORT, mmio_console::MMIO_CONSOLE_SIZE,
-    uart::COM1_BASE, DebugCon, DebugExit, MmioConsole, Sink, Uart16550, VgaText,
+    debug_exit::DEBUG_EXIT_PORT, debugcon::DEBUGCON_PORT, mmio_console::MMIO_CONSOLE_SIZE, uart::COM1_BASE,
+    DebugCon, DebugExit, MmioConsole, Sink, Uart16550, VgaText,
 };
 use crate::StopReason;
 
@@ -117,9 +117,7 @@ impl IoBus {
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         self.stats.mmio_reads += 1;
         match &mut self.mmio_console {
-            Some(c) if (c.base..c.base + MMIO_CONSOLE_SIZE).contains(&addr) => {
-                c.read(addr - c.base, data)
-            }
+            Some(c) if (c.base..c.base + MMIO_CONSOLE_SIZE).contains(&addr) => c.read(addr - c.base, data),
             _ => {
                 self.stats.unclaimed_reads += 1;
                 data.fill(0xFF)
@@ -131,9 +129,7 @@ impl IoBus {
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) -> IoAction {
         self.stats.mmio_writes += 1;
         match &mut self.mmio_console {
-            Some(c) if (c.base..c.base + MMIO_CONSOLE_SIZE).contains(&addr) => {
-                c.write(addr - c.base, data)
-            }
+            Some(c) if (c.base..c.base + MMIO_CONSOLE_SIZE).contains(&addr) => c.write(addr - c.base, data),
             _ => self.stats.unclaimed_writes += 1,
         }
         IoAction::Continue

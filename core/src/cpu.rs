@@ -58,8 +58,7 @@ pub enum SegReg {
 }
 
 impl SegReg {
-    pub const ALL: [SegReg; 6] =
-        [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
+    pub const ALL: [SegReg; 6] = [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
     pub fn name(self) -> &'static str {
         ["es", "cs", "ss", "ds", "fs", "gs"][self as usize]
     }
@@ -217,10 +216,7 @@ pub fn flag_string(eflags: u32) -> String {
         (flags::PF, 'p'),
         (flags::CF, 'c'),
     ];
-    NAMES
-        .iter()
-        .map(|&(bit, c)| if eflags & bit != 0 { c.to_ascii_uppercase() } else { c })
-        .collect()
+    NAMES.iter().map(|&(bit, c)| if eflags & bit != 0 { c.to_ascii_uppercase() } else { c }).collect()
 }
 
 impl fmt::Display for CpuState {

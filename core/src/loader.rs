@@ -34,7 +34,9 @@ pub enum ImageKind {
 pub enum LoadError {
     #[error("the image is empty")]
     Empty,
-    #[error("a boot sector must be exactly 512 bytes, this image has {0} (use --raw or --rom for other layouts)")]
+    #[error(
+        "a boot sector must be exactly 512 bytes, this image has {0} (use --raw or --rom for other layouts)"
+    )]
     BootSize(usize),
     #[error("the boot sector does not end with the signature 0x55 0xAA (bytes 510-511 are {0:#04x} {1:#04x}); use --raw to load it anyway")]
     NoSignature(u8, u8),

@@ -1,5 +1,5 @@
 //! The [`Machine`]: guest RAM plus the device bus, independent of which CPU runs it.
-use crate::devices::vga::{TEXT_BASE, SCREEN_BYTES};
+use crate::devices::vga::{SCREEN_BYTES, TEXT_BASE};
 use crate::{CoreError, GuestRam, IoBus};
 
 /// How to build a machine.

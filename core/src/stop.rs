@@ -95,10 +95,9 @@ impl fmt::Display for StopReason {
             StopReason::Unsupported { cs, ip, bytes } => {
                 write!(f, "unsupported instruction at {cs:04x}:{ip:04x} (bytes {bytes})")
             }
-            StopReason::EmulationFailure { cs, ip, bytes } => write!(
-                f,
-                "KVM could not emulate the instruction at {cs:04x}:{ip:04x} (bytes {bytes})"
-            ),
+            StopReason::EmulationFailure { cs, ip, bytes } => {
+                write!(f, "KVM could not emulate the instruction at {cs:04x}:{ip:04x} (bytes {bytes})")
+            }
             StopReason::StepDone => f.write_str("single step done"),
             StopReason::HostError(m) => write!(f, "host error: {m}"),
         }
