@@ -125,7 +125,7 @@ impl KvmBackend {
             tsregs,
             single_step: false,
             io_pending: false,
-            watchdog: Watchdog::new(),
+            watchdog: Watchdog::default(),
             stats: KvmStats::default(),
         };
         b.load(&CpuState::default());
@@ -476,9 +476,10 @@ impl KvmBackend {
         let mut retired = 0u64;
         while retired < budget {
             match self.step_inner(machine) {
-                StepEvent::Retired | StepEvent::Io | StepEvent::FaultDelivered { halted: false } => {
-                    retired += 1
-                }
+                StepEvent::Retired
+                | StepEvent::Io
+                | StepEvent::NoProgress
+                | StepEvent::FaultDelivered { halted: false } => retired += 1,
                 StepEvent::RepChunk => {}
                 StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => return StopReason::Halted,
                 StepEvent::Stopped(r) => return r,
@@ -535,6 +536,7 @@ impl KvmBackend {
     fn step_inner(&mut self, machine: &mut Machine) -> StepEvent {
         self.stats.steps += 1;
         let pre = self.snap(machine.ram.as_slice());
+        let pre_regs = self.vm.vcpu.sync_regs_mut().regs;
         let (bytes, n) = exits::fetch(machine.ram.as_slice(), pre.cs_base, pre.eip as u16);
         let insn = InsnKind::of(&bytes[..n], pre.eip as u16);
         let mut did_io = false;
@@ -577,7 +579,11 @@ impl KvmBackend {
         }
         let post = self.snap(machine.ram.as_slice());
         let hlt = self.handler_hlt(machine.ram.as_slice(), &post);
-        let ev = classify(&pre, &insn, &post, did_io, hlt);
+        let post_regs = self.vm.vcpu.sync_regs_mut().regs;
+        let rf = u64::from(picoqemu_core::flags::RF);
+        let unchanged = post_regs.rflags & !rf == pre_regs.rflags & !rf
+            && kvm_regs { rflags: 0, ..post_regs } == kvm_regs { rflags: 0, ..pre_regs };
+        let ev = classify(&pre, &insn, &post, did_io, hlt, unchanged);
         if ev != StepEvent::RepChunk {
             self.stats.stepped_instructions += 1;
         }

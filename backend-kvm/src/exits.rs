@@ -68,6 +68,8 @@ pub struct InsnKind {
     pub rep_string: bool,
     /// The instruction never changes CS:IP except by falling through (or faulting).
     pub falls_through: bool,
+    /// A jump (direct, conditional or indirect) that may legitimately target itself.
+    pub jump: bool,
 }
 
 impl InsnKind {
@@ -78,8 +80,14 @@ impl InsnKind {
                 hlt: i.code() == Code::Hlt,
                 rep_string: i.is_string_instruction() && (i.has_rep_prefix() || i.has_repne_prefix()),
                 falls_through: i.flow_control() == FlowControl::Next && i.code() != Code::Hlt,
+                jump: matches!(
+                    i.flow_control(),
+                    FlowControl::UnconditionalBranch
+                        | FlowControl::ConditionalBranch
+                        | FlowControl::IndirectBranch
+                ),
             },
-            None => InsnKind { len: 0, hlt: false, rep_string: false, falls_through: false },
+            None => InsnKind { len: 0, hlt: false, rep_string: false, falls_through: false, jump: false },
         }
     }
 }
@@ -127,5 +135,10 @@ mod tests {
         assert!(!InsnKind::of(&[0xEB, 0xFE], 0).falls_through);
         assert!(!InsnKind::of(&[0xCD, 0x10], 0).falls_through);
         assert_eq!(InsnKind::of(&[0xF6, 0xF3], 0).len, 2); // div bl
+        let vmcall = InsnKind::of(&[0x0F, 0x01, 0xC1], 0);
+        assert!(!vmcall.falls_through && !vmcall.jump);
+        assert!(InsnKind::of(&[0xEB, 0xFE], 0).jump);
+        assert!(InsnKind::of(&[0x74, 0xFE], 0).jump);
+        assert!(InsnKind::of(&[0xFF, 0xE0], 0).jump); // jmp ax
     }
 }

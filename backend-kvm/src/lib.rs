@@ -6,12 +6,12 @@
 //! sync regs (`kvm_valid_regs`/`kvm_dirty_regs`) so loading and reading state costs no ioctl.
 //! Port I/O exits go to the bus one access at a time: for string I/O the width and count are
 //! read from `kvm_run.io` (kvm-ioctls only gives `size * count` bytes). Every run with a
-//! timeout is bounded by a [`watchdog`] (a POSIX timer signalling the vCPU thread, plus
+//! timeout is bounded by a watchdog (a POSIX timer signalling the vCPU thread, plus
 //! `immediate_exit`), and `RunLimits::max_instructions` is honoured by single-stepping.
 //!
-//! Modules: [`vm`] (VM, memslots, coalesced PIO), [`regs`] (`CpuState` <-> kvm regs),
-//! [`exits`] (exit-shape checks, instruction bytes), [`step`] ([`StepEvent`] classification),
-//! [`watchdog`], and `backend` (the run loop and the public API).
+//! Modules: `vm` (VM, memslots, coalesced PIO), `regs` (`CpuState` <-> kvm regs), `exits`
+//! (exit-shape checks, instruction bytes), `step` ([`StepEvent`] classification), `watchdog`
+//! (deadline timer and signal), and `backend` (the run loop and the public API).
 //!
 //! # Coalesced PIO
 //! On by default ([`KvmOptions::coalesced_pio`]): byte writes to port 0xE9 and COM1's THR
@@ -53,19 +53,20 @@
 //! * Instructions KVM's emulator lacks (DAA/DAS/AAA/AAS, BOUND, ENTER with nesting, ICEBP,
 //!   x87/MMX, POPCNT, CRC32, RDRAND, XGETBV, ARPL) stop with
 //!   [`picoqemu_core::StopReason::EmulationFailure`] naming CS:IP and the instruction's bytes
-//!   (trimmed to the decoded length); `vmcall` hangs `KVM_RUN` until the deadline
-//!   (`Timeout`); `movbe` raises #UD.
+//!   (trimmed to the decoded length); `movbe` raises #UD.
+//! * **`vmcall`** hangs `KVM_RUN` when free-running (the watchdog ends the run with
+//!   `Timeout`), but under single step each step returns at once with nothing changed and IP
+//!   still on it ([`StepEvent::NoProgress`]; a budgeted run counts those steps, so it ends).
 //! * On VMX/SVM hosts real mode runs natively and these quirks differ (REP granularity, the
 //!   MOV SS shadow, TF in PUSHF); the classification is by observed state, not by host type.
 
-pub mod error;
-pub mod exits;
-pub mod regs;
-pub mod step;
-pub mod vm;
-pub mod watchdog;
-
 mod backend;
+mod error;
+mod exits;
+mod regs;
+mod step;
+mod vm;
+mod watchdog;
 
 pub use backend::{KvmBackend, KvmOptions, KvmStats};
 pub use error::KvmError;

@@ -31,6 +31,11 @@ pub enum StepEvent {
     /// instruction landing elsewhere; a fault loop whose handler returns to the same
     /// faulting instruction with an identical frame is reported as `Retired`.
     FaultDelivered { halted: bool },
+    /// Nothing happened: CS:IP is still on an instruction that is not a jump and no register
+    /// changed. KVM re-enters the instruction without executing it; seen for `vmcall` under
+    /// single step here (free-running, `vmcall` hangs `KVM_RUN` instead). Treat it as "KVM
+    /// cannot run this instruction". A budgeted `run` counts such steps, so it still ends.
+    NoProgress,
     /// The step ended the run: debug exit, emulation failure, triple fault, timeout or host
     /// error.
     Stopped(StopReason),
@@ -58,8 +63,16 @@ impl PcSnap {
 }
 
 /// Classifies a completed step. `handler_hlt` says whether the instruction just before the
-/// post-step IP is a HLT that is an exception handler's entry point.
-pub fn classify(pre: &PcSnap, insn: &InsnKind, post: &PcSnap, did_io: bool, handler_hlt: bool) -> StepEvent {
+/// post-step IP is a HLT that is an exception handler's entry point; `unchanged` whether
+/// every register (EFLAGS without RF) is what it was before the step.
+pub fn classify(
+    pre: &PcSnap,
+    insn: &InsnKind,
+    post: &PcSnap,
+    did_io: bool,
+    handler_hlt: bool,
+    unchanged: bool,
+) -> StepEvent {
     let same_pc = post.cs_base == pre.cs_base && post.eip == pre.eip;
     let next_ip = (pre.eip as u16).wrapping_add(insn.len);
     let fell_through = post.cs_base == pre.cs_base && post.eip as u16 == next_ip;
@@ -76,6 +89,8 @@ pub fn classify(pre: &PcSnap, insn: &InsnKind, post: &PcSnap, did_io: bool, hand
     }
     if did_io {
         StepEvent::Io
+    } else if same_pc && unchanged && !insn.jump {
+        StepEvent::NoProgress
     } else {
         StepEvent::Retired
     }
@@ -89,27 +104,37 @@ mod tests {
         PcSnap { cs: 0, cs_base: 0, eip, eflags, frame }
     }
 
-    const NOP: InsnKind = InsnKind { len: 1, hlt: false, rep_string: false, falls_through: true };
-    const HLT: InsnKind = InsnKind { len: 1, hlt: true, rep_string: false, falls_through: false };
-    const REP: InsnKind = InsnKind { len: 2, hlt: false, rep_string: true, falls_through: true };
-    const JMP: InsnKind = InsnKind { len: 2, hlt: false, rep_string: false, falls_through: false };
+    const NOP: InsnKind =
+        InsnKind { len: 1, hlt: false, rep_string: false, falls_through: true, jump: false };
+    const HLT: InsnKind =
+        InsnKind { len: 1, hlt: true, rep_string: false, falls_through: false, jump: false };
+    const REP: InsnKind = InsnKind { len: 2, hlt: false, rep_string: true, falls_through: true, jump: false };
+    const JMP: InsnKind =
+        InsnKind { len: 2, hlt: false, rep_string: false, falls_through: false, jump: true };
+    const VMCALL: InsnKind =
+        InsnKind { len: 3, hlt: false, rep_string: false, falls_through: false, jump: false };
 
     #[test]
     fn plain_steps() {
         let pre = snap(0x100, 2, [0; 6]);
-        assert_eq!(classify(&pre, &NOP, &snap(0x101, 2, [0; 6]), false, false), StepEvent::Retired);
-        assert_eq!(classify(&pre, &NOP, &snap(0x101, 2, [0; 6]), true, false), StepEvent::Io);
-        assert_eq!(classify(&pre, &HLT, &snap(0x101, 2, [0; 6]), false, false), StepEvent::Halted);
-        // jmp $ stays put and is an ordinary instruction.
-        assert_eq!(classify(&pre, &JMP, &snap(0x100, 2, [0; 6]), false, false), StepEvent::Retired);
+        assert_eq!(classify(&pre, &NOP, &snap(0x101, 2, [0; 6]), false, false, false), StepEvent::Retired);
+        assert_eq!(classify(&pre, &NOP, &snap(0x101, 2, [0; 6]), true, false, false), StepEvent::Io);
+        assert_eq!(classify(&pre, &HLT, &snap(0x101, 2, [0; 6]), false, false, false), StepEvent::Halted);
+        // jmp $ stays put and is an ordinary instruction; a vmcall that did nothing is not.
+        assert_eq!(classify(&pre, &JMP, &snap(0x100, 2, [0; 6]), false, false, true), StepEvent::Retired);
+        assert_eq!(
+            classify(&pre, &VMCALL, &snap(0x100, 2, [0; 6]), false, false, true),
+            StepEvent::NoProgress
+        );
+        assert_eq!(classify(&pre, &VMCALL, &snap(0x100, 2, [0; 6]), false, false, false), StepEvent::Retired);
     }
 
     #[test]
     fn rep_chunks_until_ip_leaves() {
         let pre = snap(0x100, 2, [0; 6]);
         let mid = snap(0x100, 2 | flags::RF, [0; 6]);
-        assert_eq!(classify(&pre, &REP, &mid, false, false), StepEvent::RepChunk);
-        assert_eq!(classify(&mid, &REP, &snap(0x102, 2, [0; 6]), false, false), StepEvent::Retired);
+        assert_eq!(classify(&pre, &REP, &mid, false, false, false), StepEvent::RepChunk);
+        assert_eq!(classify(&mid, &REP, &snap(0x102, 2, [0; 6]), false, false, false), StepEvent::Retired);
     }
 
     #[test]
@@ -119,10 +144,19 @@ mod tests {
         assert_eq!(frame, [0x00, 0x01, 0, 0, 0x46, 0]);
         // Delivered to a handler at 0x500 whose first instruction was executed.
         let post = PcSnap { cs: 0, cs_base: 0, eip: 0x501, eflags: 2, frame };
-        assert_eq!(classify(&pre, &JMP, &post, false, false), StepEvent::FaultDelivered { halted: false });
-        assert_eq!(classify(&pre, &JMP, &post, false, true), StepEvent::FaultDelivered { halted: true });
+        assert_eq!(
+            classify(&pre, &JMP, &post, false, false, false),
+            StepEvent::FaultDelivered { halted: false }
+        );
+        assert_eq!(
+            classify(&pre, &JMP, &post, false, true, false),
+            StepEvent::FaultDelivered { halted: true }
+        );
         // A fall-through instruction that lands elsewhere faulted even without a new frame.
         let post2 = PcSnap { frame: [0; 6], ..post };
-        assert_eq!(classify(&pre, &NOP, &post2, false, false), StepEvent::FaultDelivered { halted: false });
+        assert_eq!(
+            classify(&pre, &NOP, &post2, false, false, false),
+            StepEvent::FaultDelivered { halted: false }
+        );
     }
 }

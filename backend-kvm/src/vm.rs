@@ -76,7 +76,9 @@ pub fn ram_slots(ram_len: u64, holes: &[(u64, u64)]) -> Vec<Slot> {
 /// The KVM objects of one machine.
 #[derive(Debug)]
 pub struct Vm {
-    pub vm: VmFd,
+    /// The VM fd, owned so the VM with its memslots and coalesced zones lives as long as the
+    /// vCPU (nothing calls it after setup).
+    _vm: VmFd,
     pub vcpu: VcpuFd,
     /// Whether writes to [`COALESCED_PORTS`] go through the coalesced ring.
     pub coalesced: bool,
@@ -98,7 +100,7 @@ impl Vm {
                 return Err(KvmError::Unavailable(format!("the host lacks {name}")));
             }
         }
-        if (host as usize) % PAGE as usize != 0 {
+        if (host as usize) & (PAGE as usize - 1) != 0 {
             return Err(KvmError::Memory(format!("guest RAM at host address {host:p} is not page aligned")));
         }
         let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
@@ -135,7 +137,7 @@ impl Vm {
                     .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO (PIO)"))?;
             }
         }
-        Ok(Vm { vm, vcpu, coalesced })
+        Ok(Vm { _vm: vm, vcpu, coalesced })
     }
 }
 

@@ -117,11 +117,13 @@ pub struct Watchdog {
 // timer for that thread before the next arming (see `arm`).
 unsafe impl Send for Watchdog {}
 
-impl Watchdog {
-    pub fn new() -> Watchdog {
+impl Default for Watchdog {
+    fn default() -> Self {
         Watchdog { fired: Box::into_raw(Box::new(AtomicBool::new(false))), timer: None, armed: None }
     }
+}
 
+impl Watchdog {
     fn flag(&self) -> &AtomicBool {
         // SAFETY: `fired` comes from `Box::into_raw` in `new` and is freed only in `drop`.
         unsafe { &*self.fired }
@@ -263,7 +265,7 @@ mod tests {
 
     #[test]
     fn fires_after_deadline_and_disarm_stops_it() {
-        let mut w = Watchdog::new();
+        let mut w = Watchdog::default();
         w.arm(Instant::now() + Duration::from_millis(1)).unwrap();
         let mut exit = 0u8;
         w.enter(&mut exit);
@@ -283,7 +285,7 @@ mod tests {
 
     #[test]
     fn clear_keeps_a_fired_exit() {
-        let w = Watchdog::new();
+        let w = Watchdog::default();
         let mut exit = 1u8;
         w.clear_immediate_exit(&mut exit);
         assert_eq!(exit, 0);

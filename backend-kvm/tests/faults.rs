@@ -19,8 +19,7 @@ fn endless_loop_times_out_and_vm_is_reusable() {
     assert_eq!(b.state().unwrap().eip, 0x7C00);
     // The same VM runs the next program: hlt at 0x7C10.
     m.ram.write(0x7C10, &[0xF4]).unwrap();
-    let mut s = CpuState::default();
-    s.eip = 0x7C10;
+    let s = CpuState { eip: 0x7C10, ..Default::default() };
     b.set_state(&s).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
     assert_eq!(b.state().unwrap().eip, 0x7C11);

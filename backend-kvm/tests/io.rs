@@ -56,8 +56,7 @@ fn run_serial(options: KvmOptions) -> (Machine, KvmBackend, StopReason) {
     m.ram.write(0x7C00, &serial_guest()).unwrap();
     m.ram.write(MSG_ADDR, b"Hello, serial!\n\0").unwrap();
     let mut b = KvmBackend::with_options(&m, options).unwrap();
-    let mut s = picoqemu_core::CpuState::default();
-    s.eip = 0x7C00;
+    let mut s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
     s.set_reg(Gpr::Esp, 0x7000);
     b.set_state(&s).unwrap();
     let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
@@ -188,8 +187,7 @@ fn coalesced_pio_keeps_output_order() {
         let mut m = common::machine();
         m.ram.write(0x7C00, &code).unwrap();
         let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio }).unwrap();
-        let mut s = picoqemu_core::CpuState::default();
-        s.eip = 0x7C00;
+        let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
         b.set_state(&s).unwrap();
         assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
         assert_eq!(m.bus.debugcon.out.captured(), b"ACE");
@@ -220,8 +218,7 @@ fn mmio_console_through_a_memslot_hole() {
     });
     m.ram.write(0x7C00, &code).unwrap();
     let mut b = KvmBackend::new(&m).unwrap();
-    let mut s = picoqemu_core::CpuState::default();
-    s.eip = 0x7C00;
+    let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
     b.set_state(&s).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
     let console = m.bus.mmio_console.as_ref().unwrap();

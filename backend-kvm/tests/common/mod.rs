@@ -36,8 +36,8 @@ pub fn assemble(origin: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> 
 pub fn setup(code: &[u8]) -> (Machine, KvmBackend, CpuState) {
     let mut m = machine();
     m.ram.write(0x7C00, code).expect("load");
-    let mut s = CpuState::default();
-    s.eip = 0x7C00;
+    let mut s = CpuState { eip: 0x7C00, ..Default::default() };
+
     s.set_reg(picoqemu_core::Gpr::Esp, 0x7000);
     let mut b = KvmBackend::new(&m).expect("kvm backend");
     b.set_state(&s).expect("set_state");
