@@ -1,6 +1,8 @@
 //! The VM: one KVM VM with the machine's RAM registered as memslots around the MMIO holes,
 //! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones.
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use std::sync::OnceLock;
+
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::KvmError;
@@ -73,6 +75,15 @@ pub fn ram_slots(ram_len: u64, holes: &[(u64, u64)]) -> Vec<Slot> {
     slots
 }
 
+/// The host's supported CPUID, asked once per process (the ioctl costs about 0.3 ms here).
+fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
+    static CPUID: OnceLock<Result<CpuId, String>> = OnceLock::new();
+    CPUID
+        .get_or_init(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| KvmError::Unavailable(format!("KVM_GET_SUPPORTED_CPUID failed: {e}")))
+}
+
 /// The KVM objects of one machine.
 #[derive(Debug)]
 pub struct Vm {
@@ -122,13 +133,10 @@ impl Vm {
                 .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let mut vcpu = vm.create_vcpu(0).map_err(KvmError::ioctl("KVM_CREATE_VCPU"))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(KvmError::ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        let cpuid = supported_cpuid(&kvm)?;
         vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         vcpu.set_sync_valid_reg(SyncReg::Register);
         vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
-        vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
         let coalesced = coalesce && kvm.check_extension(Cap::CoalescedPio);
         if coalesced {
             vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;

@@ -102,3 +102,61 @@ fn triple_fault_is_reported() {
     let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
     assert_eq!(r, StopReason::TripleFault, "state:\n{}", b.state().unwrap());
 }
+
+#[test]
+fn vm_is_reusable_after_guest_faults() {
+    if !common::kvm_available("vm_is_reusable_after_guest_faults") {
+        return;
+    }
+    // daa at 0x7C00 (emulation failure on PVM), then the same VM runs `inc ax ; hlt`.
+    let (mut m, mut b, start) = common::setup(&[0x27, 0xF4]);
+    let first = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    assert!(matches!(first, StopReason::EmulationFailure { .. } | StopReason::Halted), "{first}");
+    for _ in 0..2 {
+        b.reset(&mut m).unwrap();
+        m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap();
+        b.set_state(&start).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        let s = b.state().unwrap();
+        assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C02, 1));
+        m.ram.write(0x7C00, &[0x27, 0xF4]).unwrap();
+        b.set_state(&start).unwrap();
+        let again = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+        assert_eq!(again, first);
+    }
+}
+
+#[test]
+fn budget_with_timeout_on_an_endless_loop_times_out() {
+    if !common::kvm_available("budget_with_timeout_on_an_endless_loop_times_out") {
+        return;
+    }
+    let (mut m, mut b, _) = common::setup(&[0xEB, 0xFE]);
+    let limits = RunLimits { max_instructions: Some(u64::MAX), timeout: Some(Duration::from_millis(300)) };
+    assert_eq!(b.run(&mut m, limits), StopReason::Timeout);
+    assert!(b.kvm_stats().stepped_instructions > 0);
+}
+
+#[test]
+fn backend_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<picoqemu_kvm::KvmBackend>();
+    if !common::kvm_available("backend_can_move_between_threads") {
+        return;
+    }
+    // Created here, run with a timeout there (the watchdog re-targets its signal), and back.
+    let (mut m, mut b, start) = common::setup(&[0xEB, 0xFE]);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+    let mut b = std::thread::spawn(move || {
+        let mut b = b;
+        let mut m2 = common::machine();
+        // A run on another machine is refused before anything happens.
+        assert!(matches!(b.run(&mut m2, RunLimits::UNBOUNDED), StopReason::HostError(_)));
+        b
+    })
+    .join()
+    .unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+    b.set_state(&start).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+}

@@ -243,3 +243,31 @@ fn a_backend_refuses_another_machine() {
         r => panic!("expected a host error, got {r}"),
     }
 }
+
+#[test]
+fn a20_wrap_aliases_the_high_memory_area() {
+    if !common::kvm_available("a20_wrap_aliases_the_high_memory_area") {
+        return;
+    }
+    for a20_wrap in [false, true] {
+        let mut m =
+            Machine::new(MachineConfig { a20_wrap, ..MachineConfig::default() }, IoBus::capturing()).unwrap();
+        // mov ax, 0xFFFF ; mov ds, ax ; mov byte [0x10], 0x5A ; hlt  -> physical 0x100000
+        let code = common::assemble(0x7C00, |a| {
+            a.mov(ax, 0xFFFF).unwrap();
+            a.mov(iced_x86::code_asm::ds, ax).unwrap();
+            a.mov(byte_ptr(0x10), 0x5A).unwrap();
+            a.hlt().unwrap();
+        });
+        m.ram.write(0x7C00, &code).unwrap();
+        let mut b = KvmBackend::new(&m).unwrap();
+        b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        let (low, high) = (m.ram.as_slice()[0], m.ram.as_slice()[0x10_0000]);
+        if a20_wrap {
+            assert_eq!((low, high), (0x5A, 0), "FFFF:0010 wrapped to 0");
+        } else {
+            assert_eq!((low, high), (0, 0x5A), "FFFF:0010 is the HMA");
+        }
+    }
+}
