@@ -101,6 +101,12 @@ fn triple_fault_is_reported() {
     m.ram.write(0x7E18, &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0, 0]).unwrap();
     let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
     assert_eq!(r, StopReason::TripleFault, "state:\n{}", b.state().unwrap());
+    // The VM is reusable after a shutdown.
+    b.reset(&mut m).unwrap();
+    m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap(); // inc ax ; hlt
+    b.set_state(&CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.state().unwrap().reg(Gpr::Eax), 1);
 }
 
 #[test]
