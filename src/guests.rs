@@ -438,7 +438,7 @@ pub fn out_loop(iterations: u32) -> Result<Vec<u8>, GuestError> {
 
 /// Checks that `base` can be reached as ES:0000 and returns the segment.
 fn mmio_segment(base: u32) -> Result<u16, GuestError> {
-    if base % 16 != 0 || base > 0xF_FFF0 {
+    if !base.is_multiple_of(16) || base > 0xF_FFF0 {
         return Err(GuestError::BadParameter(format!(
             "MMIO base {base:#x} must be a multiple of 16 below 1 MiB"
         )));
