@@ -53,8 +53,10 @@ pub struct Cli {
     pub demo: MachineArgs,
 }
 
-/// Declares the subcommands: one line per command, `Variant(ArgsType) => run_function,`
-/// where `run_function(args) -> Result<i32, CliError>` returns the process exit status.
+/// Declares the subcommands: one line per command (after its `///` help text),
+/// `Variant(ArgsType) => run_function,` where `run_function(args) -> Result<i32, CliError>`
+/// returns the process exit status (a closure adapts other signatures, e.g.
+/// `Sst(crate::sst::SstArgs) => |a| crate::sst::run(&a).map_err(CliError::from),`).
 macro_rules! commands {
     ($( $(#[$meta:meta])* $variant:ident($args:ty) => $run:expr, )*) => {
         /// A picoqemu command.
@@ -196,6 +198,9 @@ pub enum CliError {
     /// The host failed.
     #[error("host error: {0}")]
     Host(String),
+    /// Another command failed; `message` says why and what to do, `status` is the exit status.
+    #[error("{message}")]
+    Failed { status: i32, message: String },
 }
 
 impl CliError {
@@ -206,6 +211,7 @@ impl CliError {
             CliError::KvmUnavailable(_) => EXIT_USAGE,
             CliError::Machine(CoreError::BadMemSize { .. } | CoreError::BadMmioRegion { .. }) => EXIT_USAGE,
             CliError::Machine(_) | CliError::Guest(_) | CliError::Host(_) => EXIT_HOST,
+            CliError::Failed { status, .. } => *status,
         }
     }
 }
@@ -232,7 +238,7 @@ where
     match result {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("picoqemu: {e}");
+            report(&format!("picoqemu: {e}\n"));
             e.exit_status()
         }
     }
@@ -244,7 +250,7 @@ fn report_clap_error(e: &clap::Error) -> i32 {
     if e.use_stderr() {
         let text = e.render().to_string();
         let text = text.strip_prefix("error: ").unwrap_or(&text);
-        eprint!("picoqemu: {text}");
+        report(&format!("picoqemu: {text}"));
     } else {
         let _ = e.print();
     }
@@ -343,7 +349,7 @@ pub fn select_backend(choice: BackendChoice, machine: &Machine) -> Result<Box<dy
         BackendChoice::Auto => match KvmBackend::probe().and_then(|_| KvmBackend::new(machine)) {
             Ok(kvm) => Ok(Box::new(kvm)),
             Err(e) => {
-                eprintln!("picoqemu: KVM unavailable ({e}); using the interpreter");
+                report(&format!("picoqemu: KVM unavailable ({e}); using the interpreter\n"));
                 Ok(Box::new(InterpBackend::new()))
             }
         },
@@ -404,7 +410,7 @@ fn run_image(
     if opts.regs {
         match &state {
             Ok(s) => push_line(&mut out, &s.to_string()),
-            Err(e) => eprintln!("picoqemu: cannot read the final registers: {e}"),
+            Err(e) => report(&format!("picoqemu: cannot read the final registers: {e}\n")),
         }
     }
     if !out.is_empty() {
@@ -435,8 +441,7 @@ fn run_image(
                     }
                 }
             }
-            let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(msg.as_bytes()).and_then(|_| stderr.flush());
+            report(&msg);
         }
     }
     Ok(stop.exit_status())
@@ -465,6 +470,12 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
         StopReason::HostError(_) => format!("{stop}"),
         StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone => stop.to_string(),
     }
+}
+
+/// Writes `text` to stderr. Unlike `eprint!`, a closed or broken stderr is not a panic.
+fn report(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());
 }
 
 /// Appends `text` and a newline unless it already ends with one.
