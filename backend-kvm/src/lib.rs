@@ -57,8 +57,32 @@
 //! * **`vmcall`** hangs `KVM_RUN` when free-running (the watchdog ends the run with
 //!   `Timeout`), but under single step each step returns at once with nothing changed and IP
 //!   still on it ([`StepEvent::NoProgress`]; a budgeted run counts those steps, so it ends).
+//! * **Budgets on KVM are single steps**: `max_instructions` costs one `KVM_RUN` per
+//!   instruction (about 7 µs here, against about 0.5 µs free-running); use `timeout` as a
+//!   safety net for long guests and a budget only where the count matters.
 //! * On VMX/SVM hosts real mode runs natively and these quirks differ (REP granularity, the
 //!   MOV SS shadow, TF in PUSHF); the classification is by observed state, not by host type.
+//!
+//! # Lockstep use
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use picoqemu_core::{Backend, IoBus, Machine, MachineConfig};
+//! use picoqemu_kvm::{KvmBackend, StepEvent};
+//!
+//! let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
+//! let mut kvm = KvmBackend::new(&m).unwrap();
+//! let deadline = Some(Instant::now() + Duration::from_secs(10));
+//! loop {
+//!     match kvm.step(&mut m, deadline) {
+//!         StepEvent::RepChunk => continue, // IP still on the REP: compare later
+//!         StepEvent::Retired | StepEvent::Io => { /* compare kvm.state() with the other CPU */ }
+//!         StepEvent::FaultDelivered { .. } => { /* the other CPU: deliver + one instruction */ }
+//!         StepEvent::Halted | StepEvent::NoProgress | StepEvent::Stopped(_) => break,
+//!     }
+//! }
+//! kvm.end_steps().unwrap();
+//! # let _ = kvm.state();
+//! ```
 
 mod backend;
 mod error;
