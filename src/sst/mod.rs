@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use picoqemu_core::{Backend, CoreError, IoBus, Machine, MachineConfig};
+use picoqemu_core::{Backend, CoreError, IoBus, Machine, MachineConfig, RunLimits};
 
 use classify::{Form, SkipReason};
 use metadata::Metadata;
@@ -65,13 +65,27 @@ pub struct SstArgs {
 }
 
 /// Options of a suite run (the parsed form of [`SstArgs`] without backend and paths).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SuiteOptions {
     /// Forms to run; `None` runs everything.
     pub filter: Option<Vec<Form>>,
     pub limit: Option<usize>,
     pub verbose: bool,
     pub max_shown: Option<usize>,
+    /// Limits of each test's run (see [`runner::interp_limits`], [`runner::kvm_limits`]).
+    pub limits: RunLimits,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        SuiteOptions {
+            filter: None,
+            limit: None,
+            verbose: false,
+            max_shown: None,
+            limits: runner::interp_limits(),
+        }
+    }
 }
 
 /// Counts of a suite run.
@@ -274,7 +288,7 @@ pub fn run_files(
     out: &mut dyn Write,
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
-    let mut runner = Runner::default();
+    let mut runner = Runner::new(opts.limits);
     let mut rep = Reporter { out, opts, shown: 0 };
     let filter = opts.filter.as_deref();
     // RAM must start clean: the runner only ever restores what it wrote.
@@ -418,6 +432,10 @@ pub fn run(args: &SstArgs) -> anyhow::Result<i32> {
         limit: args.limit,
         verbose: args.verbose,
         max_shown: args.max_shown,
+        limits: match args.backend {
+            SstBackend::Interp => runner::interp_limits(),
+            SstBackend::Kvm => runner::kvm_limits(),
+        },
     };
     let mut machine = new_machine().context("cannot create the test machine")?;
     let mut backend: Box<dyn Backend> = match args.backend {
@@ -555,6 +573,50 @@ mod tests {
         let s = run_files(&mut cpu, &mut m, &md, &[bad], &SuiteOptions::default(), &mut Vec::new()).unwrap();
         assert_eq!(s.file_errors.len(), 1);
         assert!(s.file_errors[0].contains("truncated"), "{:?}", s.file_errors);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn args(paths: Vec<PathBuf>) -> SstArgs {
+        SstArgs {
+            backend: SstBackend::Interp,
+            filter: None,
+            verbose: false,
+            limit: Some(2),
+            metadata: None,
+            max_shown: Some(0),
+            paths,
+        }
+    }
+
+    #[test]
+    fn run_reports_bad_input_as_errors() {
+        // A path that does not exist, a bad filter, a filter that selects nothing, no metadata.
+        assert!(run(&args(vec![shared().join("nope.MOO.gz")])).is_err());
+        let mut a = args(vec![shared().join("00.MOO.gz")]);
+        a.filter = Some("xyz".into());
+        assert!(run(&a).is_err());
+        a.filter = Some("F6".into());
+        let e = run(&a).unwrap_err().to_string();
+        assert!(e.contains("no test was selected"), "{e}");
+        let dir = std::env::temp_dir().join(format!("picoqemu-sst-md-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(shared().join("00.MOO.gz"), dir.join("00.MOO.gz")).unwrap();
+        let e = run(&args(vec![dir.clone()])).unwrap_err().to_string();
+        assert!(e.contains("--metadata"), "{e}");
+        let mut a = args(vec![dir.clone()]);
+        a.metadata = Some(dir.join("missing.json"));
+        assert!(run(&a).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn run_exits_non_zero_on_an_unreadable_file() {
+        let dir = std::env::temp_dir().join(format!("picoqemu-sst-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("00.MOO"), b"MOO \x0c\x00\x00\x00\x01\x00").unwrap();
+        let mut a = args(vec![dir.clone()]);
+        a.metadata = Some(shared().join("metadata.json"));
+        assert_eq!(run(&a).unwrap(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
