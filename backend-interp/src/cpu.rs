@@ -90,7 +90,7 @@ impl Cpu {
         self.gdt_limit = keep.gdt_limit;
     }
 
-    pub fn to_state(&self) -> CpuState {
+    pub fn to_state(self) -> CpuState {
         let mut gpr = [0u32; 8];
         gpr.copy_from_slice(&self.regs[..8]);
         CpuState {
@@ -152,16 +152,6 @@ impl Cpu {
             1 => self.set_r8(i, v),
             2 => self.set_r16(i, v),
             _ => self.regs[i as usize] = v,
-        }
-    }
-
-    /// Reads a register of runtime width `w`.
-    #[inline]
-    pub fn reg_w(&self, w: u8, i: u8) -> u32 {
-        match w {
-            1 => self.r8(i),
-            2 => self.r16(i),
-            _ => self.regs[i as usize],
         }
     }
 

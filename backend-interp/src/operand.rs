@@ -202,11 +202,6 @@ impl<'m> Ctx<'m> {
         self.brk = true;
     }
 
-    /// Reads a byte at a physical address with no segment involved (IVT, descriptor tables).
-    pub fn rd_phys<const W: u8>(&mut self, lin: u32) -> u32 {
-        self.rd::<W>(lin)
-    }
-
     /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and
     /// no decoded code (used by the REP fast paths).
     #[inline]
@@ -247,24 +242,6 @@ impl<'m> Ctx<'m> {
         let v = self.rd::<W>(lin);
         self.c.set_r16(ESP, sp.wrapping_add(W as u32));
         Some(v)
-    }
-
-    /// Reads the stack `depth` bytes above SP without popping.
-    #[inline]
-    pub fn peek<const W: u8>(&mut self, depth: u32) -> Option<u32> {
-        let sp = self.c.regs[ESP as usize].wrapping_add(depth) & 0xFFFF;
-        let lin = self.seg_lin::<W>(SS, sp)?;
-        Some(self.rd::<W>(lin))
-    }
-
-    /// Pushes with a runtime operand size (2 or 4).
-    #[inline]
-    pub fn push_w(&mut self, w: u8, v: u32) -> bool {
-        if w == 4 {
-            self.push::<4>(v)
-        } else {
-            self.push::<2>(v)
-        }
     }
 
     #[inline]

@@ -121,10 +121,12 @@ const IP: usize = 12;
 const FL: usize = 13;
 
 fn to_state(r: &[u16; 14]) -> CpuState {
-    let mut s = CpuState::default();
-    s.gpr = [r[AX], r[CX], r[DX], r[BX], r[SP], r[BP], r[SI], r[DI]].map(|v| v as u32);
-    s.eip = r[IP] as u32;
-    s.eflags = (r[FL] & 0x0FFF) as u32 | 2;
+    let mut s = CpuState {
+        gpr: [r[AX], r[CX], r[DX], r[BX], r[SP], r[BP], r[SI], r[DI]].map(|v| v as u32),
+        eip: r[IP] as u32,
+        eflags: (r[FL] & 0x0FFF) as u32 | 2,
+        ..CpuState::default()
+    };
     s.segs[0] = Segment::real(r[ES]);
     s.segs[1] = Segment::real(r[CS]);
     s.segs[2] = Segment::real(r[SS]);
@@ -364,7 +366,7 @@ fn sst286_slice() {
             }
             let ramv = m.ram.as_slice();
             // Pushed FLAGS of an exception: mask like FLAGS.
-            let flags_at = t.excp.map(|_| (exp[SS] as u32 * 16 + (exp[SP].wrapping_add(4) as u32)) as u32);
+            let flags_at = t.excp.map(|_| exp[SS] as u32 * 16 + exp[SP].wrapping_add(4) as u32);
             for &(a, v) in &t.fina_ram {
                 let g = ramv[a as usize];
                 let (e, g) = match flags_at {
