@@ -166,26 +166,28 @@ impl Backend for InterpBackend {
 
         let mut cx = Ctx::new(self.cpu, machine.ram.as_mut_slice(), &mut machine.bus, &mut self.pages, a20);
         cx.icount = self.icount;
+        cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
         let start = cx.icount;
         let single = limits.max_instructions == Some(1);
         let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
         let deadline = limits.timeout.map(|d| Instant::now() + d);
-        let mut next_time_check = start.saturating_add(TIME_CHECK_INTERVAL);
+        let mut next_event = start.saturating_add(TIME_CHECK_INTERVAL).min(limit);
         let cache = &mut self.cache;
         let ins = &mut self.ins;
         let scratch = &mut self.scratch;
+        let mut single_op = [Op::new(system::nop, 0)];
 
         let stop = loop {
-            if cx.icount >= limit {
-                break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
-            }
-            if cx.icount >= next_time_check {
+            if cx.icount >= next_event {
+                if cx.icount >= limit {
+                    break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
+                }
                 if let Some(d) = deadline {
                     if Instant::now() >= d {
                         break StopReason::Timeout;
                     }
                 }
-                next_time_check = cx.icount.saturating_add(TIME_CHECK_INTERVAL);
+                next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
             }
             let inhibit = std::mem::take(&mut cx.c.inhibit);
             let tf = cx.c.flags.bits & TF != 0;
@@ -196,7 +198,6 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            let mut single_op = [Op::new(system::nop, 0)];
             let ops: &[Op] = match cache.lookup(phys) {
                 Some((ops, bytes)) if fits(bytes) => ops,
                 _ => {
@@ -249,24 +250,47 @@ impl Backend for InterpBackend {
                 }
             };
 
-            let n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
-            let mut flow = Flow::Next;
-            let mut last_len = 0u32;
-            let mut executed = 0u64;
-            for op in &ops[..n] {
-                flow = (op.exec)(&mut cx, op);
-                executed += 1;
-                last_len = op.len as u32;
-                if flow != Flow::Next {
-                    break;
+            let mut n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
+            let start_eip = eip;
+            let mut flow;
+            let mut last_len;
+            loop {
+                flow = Flow::Next;
+                last_len = 0u32;
+                let mut executed = 0u64;
+                for op in &ops[..n] {
+                    flow = (op.exec)(&mut cx, op);
+                    executed += 1;
+                    last_len = op.len as u32;
+                    if flow != Flow::Next {
+                        break;
+                    }
+                    // No IP wrap inside a block: the entry check guarantees it ends by the limit.
+                    cx.c.eip = cx.c.eip.wrapping_add(last_len);
+                    if cx.brk {
+                        break;
+                    }
                 }
-                let e = cx.c.eip.wrapping_add(last_len);
-                cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
-                if cx.brk {
-                    break;
+                if flow == Flow::Next && start_eip <= 0xFFFF {
+                    cx.c.eip &= 0xFFFF;
                 }
+                cx.icount += executed;
+                // A block that jumps back to its own start (a tight loop) runs again directly.
+                if flow == Flow::Jump
+                    && !tf
+                    && !cx.brk
+                    && cx.c.eip == start_eip
+                    && cx.c.segs[CS as usize].base == cs.base
+                    && cx.icount < next_event
+                {
+                    n = ops.len().min((limit - cx.icount).min(usize::MAX as u64) as usize);
+                    continue;
+                }
+                break;
             }
-            cx.icount += executed;
+            if !tf && !cx.brk && matches!(flow, Flow::Next | Flow::Jump) {
+                continue;
+            }
             let mut delivered = false;
             match flow {
                 Flow::Next | Flow::Jump => {}
@@ -301,6 +325,9 @@ impl Backend for InterpBackend {
                 }
             }
             cx.delivered_int = 0;
+            if !cx.brk {
+                continue;
+            }
             if cx.dirty {
                 cx.dirty = false;
                 for pg in 0..cx.pages.len() {
