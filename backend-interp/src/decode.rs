@@ -127,8 +127,14 @@ fn gpr(r: Register) -> u8 {
     (n.wrapping_sub(base) & 7) as u8
 }
 
+/// Segment register index (ES..GS = 0..5); anything else (never expected) maps to DS.
 fn sreg(r: Register) -> u8 {
-    (r as u32).wrapping_sub(Register::ES as u32) as u8
+    let n = (r as u32).wrapping_sub(Register::ES as u32);
+    if n < 6 {
+        n as u8
+    } else {
+        DS
+    }
 }
 
 fn cc(ins: &Instruction) -> u8 {

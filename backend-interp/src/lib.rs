@@ -4,8 +4,9 @@
 //! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
 //! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
 //! page (`cache.rs`) with page-granular self-modifying-code invalidation. The step loop
-//! ([`InterpBackend::run`]) looks up a block, runs its handlers, and handles faults, traps,
-//! budgets and deadlines between blocks. Instruction semantics live in modules by group:
+//! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
+//! next cached block while nothing else needs attention, and handles faults, traps, budgets
+//! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
 //! `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`, `control`, `string`,
 //! `io`, `system`, `interrupt`; operand and memory access in `operand`, lazy flags in
 //! `flags`, the register file in `cpu`.
@@ -189,7 +190,8 @@ impl Backend for InterpBackend {
                 }
                 next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
             }
-            let inhibit = std::mem::take(&mut cx.c.inhibit);
+            // MOV SS / POP SS / LSS hold off the trap of their own step only.
+            cx.c.inhibit = false;
             let tf = cx.c.flags.bits & TF != 0;
             let remaining = limit - cx.icount;
             cx.rep_budget = if tf { 1 } else { remaining };
@@ -198,7 +200,7 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            let ops: &[Op] = match cache.lookup(phys) {
+            let mut ops: &[Op] = match cache.lookup(phys) {
                 Some((ops, bytes)) if fits(bytes) => ops,
                 _ => {
                     // Build a block (or decode one uncached instruction).
@@ -251,7 +253,7 @@ impl Backend for InterpBackend {
             };
 
             let mut n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
-            let start_eip = eip;
+            let mut start_eip = eip;
             let mut flow;
             let mut last_len;
             loop {
@@ -275,16 +277,27 @@ impl Backend for InterpBackend {
                     cx.c.eip &= 0xFFFF;
                 }
                 cx.icount += executed;
-                // A block that jumps back to its own start (a tight loop) runs again directly.
-                if flow == Flow::Jump
+                // Chain straight into the next cached block while nothing needs the outer loop.
+                if matches!(flow, Flow::Next | Flow::Jump)
                     && !tf
                     && !cx.brk
-                    && cx.c.eip == start_eip
-                    && cx.c.segs[CS as usize].base == cs.base
                     && cx.icount < next_event
+                    && cx.c.flags.bits & TF == 0
                 {
-                    n = ops.len().min((limit - cx.icount).min(usize::MAX as u64) as usize);
-                    continue;
+                    let ncs = cx.c.segs[CS as usize];
+                    let neip = cx.c.eip;
+                    let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
+                    if let Some((o, bytes)) = cache.lookup(nphys) {
+                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 {
+                            ops = o;
+                            start_eip = neip;
+                            cx.c.inhibit = false;
+                            let rem = limit - cx.icount;
+                            cx.rep_budget = rem;
+                            n = ops.len().min(rem.min(usize::MAX as u64) as usize);
+                            continue;
+                        }
+                    }
                 }
                 break;
             }
@@ -311,14 +324,14 @@ impl Backend for InterpBackend {
                     let mut buf = [0u8; 15];
                     let n = fetch(&mut cx, &mut buf);
                     break StopReason::Unsupported {
-                        cs: cs.selector,
+                        cs: cx.c.segs[CS as usize].selector,
                         ip: cx.c.eip,
                         bytes: InsnBytes::new(&buf[..n]),
                     };
                 }
                 Flow::TripleFault => break StopReason::TripleFault,
             }
-            if tf && !inhibit && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
+            if tf && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
                 let ip = cx.c.eip;
                 if interrupt::raise(&mut cx, interrupt::DB, ip) == Flow::TripleFault {
                     break StopReason::TripleFault;
