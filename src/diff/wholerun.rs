@@ -1,0 +1,53 @@
+//! Whole-run comparison: the same start state on two machines, the reference backend (KVM)
+//! runs freely, the candidate (the interpreter) runs traced, then everything is compared.
+use picoqemu_core::{Backend, CpuState, Machine, RunLimits};
+
+use super::compare::{compare, Comparison, Outcome};
+use super::error::DiffError;
+use super::trace::{run_traced, Trace};
+
+/// A backend with the machine it runs.
+#[derive(Debug)]
+pub struct Side<B> {
+    pub backend: B,
+    pub machine: Machine,
+}
+
+impl<B: Backend> Side<B> {
+    pub fn new(backend: B, machine: Machine) -> Self {
+        Side { backend, machine }
+    }
+}
+
+/// The result of a whole-run comparison.
+#[derive(Debug, Clone)]
+pub struct WholeRun {
+    pub comparison: Comparison,
+    /// The candidate's trace (steps, undefined flags, history).
+    pub trace: Trace,
+}
+
+/// Runs both sides from `start` (their machines must already hold the same image) and
+/// compares the results, masking the flags the candidate's executed instructions left
+/// undefined. The reference side runs with `limits` as given; the candidate is traced with
+/// the same limits.
+pub fn whole_run<A: Backend, B: Backend>(
+    reference: &mut Side<A>,
+    candidate: &mut Side<B>,
+    start: &CpuState,
+    limits: RunLimits,
+) -> Result<WholeRun, DiffError> {
+    reference.backend.set_state(start)?;
+    candidate.backend.set_state(start)?;
+    let stop_ref = reference.backend.run(&mut reference.machine, limits);
+    let state_ref = reference.backend.state()?;
+    let trace = run_traced(&mut candidate.backend, &mut candidate.machine, limits)?;
+    let state_cand = candidate.backend.state()?;
+    let comparison = compare(
+        (reference.backend.name(), candidate.backend.name()),
+        (&reference.machine, Outcome { stop: stop_ref, state: state_ref }),
+        (&candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
+        trace.undef.undefined(),
+    );
+    Ok(WholeRun { comparison, trace })
+}
