@@ -180,7 +180,10 @@ impl fmt::Display for Comparison {
             writeln!(
                 f,
                 "masked: undefined flags [{}] and RF",
-                picoqemu_core::cpu::flag_string(undefined).chars().filter(|c| c.is_uppercase()).collect::<String>()
+                picoqemu_core::cpu::flag_string(undefined)
+                    .chars()
+                    .filter(|c| c.is_uppercase())
+                    .collect::<String>()
             )?;
         }
         if self.mem_bytes != 0 {

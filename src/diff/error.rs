@@ -12,6 +12,8 @@ pub enum DiffError {
     Load(#[from] picoqemu_core::LoadError),
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("KVM is not available ({0}); `diff` and `fuzz` compare KVM against the interpreter and need /dev/kvm")]
+    #[error(
+        "KVM is not available ({0}); `diff` and `fuzz` compare KVM against the interpreter and need /dev/kvm"
+    )]
     KvmUnavailable(String),
 }

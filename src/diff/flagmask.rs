@@ -44,7 +44,10 @@ pub struct FlagEffect {
 
 /// True for the instructions that push FLAGS (so they "read" every flag).
 pub fn pushes_flags(m: Mnemonic) -> bool {
-    matches!(m, Mnemonic::Pushf | Mnemonic::Pushfd | Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Int1)
+    matches!(
+        m,
+        Mnemonic::Pushf | Mnemonic::Pushfd | Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Int1
+    )
 }
 
 /// The shift count operand: `Some(imm)`, `Some(1)` for the `,1` forms, `None` for CL.

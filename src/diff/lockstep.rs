@@ -32,7 +32,7 @@ use super::disasm;
 use super::error::DiffError;
 use super::flagmask::UndefTracker;
 use super::history::{HistEntry, History};
-use super::stepper::StepBackend;
+use super::stepper::{Step, StepBackend};
 use super::trace::fault_delivered;
 use super::wholerun::Side;
 
@@ -148,7 +148,10 @@ fn written_ranges(
         if n == out.len() {
             break;
         }
-        let writes = matches!(m.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
+        let writes = matches!(
+            m.access(),
+            OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+        );
         if !writes {
             continue;
         }
@@ -195,17 +198,33 @@ fn is_io(m: Mnemonic) -> bool {
 
 fn loads_ss(instr: &Instruction) -> bool {
     match instr.mnemonic() {
-        Mnemonic::Mov => instr.op0_kind() == iced_x86::OpKind::Register && instr.op0_register() == Register::SS,
+        Mnemonic::Mov => {
+            instr.op0_kind() == iced_x86::OpKind::Register && instr.op0_register() == Register::SS
+        }
         Mnemonic::Pop => instr.op_count() == 1 && instr.op0_register() == Register::SS,
         _ => false,
     }
 }
 
 /// One side's step, with its resulting state.
-fn step_side<B: StepBackend>(side: &mut Side<B>) -> Result<(StopReason, CpuState), DiffError> {
-    let stop = side.backend.step(&mut side.machine);
+fn step_side<B: StepBackend>(
+    side: &mut Side<B>,
+    deadline: Option<Instant>,
+) -> Result<(Step, CpuState), DiffError> {
+    let step = side.backend.step_one(&mut side.machine, deadline);
     let state = side.backend.state()?;
-    Ok((stop, state))
+    Ok((step, state))
+}
+
+/// The stop reason a finished step stands for (`StepDone` when the run goes on).
+fn stop_of(step: &Step) -> StopReason {
+    match step {
+        Step::Retired | Step::RepChunk | Step::NoProgress | Step::FaultMerged { halted: false } => {
+            StopReason::StepDone
+        }
+        Step::Halted | Step::FaultMerged { halted: true } => StopReason::Halted,
+        Step::Stopped(r) => r.clone(),
+    }
 }
 
 fn same_pc(a: &CpuState, b: &CpuState) -> bool {
@@ -214,6 +233,18 @@ fn same_pc(a: &CpuState, b: &CpuState) -> bool {
 
 /// Runs both sides in lockstep from `start` (their machines must already hold the same image).
 pub fn lockstep<A: StepBackend, B: StepBackend>(
+    reference: &mut Side<A>,
+    candidate: &mut Side<B>,
+    start: &CpuState,
+    limits: RunLimits,
+) -> Result<Lockstep, DiffError> {
+    let result = lockstep_inner(reference, candidate, start, limits);
+    reference.backend.end_steps()?;
+    candidate.backend.end_steps()?;
+    result
+}
+
+fn lockstep_inner<A: StepBackend, B: StepBackend>(
     reference: &mut Side<A>,
     candidate: &mut Side<B>,
     start: &CpuState,
@@ -236,7 +267,7 @@ pub fn lockstep<A: StepBackend, B: StepBackend>(
         if step >= budget {
             return done(LockstepEnd::Stopped(StopReason::BudgetExhausted), step, rules, undef, history);
         }
-        if step % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if step.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() >= d) {
             return done(LockstepEnd::Stopped(StopReason::Timeout), step, rules, undef, history);
         }
         if pre.eflags & flags::TF != 0 {
@@ -254,29 +285,43 @@ pub fn lockstep<A: StepBackend, B: StepBackend>(
         let next_ip = pre.eip.wrapping_add(instr.len() as u32) & 0xFFFF;
 
         // Reference step, with the REP-chunk and HLT rules.
-        let (mut rstop, mut rstate) = step_side(reference)?;
-        if let StopReason::EmulationFailure { .. } = rstop {
-            return done(LockstepEnd::ReferenceFailed(rstop), step, rules, undef, history);
+        let (mut rev, mut rstate) = step_side(reference, deadline)?;
+        let mut n = 0;
+        while rev == Step::RepChunk && n < MAX_REP_STEPS {
+            (rev, rstate) = step_side(reference, deadline)?;
+            rules.rep_chunks += 1;
+            n += 1;
+        }
+        if rev == Step::NoProgress {
+            let stop = StopReason::EmulationFailure { cs: pre.cs(), ip: pre.eip, bytes };
+            return done(LockstepEnd::ReferenceFailed(stop), step, rules, undef, history);
+        }
+        if let Step::Stopped(r @ StopReason::EmulationFailure { .. }) = &rev {
+            return done(LockstepEnd::ReferenceFailed(r.clone()), step, rules, undef, history);
         }
         if is_rep_string(&instr) {
-            let mut n = 0;
-            while rstop == StopReason::StepDone && same_pc(&rstate, &pre) && n < MAX_REP_STEPS {
-                (rstop, rstate) = step_side(reference)?;
+            // A reference without RepChunk events that still stopped on the REP.
+            while rev == Step::Retired && same_pc(&rstate, &pre) && n < MAX_REP_STEPS {
+                (rev, rstate) = step_side(reference, deadline)?;
                 rules.rep_chunks += 1;
                 n += 1;
             }
         }
+        let mut rstop = stop_of(&rev);
         if instr.mnemonic() == Mnemonic::Hlt && rstop == StopReason::StepDone && rstate.eip == next_ip {
             rstop = StopReason::Halted;
             rules.hlt += 1;
         }
 
-        // Candidate step (an interpreter may count REP iterations as steps).
-        let (mut cstop, mut cstate) = step_side(candidate)?;
+        // Candidate step (the interpreter counts REP iterations as steps).
+        let (cev, mut cstate) = step_side(candidate, deadline)?;
+        let mut cstop = stop_of(&cev);
         if is_rep_string(&instr) {
             let mut n = 0;
             while cstop == StopReason::StepDone && same_pc(&cstate, &pre) && n < MAX_REP_STEPS {
-                (cstop, cstate) = step_side(candidate)?;
+                let (ev, st) = step_side(candidate, deadline)?;
+                cstop = stop_of(&ev);
+                cstate = st;
                 n += 1;
             }
         }
@@ -288,35 +333,41 @@ pub fn lockstep<A: StepBackend, B: StepBackend>(
         } else {
             undef.executed(&instr, pre.reg(Gpr::Ecx) as u8, step);
         }
-        if faulted && cstop == StopReason::StepDone && !same_pc(&cstate, &rstate) {
-            // KVM: delivery + the handler's first instruction in one step.
-            let hpre = cstate;
+        let merged = matches!(rev, Step::FaultMerged { .. }) || (faulted && !same_pc(&cstate, &rstate));
+        let realign = |candidate: &mut Side<B>,
+                       cstate: &mut CpuState,
+                       cstop: &mut StopReason,
+                       undef: &mut UndefTracker,
+                       history: &mut History|
+         -> Result<(), DiffError> {
+            let hpre = *cstate;
             let hbytes = disasm::fetch(candidate.machine.ram.as_slice(), hpre.pc_linear());
             let hinstr = disasm::decode(hbytes.as_slice(), hpre.eip);
-            (cstop, cstate) = step_side(candidate)?;
+            let (ev, st) = step_side(candidate, deadline)?;
+            *cstop = stop_of(&ev);
+            *cstate = st;
             undef.executed(&hinstr, hpre.reg(Gpr::Ecx) as u8, step);
             history.push(HistEntry { step, cs: hpre.cs(), ip: hpre.eip, bytes: hbytes });
+            Ok(())
+        };
+        if faulted && merged && cstop == StopReason::StepDone {
+            // KVM: delivery + the handler's first instruction in one step.
+            realign(candidate, &mut cstate, &mut cstop, &mut undef, &mut history)?;
             rules.fault_merged += 1;
             extra = true;
         } else if loads_ss(&instr) && !same_pc(&cstate, &rstate) {
             // One side honoured the MOV SS shadow (ran the next instruction too).
             if cstate.eip == next_ip && cstate.cs() == pre.cs() {
-                let hpre = cstate;
-                let hbytes = disasm::fetch(candidate.machine.ram.as_slice(), hpre.pc_linear());
-                let hinstr = disasm::decode(hbytes.as_slice(), hpre.eip);
-                (cstop, cstate) = step_side(candidate)?;
-                undef.executed(&hinstr, hpre.reg(Gpr::Ecx) as u8, step);
+                realign(candidate, &mut cstate, &mut cstop, &mut undef, &mut history)?;
             } else {
-                (rstop, rstate) = step_side(reference)?;
+                let (ev, st) = step_side(reference, deadline)?;
+                rstop = stop_of(&ev);
+                rstate = st;
             }
             rules.mov_ss += 1;
             extra = true;
         } else if is_io(instr.mnemonic()) && cstop == StopReason::StepDone && !same_pc(&cstate, &rstate) {
-            let hpre = cstate;
-            let hbytes = disasm::fetch(candidate.machine.ram.as_slice(), hpre.pc_linear());
-            let hinstr = disasm::decode(hbytes.as_slice(), hpre.eip);
-            (cstop, cstate) = step_side(candidate)?;
-            undef.executed(&hinstr, hpre.reg(Gpr::Ecx) as u8, step);
+            realign(candidate, &mut cstate, &mut cstop, &mut undef, &mut history)?;
             rules.io_merged += 1;
             extra = true;
         }
@@ -337,7 +388,10 @@ pub fn lockstep<A: StepBackend, B: StepBackend>(
                 written.extend(diff_ranges(&ra[s..e], &rb[s..e], s as u32).0);
             }
         }
-        let full = extra || faulted || (step + 1) % FULL_COMPARE_EVERY == 0 || rstop != StopReason::StepDone;
+        let full = extra
+            || faulted
+            || (step + 1).is_multiple_of(FULL_COMPARE_EVERY)
+            || rstop != StopReason::StepDone;
         let mem_differs = !written.is_empty() || (full && ra != rb);
         let stops_final = rstop != StopReason::StepDone || cstop != StopReason::StepDone;
         if a != b || mem_differs || (stops_final && rstop != cstop) {

@@ -125,7 +125,10 @@ pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
         if limit {
             return (
                 exit::NO_VERDICT_LIMIT,
-                format!("diff: no verdict: both runs ended with \"{}\" and show no difference so far\n", c.left.stop),
+                format!(
+                    "diff: no verdict: both runs ended with \"{}\" and show no difference so far\n",
+                    c.left.stop
+                ),
             );
         }
         return (
@@ -263,7 +266,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             return Ok(code);
         }
     }
-    let w = match wholerun::whole_run(&mut p.kvm, &mut p.interp, &p.start, limits) {
+    let w = match wholerun::whole_run(&mut p.kvm, &mut p.interp, &p.start, limits, limits) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("picoqemu: {e}");

@@ -13,7 +13,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         Some('g') => (&lower[..lower.len() - 1], 1 << 30),
         _ => (lower, 1),
     };
-    let n: usize = num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 2M, 1088K, 2097152)"))?;
+    let n: usize =
+        num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 2M, 1088K, 2097152)"))?;
     n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
 }
 

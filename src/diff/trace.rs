@@ -54,15 +54,20 @@ pub fn run_traced<B: Backend + ?Sized>(
 ) -> Result<Trace, picoqemu_core::BackendError> {
     let deadline = limits.timeout.map(|t| Instant::now() + t);
     let budget = limits.max_instructions.unwrap_or(u64::MAX);
-    let mut trace =
-        Trace { stop: StopReason::StepDone, steps: 0, undef: UndefTracker::new(), history: History::new(), faults: 0 };
+    let mut trace = Trace {
+        stop: StopReason::StepDone,
+        steps: 0,
+        undef: UndefTracker::new(),
+        history: History::new(),
+        faults: 0,
+    };
     let mut pre = backend.state()?;
     loop {
         if trace.steps >= budget {
             trace.stop = StopReason::BudgetExhausted;
             return Ok(trace);
         }
-        if trace.steps % 1024 == 0 {
+        if trace.steps.is_multiple_of(1024) {
             if let Some(d) = deadline {
                 if Instant::now() >= d {
                     trace.stop = StopReason::Timeout;

@@ -29,19 +29,21 @@ pub struct WholeRun {
 
 /// Runs both sides from `start` (their machines must already hold the same image) and
 /// compares the results, masking the flags the candidate's executed instructions left
-/// undefined. The reference side runs with `limits` as given; the candidate is traced with
-/// the same limits.
+/// undefined. The reference runs freely with `ref_limits` (an instruction budget makes KVM
+/// single-step, so fuzzing gives it only a deadline); the candidate is traced with
+/// `cand_limits`.
 pub fn whole_run<A: Backend, B: Backend>(
     reference: &mut Side<A>,
     candidate: &mut Side<B>,
     start: &CpuState,
-    limits: RunLimits,
+    ref_limits: RunLimits,
+    cand_limits: RunLimits,
 ) -> Result<WholeRun, DiffError> {
     reference.backend.set_state(start)?;
     candidate.backend.set_state(start)?;
-    let stop_ref = reference.backend.run(&mut reference.machine, limits);
+    let stop_ref = reference.backend.run(&mut reference.machine, ref_limits);
     let state_ref = reference.backend.state()?;
-    let trace = run_traced(&mut candidate.backend, &mut candidate.machine, limits)?;
+    let trace = run_traced(&mut candidate.backend, &mut candidate.machine, cand_limits)?;
     let state_cand = candidate.backend.state()?;
     let comparison = compare(
         (reference.backend.name(), candidate.backend.name()),

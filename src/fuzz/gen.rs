@@ -212,10 +212,26 @@ pub fn pool() -> &'static Pool {
     })
 }
 
-const R8: [Register; 8] =
-    [Register::AL, Register::CL, Register::DL, Register::BL, Register::AH, Register::CH, Register::DH, Register::BH];
-const R16: [Register; 8] =
-    [Register::AX, Register::CX, Register::DX, Register::BX, Register::SP, Register::BP, Register::SI, Register::DI];
+const R8: [Register; 8] = [
+    Register::AL,
+    Register::CL,
+    Register::DL,
+    Register::BL,
+    Register::AH,
+    Register::CH,
+    Register::DH,
+    Register::BH,
+];
+const R16: [Register; 8] = [
+    Register::AX,
+    Register::CX,
+    Register::DX,
+    Register::BX,
+    Register::SP,
+    Register::BP,
+    Register::SI,
+    Register::DI,
+];
 const R32: [Register; 8] = [
     Register::EAX,
     Register::ECX,
@@ -226,7 +242,8 @@ const R32: [Register; 8] = [
     Register::ESI,
     Register::EDI,
 ];
-const SEGS: [Register; 6] = [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
+const SEGS: [Register; 6] =
+    [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
 /// I/O ports the programs use (0xF4, the debug-exit port, is deliberately absent).
 const PORTS: [u16; 12] = [0xE9, 0x80, 0x3F8, 0x3F9, 0x3FB, 0x3FC, 0x3FD, 0x3FF, 0x3D4, 0x3D5, 0x61, 0x1234];
 
@@ -250,11 +267,19 @@ pub fn may_fault(instr: &Instruction) -> bool {
     let m = instr.mnemonic();
     if matches!(
         m,
-        Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Aam | Mnemonic::Bound | Mnemonic::Ud0 | Mnemonic::Ud1 | Mnemonic::Ud2
+        Mnemonic::Div
+            | Mnemonic::Idiv
+            | Mnemonic::Aam
+            | Mnemonic::Bound
+            | Mnemonic::Ud0
+            | Mnemonic::Ud1
+            | Mnemonic::Ud2
     ) {
         return true;
     }
-    if instr.has_lock_prefix() && !(instr.op_code().can_use_lock_prefix() && instr.op0_kind() == OpKind::Memory) {
+    if instr.has_lock_prefix()
+        && !(instr.op_code().can_use_lock_prefix() && instr.op0_kind() == OpKind::Memory)
+    {
         return true;
     }
     for i in 0..instr.op_count() {
@@ -268,16 +293,12 @@ pub fn may_fault(instr: &Instruction) -> bool {
                     return true;
                 }
             }
-            OpKind::MemorySegSI
-            | OpKind::MemorySegDI
-            | OpKind::MemoryESDI
-            | OpKind::MemorySegESI
-            | OpKind::MemorySegEDI
-            | OpKind::MemoryESEDI => {
-                if instr.memory_size().size() >= 2 || matches!(instr.op_kind(i), OpKind::MemorySegESI | OpKind::MemorySegEDI | OpKind::MemoryESEDI) {
-                    return true;
-                }
+            OpKind::MemorySegSI | OpKind::MemorySegDI | OpKind::MemoryESDI
+                if instr.memory_size().size() >= 2 =>
+            {
+                return true;
             }
+            OpKind::MemorySegESI | OpKind::MemorySegEDI | OpKind::MemoryESEDI => return true,
             _ => {}
         }
     }
@@ -539,7 +560,10 @@ impl<'r> Builder<'r> {
     /// Checks the constraints of the module doc for `instr` under `p`.
     fn allowed(&mut self, instr: &Instruction, p: Protect) -> bool {
         let m = instr.mnemonic();
-        if matches!(m, Mnemonic::Shld | Mnemonic::Shrd) && instr.op0_register().size() != 4 && instr.memory_size().size() != 4 {
+        if matches!(m, Mnemonic::Shld | Mnemonic::Shrd)
+            && instr.op0_register().size() != 4
+            && instr.memory_size().size() != 4
+        {
             // 16-bit double shifts: a count above 16 leaves the result undefined.
             let imm = instr.op_kind(2) == OpKind::Immediate8;
             if !imm || (instr.immediate8() & 0x1F) > 16 {
@@ -548,7 +572,14 @@ impl<'r> Builder<'r> {
         }
         let stack_op = matches!(
             m,
-            Mnemonic::Push | Mnemonic::Pop | Mnemonic::Pusha | Mnemonic::Pushad | Mnemonic::Popa | Mnemonic::Popad | Mnemonic::Pushf | Mnemonic::Pushfd
+            Mnemonic::Push
+                | Mnemonic::Pop
+                | Mnemonic::Pusha
+                | Mnemonic::Pushad
+                | Mnemonic::Popa
+                | Mnemonic::Popad
+                | Mnemonic::Pushf
+                | Mnemonic::Pushfd
         );
         if stack_op && p.stack {
             return false;
@@ -652,9 +683,15 @@ impl<'r> Builder<'r> {
                 let r = self.r16_writable(none);
                 let seg = self.safe_segment();
                 self.emit(&mut out, Insn::plain(ok(Instruction::with2(Code::Mov_r16_imm16, r, seg as u32))));
-                self.emit(&mut out, Insn::plain(ok(Instruction::with2(Code::Mov_Sreg_rm16, Register::SS, r))));
+                self.emit(
+                    &mut out,
+                    Insn::plain(ok(Instruction::with2(Code::Mov_Sreg_rm16, Register::SS, r))),
+                );
                 let sp = (self.rng.range(0x1000, 0xF000) as u32) & !1;
-                self.emit(&mut out, Insn::plain(ok(Instruction::with2(Code::Mov_r16_imm16, Register::SP, sp))));
+                self.emit(
+                    &mut out,
+                    Insn::plain(ok(Instruction::with2(Code::Mov_r16_imm16, Register::SP, sp))),
+                );
             }
             "kvm-gap" => {
                 let i = match self.rng.below(6) {
@@ -664,7 +701,8 @@ impl<'r> Builder<'r> {
                     3 => bare(Code::Aas),
                     4 => ok(Instruction::with2(Code::Enterw_imm16_imm8, 4u32, 1u32)),
                     _ => {
-                        let mut b = ok(Instruction::with2(Code::Bound_r16_m1616, Register::AX, Register::None));
+                        let mut b =
+                            ok(Instruction::with2(Code::Bound_r16_m1616, Register::AX, Register::None));
                         self.memory(&mut b, 1, false);
                         canonical(&b).unwrap_or_else(|| bare(Code::Daa))
                     }
@@ -753,7 +791,13 @@ impl<'r> Builder<'r> {
         let _ = before;
         self.undef |= at_branch;
         let target = head.len() + body.len();
-        out.extend(head.into_iter().map(|i| if i.instr.code() == code { Insn::branch(i.instr, target) } else { i }));
+        out.extend(head.into_iter().map(|i| {
+            if i.instr.code() == code {
+                Insn::branch(i.instr, target)
+            } else {
+                i
+            }
+        }));
         out.extend(body);
     }
 
@@ -944,7 +988,10 @@ impl<'r> Builder<'r> {
         let off = if lss { (self.rng.range(0x1000, 0xF000) as u32) & !1 } else { self.rng.next_u16() as u32 };
         let m = |disp: u16| iced_x86::MemoryOperand::with_base_displ_size(Register::None, disp as i64, 2);
         self.emit(out, Insn::plain(ok(Instruction::with2(Code::Mov_rm16_imm16, m(d), off))));
-        self.emit(out, Insn::plain(ok(Instruction::with2(Code::Mov_rm16_imm16, m(d.wrapping_add(2)), seg as u32))));
+        self.emit(
+            out,
+            Insn::plain(ok(Instruction::with2(Code::Mov_rm16_imm16, m(d.wrapping_add(2)), seg as u32))),
+        );
         let (code, r) = if lss {
             (Code::Lss_r16_m1616, Register::SP)
         } else {
@@ -1025,10 +1072,22 @@ mod tests {
     fn pool_covers_the_integer_set_and_nothing_else() {
         let p = pool();
         let ms: Vec<Mnemonic> = p.codes.iter().map(|c| c.mnemonic()).collect();
-        for m in [Mnemonic::Add, Mnemonic::Bsf, Mnemonic::Shld, Mnemonic::Xadd, Mnemonic::Bswap, Mnemonic::Setne, Mnemonic::Xlatb, Mnemonic::Salc, Mnemonic::Imul] {
+        for m in [
+            Mnemonic::Add,
+            Mnemonic::Bsf,
+            Mnemonic::Shld,
+            Mnemonic::Xadd,
+            Mnemonic::Bswap,
+            Mnemonic::Setne,
+            Mnemonic::Xlatb,
+            Mnemonic::Salc,
+            Mnemonic::Imul,
+        ] {
             assert!(ms.contains(&m), "{m:?} missing");
         }
-        for m in [Mnemonic::Fld, Mnemonic::Cmove, Mnemonic::Hlt, Mnemonic::Cpuid, Mnemonic::Popf, Mnemonic::Jmp] {
+        for m in
+            [Mnemonic::Fld, Mnemonic::Cmove, Mnemonic::Hlt, Mnemonic::Cpuid, Mnemonic::Popf, Mnemonic::Jmp]
+        {
             assert!(!ms.contains(&m), "{m:?} present");
         }
     }

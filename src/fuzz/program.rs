@@ -126,7 +126,10 @@ pub struct Assembled {
     pub body_ips: Vec<u16>,
 }
 
-fn fixed_code(ip: u16, build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Result<Vec<u8>, ProgramError> {
+fn fixed_code(
+    ip: u16,
+    build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Result<Vec<u8>, ProgramError> {
     let mut a = CodeAssembler::new(16)?;
     build(&mut a)?;
     Ok(a.assemble(ip as u64)?)
@@ -287,11 +290,17 @@ impl Program {
     /// An assembly listing: start state, setup, handlers and the body, unit by unit.
     pub fn listing(&self, asm: &Assembled) -> String {
         let mut out = String::new();
-        out.push_str(&format!("; picoqemu fuzz program (seed {:#018x}), raw layout: load at 0, start 0000:0000\n", self.seed));
-        out.push_str(&format!("; data segment 1000:0000-FFFF: {}\n", match self.init.data_seed {
-            Some(s) => format!("SplitMix64 bytes from seed {s:#018x}"),
-            None => "zero".to_string(),
-        }));
+        out.push_str(&format!(
+            "; picoqemu fuzz program (seed {:#018x}), raw layout: load at 0, start 0000:0000\n",
+            self.seed
+        ));
+        out.push_str(&format!(
+            "; data segment 1000:0000-FFFF: {}\n",
+            match self.init.data_seed {
+                Some(s) => format!("SplitMix64 bytes from seed {s:#018x}"),
+                None => "zero".to_string(),
+            }
+        ));
         out.push_str(&format!(
             "; DS={DATA_SEG:04x} ES={ES_SEG:04x} FS={FS_SEG:04x} GS={GS_SEG:04x} SS:SP={SS_SEG:04x}:{SP0:04x}\n"
         ));
@@ -300,8 +309,18 @@ impl Program {
             out.push_str(&listing_range(&asm.image, from, to));
         };
         section(&mut out, "jmp to setup", 0, 3);
-        section(&mut out, "fault handler", FAULT_HANDLER, FAULT_HANDLER + fault_handler().map(|b| b.len()).unwrap_or(0) as u16);
-        section(&mut out, "trap handler", TRAP_HANDLER, TRAP_HANDLER + trap_handler().map(|b| b.len()).unwrap_or(0) as u16);
+        section(
+            &mut out,
+            "fault handler",
+            FAULT_HANDLER,
+            FAULT_HANDLER + fault_handler().map(|b| b.len()).unwrap_or(0) as u16,
+        );
+        section(
+            &mut out,
+            "trap handler",
+            TRAP_HANDLER,
+            TRAP_HANDLER + trap_handler().map(|b| b.len()).unwrap_or(0) as u16,
+        );
         section(&mut out, "setup", SETUP, asm.body_start);
         out.push_str("\n; body\n");
         let mut idx = 0;
