@@ -1,39 +1,327 @@
-//! picoqemu-interp: a real-mode x86 interpreter built on iced-x86 decoding.
-//! (Skeleton: the interpreter is being written; see issues 3 and 4.)
+//! picoqemu-interp: a real-mode x86 interpreter (386+ rules, as KVM runs real mode) built on
+//! iced-x86 decoding.
+//!
+//! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
+//! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
+//! page (`cache.rs`) with page-granular self-modifying-code invalidation. The step loop
+//! ([`InterpBackend::run`]) looks up a block, runs its handlers, and handles faults, traps,
+//! budgets and deadlines between blocks. Instruction semantics live in modules by group:
+//! `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`, `control`, `string`,
+//! `io`, `system`, `interrupt`; operand and memory access in `operand`, lazy flags in
+//! `flags`, the register file in `cpu`.
+//!
+//! Counting: every executed instruction counts as one retired instruction (a faulting one
+//! too, as the fault's delivery is the step); a REP string instruction counts one per
+//! iteration (one when its count is 0), so `max_instructions = Some(1)` runs exactly one
+//! instruction or one REP iteration and then stops with `StepDone`. RDTSC returns this count.
+//!
+//! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered,
+//! the run stops `Halted` first; there is no interrupt controller, so IF and the STI shadow
+//! have no visible effect beyond the flag itself; segment loads keep the hidden limit (386
+//! "unreal mode" behaviour); the stack is always 16-bit (SP).
 #![forbid(unsafe_code)]
+
+mod arith;
+mod bcd;
+mod cache;
+mod control;
+mod cpu;
+mod decode;
+mod flags;
+mod interrupt;
+mod io;
+mod logic;
+mod muldiv;
+mod op;
+mod operand;
+mod shift;
+mod stack;
+mod string;
+mod system;
+#[cfg(test)]
+mod testutil;
+mod transfer;
+
+use std::time::Instant;
+
+use iced_x86::Instruction;
+use picoqemu_core::flags::TF;
 use picoqemu_core::{
     Backend, BackendError, BackendStats, CpuState, InsnBytes, Machine, RunLimits, StopReason,
 };
 
+use crate::cache::{CodeCache, MAX_BLOCK};
+use crate::cpu::{Cpu, CS};
+use crate::op::{Flow, Op};
+use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+
+pub use crate::system::CPUID_FEATURES;
+
+/// How many instructions run between two looks at the wall clock.
+const TIME_CHECK_INTERVAL: u64 = 1 << 16;
+
 /// The software CPU.
-#[derive(Debug, Default)]
 pub struct InterpBackend {
-    state: CpuState,
+    cpu: Cpu,
+    cache: CodeCache,
+    pages: Vec<u8>,
+    icount: u64,
+    /// Scratch decoder output, reused.
+    ins: Instruction,
+    /// Scratch block being built, reused.
+    scratch: Vec<Op>,
+    /// Force A20 wrapping regardless of the machine's configuration.
+    force_a20_wrap: bool,
+}
+
+impl std::fmt::Debug for InterpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterpBackend").field("cpu", &self.cpu).field("icount", &self.icount).finish()
+    }
+}
+
+impl Default for InterpBackend {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl InterpBackend {
     pub fn new() -> Self {
-        Self::default()
+        InterpBackend {
+            cpu: Cpu::default(),
+            cache: CodeCache::default(),
+            pages: Vec::new(),
+            icount: 0,
+            ins: Instruction::default(),
+            scratch: Vec::with_capacity(MAX_BLOCK),
+            force_a20_wrap: false,
+        }
     }
+
+    /// Wraps physical addresses at 1 MiB (A20 disabled) even when the machine does not ask
+    /// for it.
+    pub fn with_a20_wrap(mut self, on: bool) -> Self {
+        self.force_a20_wrap = on;
+        self
+    }
+
+    /// Pages of guest RAM that currently hold decoded instructions.
+    pub fn cached_pages(&self) -> usize {
+        self.cache.live_pages()
+    }
+}
+
+/// Fetches up to 15 instruction bytes at CS:EIP, stopping at the CS limit.
+fn fetch(cx: &mut Ctx, buf: &mut [u8; 15]) -> usize {
+    let cs = cx.c.segs[CS as usize];
+    let eip = cx.c.eip;
+    let avail = if eip > cs.limit { 0 } else { (cs.limit - eip) as u64 + 1 };
+    let n = avail.min(15) as usize;
+    for (i, b) in buf.iter_mut().enumerate().take(n) {
+        *b = cx.rd::<1>(cs.base.wrapping_add(eip).wrapping_add(i as u32)) as u8;
+    }
+    n
 }
 
 impl Backend for InterpBackend {
     fn name(&self) -> &'static str {
         "interp"
     }
+
     fn set_state(&mut self, state: &CpuState) -> Result<(), BackendError> {
-        self.state = *state;
+        self.cpu.load_state(state);
         Ok(())
     }
+
     fn state(&mut self) -> Result<CpuState, BackendError> {
-        Ok(self.state)
+        Ok(self.cpu.to_state())
     }
-    fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> StopReason {
-        let pc = self.state.pc_linear() as usize;
-        let bytes = machine.ram.as_slice().get(pc..pc + 15).unwrap_or(&[]);
-        StopReason::Unsupported { cs: self.state.cs(), ip: self.state.eip, bytes: InsnBytes::new(bytes) }
+
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+        let a20 = if machine.config.a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
+        let ram_len = machine.ram.len();
+        // Page flags: MMIO from the bus, CODE for what the cache still holds.
+        self.pages.clear();
+        self.pages.resize(ram_len / 4096, 0);
+        for (base, len) in machine.bus.mmio_regions() {
+            let end = base.saturating_add(len);
+            let mut p = base / 4096;
+            while p * 4096 < end && (p as usize) < self.pages.len() {
+                self.pages[p as usize] |= PG_MMIO;
+                p += 1;
+            }
+        }
+        for &pg in self.cache.sync(machine.ram.as_slice(), a20) {
+            if self.pages[pg] & PG_MMIO == 0 {
+                self.pages[pg] |= PG_CODE;
+            }
+        }
+        // MMIO pages must not be served from the cache.
+        for pg in 0..self.pages.len() {
+            if self.pages[pg] & PG_MMIO != 0 {
+                self.cache.invalidate(pg);
+            }
+        }
+
+        let mut cx = Ctx::new(self.cpu, machine.ram.as_mut_slice(), &mut machine.bus, &mut self.pages, a20);
+        cx.icount = self.icount;
+        let start = cx.icount;
+        let single = limits.max_instructions == Some(1);
+        let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
+        let deadline = limits.timeout.map(|d| Instant::now() + d);
+        let mut next_time_check = start.saturating_add(TIME_CHECK_INTERVAL);
+        let cache = &mut self.cache;
+        let ins = &mut self.ins;
+        let scratch = &mut self.scratch;
+
+        let stop = loop {
+            if cx.icount >= limit {
+                break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
+            }
+            if cx.icount >= next_time_check {
+                if let Some(d) = deadline {
+                    if Instant::now() >= d {
+                        break StopReason::Timeout;
+                    }
+                }
+                next_time_check = cx.icount.saturating_add(TIME_CHECK_INTERVAL);
+            }
+            let inhibit = std::mem::take(&mut cx.c.inhibit);
+            let tf = cx.c.flags.bits & TF != 0;
+            let remaining = limit - cx.icount;
+            cx.rep_budget = if tf { 1 } else { remaining };
+
+            let cs = cx.c.segs[CS as usize];
+            let eip = cx.c.eip;
+            let phys = (cs.base.wrapping_add(eip) & a20) as usize;
+            let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
+            let mut single_op = [Op::new(system::nop, 0)];
+            let ops: &[Op] = match cache.lookup(phys) {
+                Some((ops, bytes)) if fits(bytes) => ops,
+                _ => {
+                    // Build a block (or decode one uncached instruction).
+                    scratch.clear();
+                    let mut buf = [0u8; 15];
+                    let mut ip = eip;
+                    let mut p = phys;
+                    let mut bytes = 0u32;
+                    let mut cacheable = p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
+                    loop {
+                        let save = cx.c.eip;
+                        cx.c.eip = ip;
+                        let n = fetch(&mut cx, &mut buf);
+                        cx.c.eip = save;
+                        let d = decode::decode(&buf[..n], ins);
+                        let len = d.op.len as usize;
+                        let crosses = (p & 0xFFF) + len > 0x1000;
+                        if n < 15 || crosses {
+                            cacheable = false;
+                        }
+                        if (d.alone || crosses || n < 15) && !scratch.is_empty() {
+                            break;
+                        }
+                        scratch.push(d.op);
+                        bytes += len as u32;
+                        ip = ip.wrapping_add(len as u32);
+                        p += len;
+                        if d.ends_block
+                            || d.alone
+                            || crosses
+                            || n < 15
+                            || scratch.len() >= MAX_BLOCK
+                            || p & 0xFFF == 0
+                            || ip > 0xFFFF
+                        {
+                            break;
+                        }
+                    }
+                    if cacheable && cache.insert(phys, scratch, bytes, cx.ram) {
+                        cx.pages[phys >> 12] |= PG_CODE;
+                        match cache.lookup(phys) {
+                            Some((ops, _)) => ops,
+                            None => &scratch[..],
+                        }
+                    } else {
+                        single_op[0] = scratch[0];
+                        &single_op[..]
+                    }
+                }
+            };
+
+            let n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
+            let mut flow = Flow::Next;
+            let mut last_len = 0u32;
+            let mut executed = 0u64;
+            for op in &ops[..n] {
+                flow = (op.exec)(&mut cx, op);
+                executed += 1;
+                last_len = op.len as u32;
+                if flow != Flow::Next {
+                    break;
+                }
+                let e = cx.c.eip.wrapping_add(last_len);
+                cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
+                if cx.brk {
+                    break;
+                }
+            }
+            cx.icount += executed;
+            let mut delivered = false;
+            match flow {
+                Flow::Next | Flow::Jump => {}
+                Flow::Fault(v) => {
+                    delivered = true;
+                    let ip = cx.c.eip;
+                    if interrupt::raise(&mut cx, v, ip) == Flow::TripleFault {
+                        break StopReason::TripleFault;
+                    }
+                }
+                Flow::Halt => {
+                    let e = cx.c.eip.wrapping_add(last_len);
+                    cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
+                    break StopReason::Halted;
+                }
+                Flow::Unsupported => {
+                    cx.icount -= 1;
+                    let mut buf = [0u8; 15];
+                    let n = fetch(&mut cx, &mut buf);
+                    break StopReason::Unsupported {
+                        cs: cs.selector,
+                        ip: cx.c.eip,
+                        bytes: InsnBytes::new(&buf[..n]),
+                    };
+                }
+                Flow::TripleFault => break StopReason::TripleFault,
+            }
+            if tf && !inhibit && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
+                let ip = cx.c.eip;
+                if interrupt::raise(&mut cx, interrupt::DB, ip) == Flow::TripleFault {
+                    break StopReason::TripleFault;
+                }
+            }
+            cx.delivered_int = 0;
+            if cx.dirty {
+                cx.dirty = false;
+                for pg in 0..cx.pages.len() {
+                    if cx.pages[pg] & PG_DIRTY != 0 {
+                        cx.pages[pg] &= !PG_DIRTY;
+                        cache.invalidate(pg);
+                    }
+                }
+            }
+            if let Some(s) = cx.stop.take() {
+                break s;
+            }
+            cx.brk = false;
+        };
+        self.cpu = cx.c;
+        self.icount = cx.icount;
+        machine.bus.flush();
+        stop
     }
+
     fn stats(&self) -> BackendStats {
-        BackendStats::default()
+        BackendStats { instructions: Some(self.icount), exits: None }
     }
 }

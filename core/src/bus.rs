@@ -41,6 +41,9 @@ pub struct IoBus {
     pub mmio_console: Option<MmioConsole>,
     pub post_code: u8,
     pub stats: IoStats,
+    /// When set, no device claims any port: every port read gives all ones and every port
+    /// write is dropped (an open ISA bus, as the SingleStepTests suite assumes).
+    pub ports_detached: bool,
 }
 
 impl IoBus {
@@ -54,6 +57,7 @@ impl IoBus {
             mmio_console: None,
             post_code: 0,
             stats: IoStats::default(),
+            ports_detached: false,
         }
     }
 
@@ -62,9 +66,19 @@ impl IoBus {
         IoBus::new(Sink::capture(), Sink::capture())
     }
 
+    /// A bus on which no device claims any port (see [`IoBus::ports_detached`]).
+    pub fn detached() -> Self {
+        IoBus { ports_detached: true, ..IoBus::capturing() }
+    }
+
     /// Reads `data.len()` (1, 2 or 4) bytes from `port`.
     pub fn pio_read(&mut self, port: u16, data: &mut [u8]) {
         self.stats.pio_reads += 1;
+        if self.ports_detached {
+            self.stats.unclaimed_reads += data.len() as u64;
+            data.fill(0xFF);
+            return;
+        }
         for (i, b) in data.iter_mut().enumerate() {
             *b = self.read_port(port.wrapping_add(i as u16));
         }
@@ -73,6 +87,10 @@ impl IoBus {
     /// Writes `data` (1, 2 or 4 bytes, little endian) to `port`.
     pub fn pio_write(&mut self, port: u16, data: &[u8]) -> IoAction {
         self.stats.pio_writes += 1;
+        if self.ports_detached {
+            self.stats.unclaimed_writes += data.len() as u64;
+            return IoAction::Continue;
+        }
         if port == DEBUG_EXIT_PORT {
             let code = self.debug_exit.write(data);
             return IoAction::Stop(StopReason::DebugExit(code));
@@ -193,6 +211,21 @@ mod tests {
         let mut bus = IoBus::capturing();
         assert_eq!(bus.pio_write(0xF4, &[0x10]), IoAction::Stop(StopReason::DebugExit(0x10)));
         assert_eq!(bus.pio_write(0xF4, &[0x34, 0x12]), IoAction::Stop(StopReason::DebugExit(0x1234)));
+    }
+
+    #[test]
+    fn detached_bus_claims_no_port() {
+        let mut bus = IoBus::detached();
+        for port in [0x80, 0xE9, 0xF4, 0x3C4, 0x3F8, 0x3FD] {
+            let mut w = [0u8; 2];
+            bus.pio_read(port, &mut w);
+            assert_eq!(w, [0xFF, 0xFF], "port {port:#x}");
+            assert_eq!(bus.pio_write(port, &[0x10, 0x20]), IoAction::Continue, "port {port:#x}");
+        }
+        assert!(bus.uart.out.captured().is_empty());
+        assert!(bus.debugcon.out.captured().is_empty());
+        assert_eq!(bus.post_code, 0);
+        assert_eq!(bus.stats.unclaimed_writes, 12);
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! The predecoded instruction ([`Op`]) the decode cache stores, the handler signature, and the
+//! [`Flow`] a handler returns to the step loop.
+//!
+//! An `Op` is built once per instruction address from iced-x86's `Instruction` (see
+//! `decode.rs`): the handler is chosen at decode time and every operand is reduced to small
+//! register indices, an effective-address recipe and immediates, so executing it never looks
+//! at iced again.
+use crate::operand::Ctx;
+
+/// An instruction handler: executes `op` on the CPU in `cx`.
+pub type Handler = fn(&mut Ctx<'_>, &Op) -> Flow;
+
+/// Register index meaning "no register" in an effective-address recipe (reads as 0).
+pub const NO_REG: u8 = 8;
+
+/// What the step loop does after a handler returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The instruction retired normally: advance EIP by its length.
+    Next,
+    /// The instruction set EIP itself (branch, interrupt, or a REP to be resumed).
+    Jump,
+    /// A fault with this vector; EIP still points at the instruction's first byte.
+    Fault(u8),
+    /// HLT retired: advance EIP and stop the run.
+    Halt,
+    /// The instruction is not implemented: stop with nothing executed.
+    Unsupported,
+    /// Three faults in a row: the CPU shut down.
+    TripleFault,
+}
+
+/// One predecoded instruction.
+#[derive(Clone, Copy)]
+pub struct Op {
+    pub exec: Handler,
+    /// Instruction length in bytes, prefixes included.
+    pub len: u8,
+    /// The ModR/M reg operand (GPR index, segment index, CR number, ...).
+    pub r: u8,
+    /// The ModR/M r/m register when the operand is a register.
+    pub m: u8,
+    /// Segment of the memory operand (or the source segment of string instructions).
+    pub seg: u8,
+    /// Effective address: `(regs[base] + (regs[index] << scale) + disp) & amask`.
+    pub base: u8,
+    pub index: u8,
+    pub scale: u8,
+    /// Operand size in bytes (2 or 4) for handlers shared by both sizes, or a small argument.
+    pub osz: u8,
+    /// A handler-specific small argument (condition code, ALU op, REP kind, ...).
+    pub aux: u8,
+    pub amask: u32,
+    pub disp: u32,
+    pub imm: u32,
+    pub imm2: u32,
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Op")
+            .field("len", &self.len)
+            .field("r", &self.r)
+            .field("m", &self.m)
+            .field("seg", &self.seg)
+            .field("base", &self.base)
+            .field("index", &self.index)
+            .field("scale", &self.scale)
+            .field("osz", &self.osz)
+            .field("aux", &self.aux)
+            .field("disp", &self.disp)
+            .field("imm", &self.imm)
+            .field("imm2", &self.imm2)
+            .finish()
+    }
+}
+
+impl Op {
+    /// An op with `exec` and every operand field empty.
+    pub fn new(exec: Handler, len: u8) -> Op {
+        Op {
+            exec,
+            len,
+            r: 0,
+            m: 0,
+            seg: 3,
+            base: NO_REG,
+            index: NO_REG,
+            scale: 0,
+            osz: 2,
+            aux: 0,
+            amask: 0xFFFF,
+            disp: 0,
+            imm: 0,
+            imm2: 0,
+        }
+    }
+}

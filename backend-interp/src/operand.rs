@@ -1,0 +1,374 @@
+//! Operand access and addressing: the execution context [`Ctx`] handlers run against, with
+//! effective-address computation, segment-limit checks, the RAM fast path, MMIO routing,
+//! self-modifying-code tracking on stores, the stack, and port I/O.
+//!
+//! Physical addresses are linear addresses (no 1 MiB wrap) unless the machine enables A20
+//! wrapping. Addresses in an MMIO page or beyond RAM go to the bus (unclaimed ones read as
+//! all ones and drop writes).
+use picoqemu_core::{IoAction, IoBus, StopReason};
+
+use crate::cpu::{Cpu, ESP, SS};
+use crate::op::{Flow, Op};
+
+/// Page flag: the page is MMIO, not RAM.
+pub const PG_MMIO: u8 = 1;
+/// Page flag: the decode cache holds instructions from this page.
+pub const PG_CODE: u8 = 2;
+/// Page flag: a code page was written; its cached instructions must be dropped.
+pub const PG_DIRTY: u8 = 4;
+
+/// Everything an instruction handler can touch during one run.
+pub struct Ctx<'m> {
+    pub c: Cpu,
+    pub ram: &'m mut [u8],
+    pub bus: &'m mut IoBus,
+    /// One flag byte per 4 KiB page of RAM (`PG_*`).
+    pub pages: &'m mut [u8],
+    /// `0xFFFF_FFFF`, or `0x000F_FFFF` with A20 wrapping.
+    pub a20: u32,
+    /// Set when the current block must end after this instruction (SMC, a stop request).
+    pub brk: bool,
+    /// Some page got `PG_DIRTY`.
+    pub dirty: bool,
+    /// A device asked to stop the run (debug exit) after this instruction.
+    pub stop: Option<StopReason>,
+    /// Instructions retired since the backend was created.
+    pub icount: u64,
+    /// How many REP iterations the current string instruction may run (budget).
+    pub rep_budget: u64,
+    /// Interrupts delivered during the current step (an INT n suppresses the TF trap).
+    pub delivered_int: u32,
+}
+
+/// Returns the linear address of a checked memory operand, or returns the segment fault
+/// from the calling handler.
+macro_rules! lin {
+    ($cx:expr, $op:expr, $w:expr) => {
+        match $cx.mem_lin::<{ $w }>($op) {
+            Some(l) => l,
+            None => return $crate::operand::seg_fault($op.seg),
+        }
+    };
+}
+pub(crate) use lin;
+
+/// #SS for the stack segment, #GP otherwise.
+#[inline(always)]
+pub fn seg_fault(seg: u8) -> Flow {
+    Flow::Fault(if seg == SS { 12 } else { 13 })
+}
+
+impl<'m> Ctx<'m> {
+    pub fn new(c: Cpu, ram: &'m mut [u8], bus: &'m mut IoBus, pages: &'m mut [u8], a20: u32) -> Self {
+        Ctx {
+            c,
+            ram,
+            bus,
+            pages,
+            a20,
+            brk: false,
+            dirty: false,
+            stop: None,
+            icount: 0,
+            rep_budget: u64::MAX,
+            delivered_int: 0,
+        }
+    }
+
+    /// The effective address (offset) of `op`'s memory operand.
+    #[inline(always)]
+    pub fn ea(&self, op: &Op) -> u32 {
+        let r = &self.c.regs;
+        r[op.base as usize].wrapping_add(r[op.index as usize] << op.scale).wrapping_add(op.disp) & op.amask
+    }
+
+    /// Linear address of a `W`-byte access at `seg:off`, or `None` past the segment limit.
+    #[inline(always)]
+    pub fn seg_lin<const W: u8>(&self, seg: u8, off: u32) -> Option<u32> {
+        let s = &self.c.segs[seg as usize];
+        if off as u64 + (W as u64 - 1) > s.limit as u64 {
+            None
+        } else {
+            Some(s.base.wrapping_add(off))
+        }
+    }
+
+    /// Like [`Ctx::seg_lin`] with a runtime size.
+    #[inline]
+    pub fn seg_lin_n(&self, seg: u8, off: u32, n: u32) -> Option<u32> {
+        let s = &self.c.segs[seg as usize];
+        if off as u64 + (n as u64).saturating_sub(1) > s.limit as u64 {
+            None
+        } else {
+            Some(s.base.wrapping_add(off))
+        }
+    }
+
+    #[inline(always)]
+    pub fn mem_lin<const W: u8>(&self, op: &Op) -> Option<u32> {
+        self.seg_lin::<W>(op.seg, self.ea(op))
+    }
+
+    #[inline(always)]
+    fn phys(&self, lin: u32) -> usize {
+        (lin & self.a20) as usize
+    }
+
+    /// Reads `W` bytes at linear address `lin`.
+    #[inline(always)]
+    pub fn rd<const W: u8>(&mut self, lin: u32) -> u32 {
+        let p = self.phys(lin);
+        let w = W as usize;
+        if (p & 0xFFF) <= 0x1000 - w && p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
+            match W {
+                1 => self.ram[p] as u32,
+                2 => u16::from_le_bytes([self.ram[p], self.ram[p + 1]]) as u32,
+                _ => u32::from_le_bytes([self.ram[p], self.ram[p + 1], self.ram[p + 2], self.ram[p + 3]]),
+            }
+        } else {
+            self.rd_slow(lin, w)
+        }
+    }
+
+    #[cold]
+    fn rd_slow(&mut self, lin: u32, w: usize) -> u32 {
+        let p = self.phys(lin);
+        if (p & 0xFFF) + w > 0x1000 || self.phys(lin.wrapping_add(w as u32 - 1)) != p + w - 1 {
+            let mut v = 0;
+            for i in 0..w {
+                v |= self.rd::<1>(lin.wrapping_add(i as u32)) << (8 * i);
+            }
+            return v;
+        }
+        let mut buf = [0u8; 4];
+        if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
+            buf[..w].copy_from_slice(&self.ram[p..p + w]);
+        } else {
+            self.bus.mmio_read(p as u64, &mut buf[..w]);
+        }
+        u32::from_le_bytes(buf)
+    }
+
+    /// Writes the low `W` bytes of `v` at linear address `lin`.
+    #[inline(always)]
+    pub fn wr<const W: u8>(&mut self, lin: u32, v: u32) {
+        let p = self.phys(lin);
+        let w = W as usize;
+        if (p & 0xFFF) <= 0x1000 - w && p + w <= self.ram.len() && self.pages[p >> 12] == 0 {
+            match W {
+                1 => self.ram[p] = v as u8,
+                2 => self.ram[p..p + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                _ => self.ram[p..p + 4].copy_from_slice(&v.to_le_bytes()),
+            }
+        } else {
+            self.wr_slow(lin, w, v)
+        }
+    }
+
+    #[cold]
+    fn wr_slow(&mut self, lin: u32, w: usize, v: u32) {
+        let p = self.phys(lin);
+        if (p & 0xFFF) + w > 0x1000 || self.phys(lin.wrapping_add(w as u32 - 1)) != p + w - 1 {
+            for i in 0..w {
+                self.wr::<1>(lin.wrapping_add(i as u32), v >> (8 * i));
+            }
+            return;
+        }
+        let bytes = v.to_le_bytes();
+        if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
+            self.ram[p..p + w].copy_from_slice(&bytes[..w]);
+            self.note_ram_write(p);
+        } else if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
+            self.request_stop(s);
+        }
+    }
+
+    /// Marks the page of physical address `p` as written (drops its decoded code later).
+    #[inline]
+    pub fn note_ram_write(&mut self, p: usize) {
+        let f = &mut self.pages[p >> 12];
+        if *f & PG_CODE != 0 {
+            *f = (*f & !PG_CODE) | PG_DIRTY;
+            self.dirty = true;
+            self.brk = true;
+        }
+    }
+
+    /// Ends the run after the current instruction.
+    pub fn request_stop(&mut self, s: StopReason) {
+        if self.stop.is_none() {
+            self.stop = Some(s);
+        }
+        self.brk = true;
+    }
+
+    /// Reads a byte at a physical address with no segment involved (IVT, descriptor tables).
+    pub fn rd_phys<const W: u8>(&mut self, lin: u32) -> u32 {
+        self.rd::<W>(lin)
+    }
+
+    /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and
+    /// no decoded code (used by the REP fast paths).
+    #[inline]
+    pub fn plain_ram(&self, lin: u32, n: usize, for_write: bool) -> Option<usize> {
+        let p = self.phys(lin);
+        if n == 0 || p + n > self.ram.len() || (lin as u64 + n as u64 - 1) > self.a20 as u64 {
+            return None;
+        }
+        let mask = if for_write { 0xFF } else { PG_MMIO };
+        if self.pages[p >> 12..=(p + n - 1) >> 12].iter().all(|&f| f & mask == 0) {
+            Some(p)
+        } else {
+            None
+        }
+    }
+
+    // ---- stack (real mode: SS is a 16-bit stack, SP wraps at 64 KiB) ----
+
+    /// Pushes `W` bytes; `false` (nothing changed) on a stack-segment fault.
+    #[inline(always)]
+    pub fn push<const W: u8>(&mut self, v: u32) -> bool {
+        let sp = self.c.regs[ESP as usize].wrapping_sub(W as u32) & 0xFFFF;
+        match self.seg_lin::<W>(SS, sp) {
+            Some(lin) => {
+                self.wr::<W>(lin, v);
+                self.c.set_r16(ESP, sp);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pops `W` bytes, or `None` (nothing changed) on a stack-segment fault.
+    #[inline(always)]
+    pub fn pop<const W: u8>(&mut self) -> Option<u32> {
+        let sp = self.c.regs[ESP as usize] & 0xFFFF;
+        let lin = self.seg_lin::<W>(SS, sp)?;
+        let v = self.rd::<W>(lin);
+        self.c.set_r16(ESP, sp.wrapping_add(W as u32));
+        Some(v)
+    }
+
+    /// Reads the stack `depth` bytes above SP without popping.
+    #[inline]
+    pub fn peek<const W: u8>(&mut self, depth: u32) -> Option<u32> {
+        let sp = self.c.regs[ESP as usize].wrapping_add(depth) & 0xFFFF;
+        let lin = self.seg_lin::<W>(SS, sp)?;
+        Some(self.rd::<W>(lin))
+    }
+
+    /// Pushes with a runtime operand size (2 or 4).
+    #[inline]
+    pub fn push_w(&mut self, w: u8, v: u32) -> bool {
+        if w == 4 {
+            self.push::<4>(v)
+        } else {
+            self.push::<2>(v)
+        }
+    }
+
+    #[inline]
+    pub fn pop_w(&mut self, w: u8) -> Option<u32> {
+        if w == 4 {
+            self.pop::<4>()
+        } else {
+            self.pop::<2>()
+        }
+    }
+
+    // ---- port I/O ----
+
+    pub fn pio_in(&mut self, port: u16, w: u8) -> u32 {
+        let mut buf = [0u8; 4];
+        self.bus.pio_read(port, &mut buf[..w as usize]);
+        u32::from_le_bytes(buf)
+    }
+
+    pub fn pio_out(&mut self, port: u16, w: u8, v: u32) {
+        let bytes = v.to_le_bytes();
+        if let IoAction::Stop(s) = self.bus.pio_write(port, &bytes[..w as usize]) {
+            self.request_stop(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::DS;
+    use crate::op::NO_REG;
+
+    fn with_ctx(f: impl FnOnce(&mut Ctx)) {
+        let mut ram = vec![0u8; 0x11_0000];
+        let mut pages = vec![0u8; 0x110];
+        let mut bus = IoBus::capturing();
+        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, &mut pages, u32::MAX);
+        f(&mut cx);
+    }
+
+    #[test]
+    fn ea_wraps_at_64k_for_16bit_addressing() {
+        with_ctx(|cx| {
+            cx.c.regs[5] = 0x0001; // BP
+            let mut op = Op::new(|_, _| Flow::Next, 3);
+            op.base = 5;
+            op.index = NO_REG;
+            op.disp = 0xFFFE; // [bp-2]
+            assert_eq!(cx.ea(&op), 0xFFFF);
+            op.amask = u32::MAX;
+            op.disp = 0xFFFF_FFFE;
+            assert_eq!(cx.ea(&op), 0xFFFF_FFFF);
+        });
+    }
+
+    #[test]
+    fn word_at_ffff_faults_and_high_memory_is_reachable() {
+        with_ctx(|cx| {
+            assert!(cx.seg_lin::<2>(DS, 0xFFFF).is_none());
+            assert!(cx.seg_lin::<1>(DS, 0xFFFF).is_some());
+            cx.c.load_seg(DS, 0xFFFF);
+            let lin = cx.seg_lin::<1>(DS, 0xFFFF).unwrap();
+            assert_eq!(lin, 0x10_FFEF);
+            cx.wr::<1>(lin, 0x5A);
+            assert_eq!(cx.ram[0x10_FFEF], 0x5A);
+            assert_eq!(cx.rd::<1>(lin), 0x5A);
+        });
+    }
+
+    #[test]
+    fn a20_wrap_and_page_crossing() {
+        with_ctx(|cx| {
+            cx.a20 = 0xF_FFFF;
+            cx.wr::<2>(0xF_FFFF, 0xBBAA);
+            assert_eq!((cx.ram[0xF_FFFF], cx.ram[0]), (0xAA, 0xBB));
+            assert_eq!(cx.rd::<2>(0xF_FFFF), 0xBBAA);
+            cx.a20 = u32::MAX;
+            cx.wr::<4>(0x0FFE, 0x4433_2211);
+            assert_eq!(cx.rd::<4>(0x0FFE), 0x4433_2211);
+        });
+    }
+
+    #[test]
+    fn code_page_write_marks_dirty() {
+        with_ctx(|cx| {
+            cx.pages[1] = PG_CODE;
+            cx.wr::<1>(0x1234, 1);
+            assert_eq!(cx.pages[1], PG_DIRTY);
+            assert!(cx.dirty && cx.brk);
+        });
+    }
+
+    #[test]
+    fn stack_push_pop_wraps_and_faults() {
+        with_ctx(|cx| {
+            cx.c.regs[ESP as usize] = 0;
+            assert!(cx.push::<2>(0x1234));
+            assert_eq!(cx.c.regs[ESP as usize], 0xFFFE);
+            assert_eq!(cx.pop::<2>(), Some(0x1234));
+            assert_eq!(cx.c.regs[ESP as usize], 0);
+            cx.c.regs[ESP as usize] = 1;
+            assert!(!cx.push::<2>(0));
+            assert_eq!(cx.c.regs[ESP as usize], 1);
+        });
+    }
+}

@@ -1,0 +1,659 @@
+//! [`KvmBackend`]: the `Backend` implementation — vCPU state through sync regs, the run loop
+//! that turns KVM exits into bus accesses and stop reasons, instruction budgets by single
+//! step, and the public single-step API for lockstep testing.
+use std::time::Instant;
+
+use kvm_bindings::{
+    kvm_guest_debug, kvm_regs, kvm_sregs, kvm_vcpu_events, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP,
+    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_SYNC_X86_EVENTS,
+    KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW,
+};
+use kvm_ioctls::VcpuExit;
+use picoqemu_core::{
+    Backend, BackendError, BackendStats, CpuState, IoAction, IoBus, Machine, RunLimits, StopReason,
+};
+
+use crate::exits::{self, InsnKind};
+use crate::step::{classify, PcSnap, StepEvent};
+use crate::vm::Vm;
+use crate::watchdog::Watchdog;
+use crate::KvmError;
+
+/// How to build a [`KvmBackend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvmOptions {
+    /// Coalesce guest writes to port 0xE9 and COM1's THR (0x3F8) in KVM's ring instead of
+    /// exiting for each (on by default). Writes are replayed through the bus in order before
+    /// any exit is handled and at the end of every run, so device output and UART semantics
+    /// (DLAB, loopback) are unchanged; reads of those ports still exit.
+    pub coalesced_pio: bool,
+}
+
+impl Default for KvmOptions {
+    fn default() -> Self {
+        KvmOptions { coalesced_pio: true }
+    }
+}
+
+/// Counters of a [`KvmBackend`] since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvmStats {
+    /// Calls to `run` and `step`.
+    pub runs: u64,
+    /// Returns of `KVM_RUN` to user space (every exit, including `EINTR`).
+    pub exits: u64,
+    /// Port-I/O exits (one per `KVM_EXIT_IO`, whatever its count).
+    pub pio_exits: u64,
+    /// MMIO exits.
+    pub mmio_exits: u64,
+    /// Writes replayed from the coalesced ring (they took no exit).
+    pub coalesced_writes: u64,
+    /// Single steps taken (including REP chunks).
+    pub steps: u64,
+    /// Instructions retired under single step (REP chunks that leave IP on the REP excluded).
+    pub stepped_instructions: u64,
+    /// Runs without an instruction budget (their instructions cannot be counted).
+    pub free_runs: u64,
+}
+
+/// What `KVM_RUN` returned, copied out of the borrowed `VcpuExit`.
+enum Exit {
+    IoOut { port: u16, data: *const u8, len: usize },
+    IoIn { port: u16, data: *mut u8, len: usize },
+    MmioRead { addr: u64, data: *mut u8, len: usize },
+    MmioWrite { addr: u64, data: [u8; 8], len: usize },
+    Hlt,
+    Shutdown,
+    Debug,
+    InternalError,
+    Interrupted,
+    Other(String),
+}
+
+/// A KVM VM with one vCPU running the real-mode guest of one [`Machine`].
+#[derive(Debug)]
+pub struct KvmBackend {
+    vm: Vm,
+    /// Host address and length of the RAM this VM maps (the `Machine` it was created for).
+    ram_host: usize,
+    ram_len: usize,
+    /// Register state of the fresh vCPU: every field `CpuState` does not carry comes from here.
+    tregs: kvm_regs,
+    tsregs: kvm_sregs,
+    /// Whether KVM_SET_GUEST_DEBUG single-step is on now.
+    single_step: bool,
+    /// The last exit was port I/O or MMIO that KVM completes only on the next `KVM_RUN`.
+    io_pending: bool,
+    watchdog: Watchdog,
+    stats: KvmStats,
+}
+
+impl KvmBackend {
+    /// Checks that /dev/kvm can be opened and used.
+    pub fn probe() -> Result<(), KvmError> {
+        let kvm = kvm_ioctls::Kvm::new()
+            .map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
+        let v = kvm.get_api_version();
+        if v != 12 {
+            return Err(KvmError::Unavailable(format!("unexpected KVM API version {v}")));
+        }
+        kvm.create_vm().map(drop).map_err(KvmError::ioctl("KVM_CREATE_VM"))
+    }
+
+    /// Creates a VM whose memory is `machine`'s RAM, with default [`KvmOptions`].
+    pub fn new(machine: &Machine) -> Result<Self, KvmError> {
+        Self::with_options(machine, KvmOptions::default())
+    }
+
+    /// Creates a VM whose memory is `machine`'s RAM (around its MMIO holes). The vCPU starts
+    /// in real mode with `CpuState::default()`.
+    pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
+        let host = machine.ram.host_address();
+        let holes = machine.bus.mmio_regions();
+        let mut vm =
+            Vm::new(host, machine.ram.len(), &holes, machine.config.a20_wrap, options.coalesced_pio)?;
+        let tregs = vm.vcpu.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))?;
+        let tsregs = vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
+        let sync = vm.vcpu.sync_regs_mut();
+        sync.regs = tregs;
+        sync.sregs = tsregs;
+        let mut b = KvmBackend {
+            vm,
+            ram_host: host as usize,
+            ram_len: machine.ram.len(),
+            tregs,
+            tsregs,
+            single_step: false,
+            io_pending: false,
+            watchdog: Watchdog::default(),
+            stats: KvmStats::default(),
+        };
+        b.load(&CpuState::default());
+        Ok(b)
+    }
+
+    /// Whether port 0xE9/0x3F8 writes are coalesced (the option, if the host supports it).
+    pub fn coalesced_pio(&self) -> bool {
+        self.vm.coalesced
+    }
+
+    /// Detailed counters (exits by kind, steps, coalesced writes).
+    pub fn kvm_stats(&self) -> KvmStats {
+        self.stats
+    }
+
+    /// Prepares the VM for the next program without recreating it (about 20x cheaper than
+    /// a new VM here): completes any pending I/O, clears pending events and the interrupt
+    /// shadow, turns single-step off, disarms the watchdog and loads `CpuState::default()`.
+    /// Guest RAM and devices belong to the machine: reset them with `Machine::reset`.
+    pub fn reset(&mut self, machine: &mut Machine) -> Result<(), KvmError> {
+        if let Err(r) = self.check_machine(machine) {
+            return Err(KvmError::Memory(r.to_string()));
+        }
+        if self.io_pending {
+            self.complete_pending(&mut machine.bus);
+        }
+        self.watchdog.disarm()?;
+        self.set_single_step(false)?;
+        let sync = self.vm.vcpu.sync_regs_mut();
+        sync.events = kvm_vcpu_events {
+            flags: KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING,
+            ..Default::default()
+        };
+        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_EVENTS);
+        self.load(&CpuState::default());
+        Ok(())
+    }
+
+    /// Executes one single step (see [`StepEvent`] for what a step can be) and returns what
+    /// it did. `deadline` bounds the step (a `vmcall` never returns on PVM hosts); the
+    /// watchdog stays armed between steps with the same deadline, so a lockstep session pays
+    /// for arming once. Port writes the step makes reach `machine.bus` before it returns.
+    pub fn step(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> StepEvent {
+        self.stats.runs += 1;
+        if let Err(r) = self.check_machine(machine) {
+            return StepEvent::Stopped(r);
+        }
+        if self.watchdog.deadline() != deadline {
+            let armed = match deadline {
+                Some(d) => self.watchdog.arm(d),
+                None => self.watchdog.disarm(),
+            };
+            if let Err(e) = armed {
+                return StepEvent::Stopped(StopReason::HostError(e.to_string()));
+            }
+        }
+        if let Err(e) = self.set_single_step(true) {
+            return StepEvent::Stopped(StopReason::HostError(e.to_string()));
+        }
+        self.enter();
+        let ev = self.step_inner(machine);
+        self.leave(machine);
+        ev
+    }
+
+    /// Ends a lockstep session started by [`KvmBackend::step`] calls: disarms the watchdog
+    /// and leaves single-step mode (the next `run` without a budget would do it anyway).
+    pub fn end_steps(&mut self) -> Result<(), KvmError> {
+        self.watchdog.disarm()?;
+        self.set_single_step(false)
+    }
+
+    fn check_machine(&self, machine: &Machine) -> Result<(), StopReason> {
+        if machine.ram.host_address() as usize != self.ram_host || machine.ram.len() != self.ram_len {
+            return Err(StopReason::HostError(format!(
+                "this KVM VM was created for the machine whose RAM is at {:#x} ({:#x} bytes), not for the one at {:p} ({:#x} bytes)",
+                self.ram_host,
+                self.ram_len,
+                machine.ram.host_address(),
+                machine.ram.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `state` into the sync-regs area and marks it dirty: KVM loads it on the next
+    /// `KVM_RUN`, costing no extra ioctl.
+    fn load(&mut self, state: &CpuState) {
+        let (tregs, tsregs) = (self.tregs, self.tsregs);
+        let sync = self.vm.vcpu.sync_regs_mut();
+        crate::regs::write_state(state, &tregs, &tsregs, &mut sync.regs, &mut sync.sregs);
+        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+    }
+
+    fn current(&mut self) -> CpuState {
+        let sync = self.vm.vcpu.sync_regs_mut();
+        crate::regs::read_state(&sync.regs, &sync.sregs)
+    }
+
+    fn set_single_step(&mut self, on: bool) -> Result<(), KvmError> {
+        if self.single_step == on {
+            return Ok(());
+        }
+        let control = if on { KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP } else { 0 };
+        let dbg = kvm_guest_debug { control, ..Default::default() };
+        self.vm.vcpu.set_guest_debug(&dbg).map_err(KvmError::ioctl("KVM_SET_GUEST_DEBUG"))?;
+        self.single_step = on;
+        Ok(())
+    }
+
+    fn immediate_exit_ptr(&mut self) -> *mut u8 {
+        &mut self.vm.vcpu.get_kvm_run().immediate_exit
+    }
+
+    fn enter(&mut self) {
+        let p = self.immediate_exit_ptr();
+        self.watchdog.enter(p);
+    }
+
+    /// Ends a run or step: replays coalesced writes, leaves the watchdog section and flushes
+    /// device output.
+    fn leave(&mut self, machine: &mut Machine) {
+        self.drain_coalesced(&mut machine.bus);
+        self.watchdog.leave();
+        machine.bus.flush();
+    }
+
+    /// One `KVM_RUN`.
+    fn kvm_run(&mut self) -> Exit {
+        self.stats.exits += 1;
+        self.io_pending = false;
+        let exit = match self.vm.vcpu.run() {
+            Ok(VcpuExit::IoOut(port, d)) => Exit::IoOut { port, data: d.as_ptr(), len: d.len() },
+            Ok(VcpuExit::IoIn(port, d)) => Exit::IoIn { port, data: d.as_mut_ptr(), len: d.len() },
+            Ok(VcpuExit::MmioRead(addr, d)) => Exit::MmioRead { addr, data: d.as_mut_ptr(), len: d.len() },
+            Ok(VcpuExit::MmioWrite(addr, d)) => {
+                let mut data = [0u8; 8];
+                let len = d.len().min(8);
+                data[..len].copy_from_slice(&d[..len]);
+                Exit::MmioWrite { addr, data, len }
+            }
+            Ok(VcpuExit::Hlt) => Exit::Hlt,
+            Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+            Ok(VcpuExit::Debug(_)) => Exit::Debug,
+            Ok(VcpuExit::InternalError) => Exit::InternalError,
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                Exit::Other(format!("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x}, cpu {cpu})"))
+            }
+            Ok(other) => Exit::Other(format!("unexpected KVM exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR => Exit::Interrupted,
+            Err(e) => Exit::Other(format!("KVM_RUN failed: {e}")),
+        };
+        if matches!(
+            exit,
+            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
+        ) {
+            self.io_pending = true;
+        }
+        exit
+    }
+
+    /// Passes one I/O or MMIO exit to the bus. `Ok(Some(reason))` when the bus ends the run.
+    fn handle_io(&mut self, bus: &mut IoBus, exit: &Exit) -> Result<Option<StopReason>, StopReason> {
+        match *exit {
+            Exit::IoOut { port, data, len } => {
+                self.stats.pio_exits += 1;
+                let width = self.io_width(len)?;
+                // SAFETY: `data`/`len` are the I/O data area kvm-ioctls sliced out of this vCPU's
+                // kvm_run mapping for the exit just taken (kernel-provided offset and
+                // size * count). The mapping lives as long as the vCPU and nothing else
+                // references that area until the next KVM_RUN.
+                let buf = unsafe { std::slice::from_raw_parts(data, len) };
+                for chunk in buf.chunks_exact(width) {
+                    if let IoAction::Stop(r) = bus.pio_write(port, chunk) {
+                        return Ok(Some(r));
+                    }
+                }
+                Ok(None)
+            }
+            Exit::IoIn { port, data, len } => {
+                self.stats.pio_exits += 1;
+                let width = self.io_width(len)?;
+                // SAFETY: as for IoOut; KVM reads the area back on the next KVM_RUN.
+                let buf = unsafe { std::slice::from_raw_parts_mut(data, len) };
+                buf.fill(0);
+                for chunk in buf.chunks_exact_mut(width) {
+                    bus.pio_read(port, chunk);
+                }
+                Ok(None)
+            }
+            Exit::MmioRead { addr, data, len } => {
+                self.stats.mmio_exits += 1;
+                // SAFETY: `data`/`len` is `kvm_run.mmio.data[..len]` (at most 8 bytes, bounds
+                // checked by kvm-ioctls) of this vCPU's live mapping; nothing else references it.
+                let buf = unsafe { std::slice::from_raw_parts_mut(data, len) };
+                buf.fill(0);
+                bus.mmio_read(addr, buf);
+                Ok(None)
+            }
+            Exit::MmioWrite { addr, data, len } => {
+                self.stats.mmio_exits += 1;
+                match bus.mmio_write(addr, &data[..len]) {
+                    IoAction::Stop(r) => Ok(Some(r)),
+                    IoAction::Continue => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The access width of the port-I/O exit just taken, read from `kvm_run.io` (kvm-ioctls
+    /// only gives `size * count` bytes; see rust-vmm/kvm#371).
+    fn io_width(&mut self, len: usize) -> Result<usize, StopReason> {
+        let run = self.vm.vcpu.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_IO (we were handed an IoIn/IoOut), so `io` is
+        // the active member of the exit union.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        exits::io_width(io.size, io.count, len).map_err(StopReason::HostError)
+    }
+
+    /// Replays writes KVM coalesced into its ring, in order, through the bus.
+    fn drain_coalesced(&mut self, bus: &mut IoBus) {
+        if !self.vm.coalesced {
+            return;
+        }
+        while let Ok(Some(e)) = self.vm.vcpu.coalesced_mmio_read() {
+            self.stats.coalesced_writes += 1;
+            let len = (e.len as usize).min(e.data.len());
+            // SAFETY: `pio`/`pad` are two names for the same u32 of a plain C union.
+            let pio = unsafe { e.__bindgen_anon_1.pio } != 0;
+            // Only 0xE9 and 0x3F8 are coalesced; neither can stop the run.
+            let _ = if pio {
+                bus.pio_write(e.phys_addr as u16, &e.data[..len])
+            } else {
+                bus.mmio_write(e.phys_addr, &e.data[..len])
+            };
+        }
+    }
+
+    /// Lets KVM finish an I/O instruction whose exit we handled (it completes it on the next
+    /// `KVM_RUN`) without running further: `KVM_RUN` with `immediate_exit` set. Needed before
+    /// reading state after a stop on I/O (on VMX, RIP moves past an OUT only then) and before
+    /// loading a new state (a pending IN would otherwise write AL into it).
+    fn complete_pending(&mut self, bus: &mut IoBus) {
+        let p = self.immediate_exit_ptr();
+        for _ in 0..64 {
+            if !self.io_pending {
+                break;
+            }
+            self.vm.vcpu.set_kvm_immediate_exit(1);
+            let exit = self.kvm_run();
+            self.drain_coalesced(bus);
+            match exit {
+                Exit::IoIn { .. } | Exit::IoOut { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                    // A REP INS/OUTS continues: it needs its data; output after the stop is
+                    // still what the guest did. The run is ending anyway.
+                    let _ = self.handle_io(bus, &exit);
+                }
+                _ => break,
+            }
+        }
+        self.watchdog.clear_immediate_exit(p);
+    }
+
+    /// The stop for `KVM_EXIT_INTERNAL_ERROR`.
+    fn internal_error(&mut self, machine: &Machine) -> StopReason {
+        let st = self.current();
+        let (cs, ip) = (st.cs(), st.eip);
+        let run = self.vm.vcpu.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, whose members `internal` and
+        // `emulation_failure` overlay the same plain-data bytes.
+        let (suberror, ndata, data) = unsafe {
+            let i = run.__bindgen_anon_1.internal;
+            (i.suberror, i.ndata, i.data)
+        };
+        if suberror != KVM_INTERNAL_ERROR_EMULATION {
+            let n = (ndata as usize).min(data.len());
+            return StopReason::HostError(format!(
+                "KVM_EXIT_INTERNAL_ERROR suberror {suberror} at {cs:04x}:{ip:04x} (data {:x?})",
+                &data[..n]
+            ));
+        }
+        // SAFETY: as above; suberror EMULATION means `emulation_failure` is the layout.
+        let ef = unsafe { run.__bindgen_anon_1.emulation_failure };
+        // SAFETY: the insn_size/insn_bytes union has a single plain-data member.
+        let raw = unsafe { ef.__bindgen_anon_1.__bindgen_anon_1 };
+        let has_bytes =
+            ndata >= 3 && ef.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0;
+        let bytes = if has_bytes && raw.insn_size > 0 {
+            let n = usize::from(raw.insn_size).min(raw.insn_bytes.len());
+            exits::insn_bytes(&raw.insn_bytes[..n], ip as u16)
+        } else {
+            let (buf, n) =
+                exits::fetch(machine.ram.as_slice(), st.seg(picoqemu_core::SegReg::Cs).base, ip as u16);
+            exits::insn_bytes(&buf[..n], ip as u16)
+        };
+        StopReason::EmulationFailure { cs, ip, bytes }
+    }
+
+    /// Handles an exit that is not I/O and not a debug exit. `None` means "keep running".
+    fn terminal(&mut self, machine: &Machine, exit: Exit) -> Option<StopReason> {
+        match exit {
+            Exit::Hlt => Some(StopReason::Halted),
+            Exit::Shutdown => Some(StopReason::TripleFault),
+            Exit::InternalError => Some(self.internal_error(machine)),
+            Exit::Interrupted => {
+                if self.watchdog.fired() {
+                    Some(StopReason::Timeout)
+                } else {
+                    // Some other signal: go on (keeping a watchdog expiry that races with it).
+                    let p = self.immediate_exit_ptr();
+                    self.watchdog.clear_immediate_exit(p);
+                    None
+                }
+            }
+            Exit::Other(m) => Some(StopReason::HostError(m)),
+            Exit::Debug => {
+                Some(StopReason::HostError("unexpected KVM_EXIT_DEBUG while not single-stepping".into()))
+            }
+            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => None,
+        }
+    }
+
+    /// Runs without a budget until a stop.
+    fn run_free(&mut self, machine: &mut Machine) -> StopReason {
+        loop {
+            let exit = self.kvm_run();
+            self.drain_coalesced(&mut machine.bus);
+            match exit {
+                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                    match self.handle_io(&mut machine.bus, &exit) {
+                        Ok(None) => {}
+                        Ok(Some(r)) | Err(r) => return r,
+                    }
+                }
+                other => {
+                    if let Some(r) = self.terminal(machine, other) {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs at most `budget` instructions by single step.
+    fn run_budget(&mut self, machine: &mut Machine, budget: u64) -> StopReason {
+        let mut retired = 0u64;
+        while retired < budget {
+            match self.step_inner(machine) {
+                StepEvent::Retired
+                | StepEvent::Io
+                | StepEvent::NoProgress
+                | StepEvent::FaultDelivered { halted: false } => retired += 1,
+                StepEvent::RepChunk => {}
+                StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => return StopReason::Halted,
+                StepEvent::Stopped(r) => return r,
+            }
+        }
+        if budget == 1 {
+            StopReason::StepDone
+        } else {
+            StopReason::BudgetExhausted
+        }
+    }
+
+    /// CS:IP, FLAGS and the bytes below SS:SP now.
+    fn snap(&mut self, ram: &[u8]) -> PcSnap {
+        let sync = self.vm.vcpu.sync_regs_mut();
+        let (regs, sregs) = (&sync.regs, &sync.sregs);
+        let ss_base = sregs.ss.base as usize;
+        let sp = regs.rsp as u16;
+        let mut frame = [0u8; 6];
+        for (i, b) in frame.iter_mut().enumerate() {
+            let a = ss_base + usize::from(sp.wrapping_sub(6).wrapping_add(i as u16));
+            *b = ram.get(a).copied().unwrap_or(0);
+        }
+        PcSnap {
+            cs: sregs.cs.selector,
+            cs_base: sregs.cs.base as u32,
+            eip: regs.rip as u32,
+            eflags: regs.rflags as u32,
+            frame,
+        }
+    }
+
+    /// True when the byte before the post-step IP is a HLT that some exception vector's IVT
+    /// entry points at (the handler's first instruction, executed in the fault step).
+    fn handler_hlt(&mut self, ram: &[u8], post: &PcSnap) -> bool {
+        let ip = (post.eip as u16).wrapping_sub(1);
+        let at = post.cs_base as usize + usize::from(ip);
+        if ram.get(at) != Some(&0xF4) {
+            return false;
+        }
+        let ivt = self.vm.vcpu.sync_regs_mut().sregs.idt.base as usize;
+        (0..32usize).any(|v| {
+            let e = ivt + v * 4;
+            match ram.get(e..e + 4) {
+                Some(w) => {
+                    u16::from_le_bytes([w[0], w[1]]) == ip && u16::from_le_bytes([w[2], w[3]]) == post.cs
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// One single step with single-step mode already on and the watchdog entered.
+    fn step_inner(&mut self, machine: &mut Machine) -> StepEvent {
+        self.stats.steps += 1;
+        let pre = self.snap(machine.ram.as_slice());
+        let pre_regs = self.vm.vcpu.sync_regs_mut().regs;
+        let (bytes, n) = exits::fetch(machine.ram.as_slice(), pre.cs_base, pre.eip as u16);
+        let insn = InsnKind::of(&bytes[..n], pre.eip as u16);
+        let mut did_io = false;
+        loop {
+            let exit = self.kvm_run();
+            self.drain_coalesced(&mut machine.bus);
+            let completed = match exit {
+                Exit::Debug => true,
+                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                    match self.handle_io(&mut machine.bus, &exit) {
+                        Ok(None) => {}
+                        Ok(Some(r)) | Err(r) => {
+                            self.complete_pending(&mut machine.bus);
+                            return StepEvent::Stopped(r);
+                        }
+                    }
+                    // KVM finishes the instruction on the next KVM_RUN; stop right after that.
+                    did_io = true;
+                    self.vm.vcpu.set_kvm_immediate_exit(1);
+                    false
+                }
+                Exit::Interrupted if did_io && !self.watchdog.fired() => {
+                    let p = self.immediate_exit_ptr();
+                    self.watchdog.clear_immediate_exit(p);
+                    true
+                }
+                other => match self.terminal(machine, other) {
+                    Some(StopReason::Halted) => return StepEvent::Halted,
+                    Some(r) => return StepEvent::Stopped(r),
+                    None => false,
+                },
+            };
+            if completed {
+                break;
+            }
+        }
+        if did_io {
+            let p = self.immediate_exit_ptr();
+            self.watchdog.clear_immediate_exit(p);
+        }
+        let post = self.snap(machine.ram.as_slice());
+        let hlt = self.handler_hlt(machine.ram.as_slice(), &post);
+        let post_regs = self.vm.vcpu.sync_regs_mut().regs;
+        let rf = u64::from(picoqemu_core::flags::RF);
+        let unchanged = post_regs.rflags & !rf == pre_regs.rflags & !rf
+            && kvm_regs { rflags: 0, ..post_regs } == kvm_regs { rflags: 0, ..pre_regs };
+        let ev = classify(&pre, &insn, &post, did_io, hlt, unchanged);
+        if ev != StepEvent::RepChunk {
+            self.stats.stepped_instructions += 1;
+        }
+        ev
+    }
+}
+
+impl Backend for KvmBackend {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    /// Loads `state` through sync regs (no ioctl; KVM applies it at the next `KVM_RUN`).
+    fn set_state(&mut self, state: &CpuState) -> Result<(), BackendError> {
+        if self.io_pending {
+            // Only reachable if a caller drops a run between an exit and its completion.
+            let mut bus = IoBus::capturing();
+            self.complete_pending(&mut bus);
+        }
+        self.load(state);
+        Ok(())
+    }
+
+    /// The state after the last exit (or as last loaded), from the sync-regs area.
+    fn state(&mut self) -> Result<CpuState, BackendError> {
+        Ok(self.current())
+    }
+
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+        self.stats.runs += 1;
+        if let Err(r) = self.check_machine(machine) {
+            return r;
+        }
+        if limits.max_instructions == Some(0) {
+            return StopReason::BudgetExhausted;
+        }
+        let armed = match limits.timeout {
+            Some(t) => match Instant::now().checked_add(t) {
+                Some(deadline) => self.watchdog.arm(deadline),
+                None => self.watchdog.disarm(),
+            },
+            None => self.watchdog.disarm(),
+        };
+        if let Err(e) = armed.and_then(|_| self.set_single_step(limits.max_instructions.is_some())) {
+            return StopReason::HostError(e.to_string());
+        }
+        self.enter();
+        let reason = match limits.max_instructions {
+            Some(n) => self.run_budget(machine, n),
+            None => {
+                self.stats.free_runs += 1;
+                self.run_free(machine)
+            }
+        };
+        if self.io_pending {
+            self.complete_pending(&mut machine.bus);
+        }
+        self.leave(machine);
+        let disarmed = self.watchdog.disarm();
+        self.vm.vcpu.set_kvm_immediate_exit(0);
+        match disarmed {
+            Ok(()) => reason,
+            Err(e) => StopReason::HostError(e.to_string()),
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            instructions: (self.stats.free_runs == 0).then_some(self.stats.stepped_instructions),
+            exits: Some(self.stats.exits),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The VM: one KVM VM with the machine's RAM registered as memslots around the MMIO holes,
+//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones.
+use std::sync::OnceLock;
+
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
+
+use crate::KvmError;
+
+/// Page size used to align memslots.
+const PAGE: u64 = 0x1000;
+/// Where the (unused in real mode, required by VMX for it) TSS goes: just below 4 GiB, as QEMU does.
+const TSS_ADDR: usize = 0xFFFB_D000;
+
+/// Ports whose writes are coalesced (output only; reads still exit). Never 0xF4.
+pub const COALESCED_PORTS: [u16; 2] = [picoqemu_core::devices::debugcon::DEBUGCON_PORT, COM1_THR];
+/// COM1's transmit holding register (also DLL when DLAB is set).
+const COM1_THR: u16 = picoqemu_core::devices::uart::COM1_BASE;
+
+/// A guest-physical range backed by RAM: `[guest, guest + len)` at RAM offset `host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub guest: u64,
+    pub len: u64,
+    /// Offset into the machine's RAM mapping.
+    pub host: u64,
+}
+
+/// With the A20 gate disabled, physical 0x100000-0x10FFFF aliases 0x00000-0x0FFFF.
+const HMA: u64 = 0x10_0000;
+const HMA_LEN: u64 = 0x1_0000;
+
+/// The memslots of a machine: RAM around the MMIO holes, and with `a20_wrap` the high memory
+/// area mapped as an alias of the first 64 KiB (so FFFF:0010 wraps to 0 as on an 8086).
+pub fn machine_slots(ram_len: u64, holes: &[(u64, u64)], a20_wrap: bool) -> Vec<Slot> {
+    if !a20_wrap || ram_len < HMA + HMA_LEN {
+        return ram_slots(ram_len, holes);
+    }
+    let mut low = ram_slots(HMA, holes);
+    let hma_holes: Vec<(u64, u64)> = holes.iter().map(|&(b, l)| (b.wrapping_sub(HMA), l)).collect();
+    low.extend(ram_slots(HMA_LEN, &hma_holes).into_iter().map(|s| Slot { guest: s.guest + HMA, ..s }));
+    low.extend(ram_slots(ram_len, holes).into_iter().filter(|s| s.guest + s.len > HMA + HMA_LEN).map(|s| {
+        let start = s.guest.max(HMA + HMA_LEN);
+        Slot { guest: start, len: s.guest + s.len - start, host: start }
+    }));
+    low
+}
+
+/// Splits `[0, ram_len)` into page-aligned RAM slots that leave out every MMIO hole.
+/// Holes are widened to whole pages (KVM slots are page granular); holes outside RAM are
+/// ignored. Overlapping holes are fine.
+pub fn ram_slots(ram_len: u64, holes: &[(u64, u64)]) -> Vec<Slot> {
+    let mut cut: Vec<(u64, u64)> = holes
+        .iter()
+        .filter(|&&(_, len)| len > 0)
+        .map(|&(base, len)| {
+            let start = base & !(PAGE - 1);
+            let end = base.saturating_add(len).saturating_add(PAGE - 1) & !(PAGE - 1);
+            (start.min(ram_len), end.min(ram_len))
+        })
+        .filter(|&(s, e)| s < e)
+        .collect();
+    cut.sort_unstable();
+    let mut slots = Vec::new();
+    let mut at = 0u64;
+    for (s, e) in cut {
+        if s > at {
+            slots.push(Slot { guest: at, len: s - at, host: at });
+        }
+        at = at.max(e);
+    }
+    if at < ram_len {
+        slots.push(Slot { guest: at, len: ram_len - at, host: at });
+    }
+    slots
+}
+
+/// The host's supported CPUID, asked once per process (the ioctl costs about 0.3 ms here).
+fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
+    static CPUID: OnceLock<Result<CpuId, String>> = OnceLock::new();
+    CPUID
+        .get_or_init(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| KvmError::Unavailable(format!("KVM_GET_SUPPORTED_CPUID failed: {e}")))
+}
+
+/// The KVM objects of one machine.
+#[derive(Debug)]
+pub struct Vm {
+    /// The VM fd, owned so the VM with its memslots and coalesced zones lives as long as the
+    /// vCPU (nothing calls it after setup).
+    _vm: VmFd,
+    pub vcpu: VcpuFd,
+    /// Whether writes to [`COALESCED_PORTS`] go through the coalesced ring.
+    pub coalesced: bool,
+}
+
+impl Vm {
+    /// Creates the VM, maps `ram_len` bytes at host address `host` around `holes`, creates
+    /// vCPU 0 with the host's supported CPUID and enables sync regs.
+    pub fn new(
+        host: *mut u8,
+        ram_len: usize,
+        holes: &[(u64, u64)],
+        a20_wrap: bool,
+        coalesce: bool,
+    ) -> Result<Vm, KvmError> {
+        let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
+        for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::SyncRegs, "KVM_CAP_SYNC_REGS")] {
+            if !kvm.check_extension(cap) {
+                return Err(KvmError::Unavailable(format!("the host lacks {name}")));
+            }
+        }
+        if (host as usize) & (PAGE as usize - 1) != 0 {
+            return Err(KvmError::Memory(format!("guest RAM at host address {host:p} is not page aligned")));
+        }
+        let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
+        vm.set_tss_address(TSS_ADDR).map_err(KvmError::ioctl("KVM_SET_TSS_ADDR"))?;
+        for (i, slot) in machine_slots(ram_len as u64, holes, a20_wrap).iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: i as u32,
+                flags: 0,
+                guest_phys_addr: slot.guest,
+                memory_size: slot.len,
+                userspace_addr: host as u64 + slot.host,
+            };
+            // SAFETY: `[host + slot.host, host + slot.host + slot.len)` lies inside the
+            // machine's RAM mapping (`machine_slots` never goes past `ram_len`). The caller keeps
+            // that mapping alive as long as this VM: `KvmBackend` only runs the VM on the
+            // `Machine` whose RAM has this host address and length, and the RAM is never
+            // unmapped or resized while the machine lives.
+            unsafe { vm.set_user_memory_region(region) }
+                .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        let mut vcpu = vm.create_vcpu(0).map_err(KvmError::ioctl("KVM_CREATE_VCPU"))?;
+        let cpuid = supported_cpuid(&kvm)?;
+        vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
+        vcpu.set_sync_valid_reg(SyncReg::Register);
+        vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+        let coalesced = coalesce && kvm.check_extension(Cap::CoalescedPio);
+        if coalesced {
+            vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
+            for port in COALESCED_PORTS {
+                vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(port)), 1)
+                    .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO (PIO)"))?;
+            }
+        }
+        Ok(Vm { _vm: vm, vcpu, coalesced })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_holes_is_one_slot() {
+        assert_eq!(ram_slots(0x20_0000, &[]), vec![Slot { guest: 0, len: 0x20_0000, host: 0 }]);
+    }
+
+    #[test]
+    fn holes_are_cut_out_page_aligned() {
+        let s = ram_slots(0x20_0000, &[(0xD0000, 0x1000), (0xE0010, 0x10)]);
+        assert_eq!(
+            s,
+            vec![
+                Slot { guest: 0, len: 0xD0000, host: 0 },
+                Slot { guest: 0xD1000, len: 0xE0000 - 0xD1000, host: 0xD1000 },
+                Slot { guest: 0xE1000, len: 0x20_0000 - 0xE1000, host: 0xE1000 },
+            ]
+        );
+    }
+
+    #[test]
+    fn holes_at_edges_overlapping_or_outside() {
+        let s =
+            ram_slots(0x10_0000, &[(0, 0x1000), (0x800, 0x1000), (0xFF000, 0x5000), (0x4000_0000, 0x1000)]);
+        assert_eq!(s, vec![Slot { guest: 0x2000, len: 0xFF000 - 0x2000, host: 0x2000 }]);
+        assert!(ram_slots(0x1000, &[(0, u64::MAX)]).is_empty());
+    }
+
+    #[test]
+    fn a20_wrap_aliases_the_hma() {
+        let s = machine_slots(0x20_0000, &[(0xD0000, 0x1000)], true);
+        assert_eq!(
+            s,
+            vec![
+                Slot { guest: 0, len: 0xD0000, host: 0 },
+                Slot { guest: 0xD1000, len: 0x10_0000 - 0xD1000, host: 0xD1000 },
+                Slot { guest: 0x10_0000, len: 0x1_0000, host: 0 },
+                Slot { guest: 0x11_0000, len: 0x20_0000 - 0x11_0000, host: 0x11_0000 },
+            ]
+        );
+        assert_eq!(machine_slots(0x20_0000, &[], false), ram_slots(0x20_0000, &[]));
+    }
+}

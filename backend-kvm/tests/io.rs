@@ -1,0 +1,273 @@
+//! Port I/O and MMIO on KVM: a COM1 polling guest with the debug exit, string I/O widths and
+//! counts, coalesced-PIO ordering, and the MMIO console through a hole in the memslots.
+mod common;
+
+use std::time::Duration;
+
+use iced_x86::code_asm::{al, ax, byte_ptr, cx, di, dx, es, si, word_ptr, CodeAssembler};
+use picoqemu_core::devices::{MmioConsole, Sink};
+use picoqemu_core::{Backend, Gpr, IoBus, Machine, MachineConfig, RunLimits, StopReason};
+use picoqemu_kvm::{KvmBackend, KvmOptions, StepEvent};
+
+const MSG_ADDR: u64 = 0x8000;
+
+/// Programs COM1 (divisor 1 through DLAB, 8N1), prints the NUL-terminated string at 0x8000
+/// with LSR polling, then writes 0x21 to the debug-exit port.
+fn serial_guest() -> Vec<u8> {
+    common::assemble(0x7C00, |a| {
+        let (mut next, mut wait, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        let out = |a: &mut CodeAssembler, port: i32, v: i32| {
+            a.mov(dx, port).unwrap();
+            a.mov(al, v).unwrap();
+            a.out(dx, al).unwrap();
+        };
+        out(a, 0x3FB, 0x80); // LCR: DLAB on
+        out(a, 0x3F8, 0x01); // DLL = 1 (coalesced: must still land in the divisor)
+        out(a, 0x3F9, 0x00); // DLM = 0
+        out(a, 0x3FB, 0x03); // LCR: 8N1, DLAB off
+        a.mov(si, MSG_ADDR as i32).unwrap();
+        a.set_label(&mut next).unwrap();
+        a.lodsb().unwrap();
+        a.test(al, al).unwrap();
+        a.jz(done).unwrap();
+        a.mov(ah_reg(), al).unwrap();
+        a.mov(dx, 0x3FD).unwrap();
+        a.set_label(&mut wait).unwrap();
+        a.in_(al, dx).unwrap();
+        a.test(al, 0x20).unwrap();
+        a.jz(wait).unwrap();
+        a.mov(al, ah_reg()).unwrap();
+        a.mov(dx, 0x3F8).unwrap();
+        a.out(dx, al).unwrap();
+        a.jmp(next).unwrap();
+        a.set_label(&mut done).unwrap();
+        a.mov(al, 0x21).unwrap();
+        a.out(0xF4, al).unwrap();
+        a.hlt().unwrap();
+    })
+}
+
+fn ah_reg() -> iced_x86::code_asm::AsmRegister8 {
+    iced_x86::code_asm::ah
+}
+
+fn run_serial(options: KvmOptions) -> (Machine, KvmBackend, StopReason) {
+    let mut m = common::machine();
+    m.ram.write(0x7C00, &serial_guest()).unwrap();
+    m.ram.write(MSG_ADDR, b"Hello, serial!\n\0").unwrap();
+    let mut b = KvmBackend::with_options(&m, options).unwrap();
+    let mut s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
+    s.set_reg(Gpr::Esp, 0x7000);
+    b.set_state(&s).unwrap();
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    (m, b, r)
+}
+
+#[test]
+fn com1_polling_guest_and_debug_exit() {
+    if !common::kvm_available("com1_polling_guest_and_debug_exit") {
+        return;
+    }
+    for coalesced_pio in [true, false] {
+        let (m, mut b, r) = run_serial(KvmOptions { coalesced_pio });
+        assert_eq!(r, StopReason::DebugExit(0x21), "coalesced={coalesced_pio}");
+        assert_eq!(r.exit_status(), 0x43);
+        assert_eq!(m.bus.uart.out.captured(), b"Hello, serial!\n");
+        assert_eq!(m.bus.uart.divisor(), 1, "the DLL write reached the divisor latch");
+        // The state is the one after the OUT to 0xF4 (2 bytes), before the HLT.
+        let st = b.state().unwrap();
+        assert_eq!(m.ram.as_slice()[st.eip as usize], 0xF4, "IP is on the HLT after `out 0xf4, al`");
+        let stats = b.kvm_stats();
+        if coalesced_pio && b.coalesced_pio() {
+            assert!(stats.coalesced_writes >= 15, "{stats:?}");
+        } else {
+            assert_eq!(stats.coalesced_writes, 0);
+        }
+    }
+}
+
+#[test]
+fn string_io_uses_size_and_count_from_kvm_run() {
+    if !common::kvm_available("string_io_uses_size_and_count_from_kvm_run") {
+        return;
+    }
+    let code = common::assemble(0x7C00, |a| {
+        a.cld().unwrap();
+        // rep outsw: three words from 0x8000 to port 0x80 (POST; 0x81 is unclaimed)
+        a.mov(si, 0x8000).unwrap();
+        a.mov(cx, 3).unwrap();
+        a.mov(dx, 0x80).unwrap();
+        a.rep().outsw().unwrap();
+        // rep outsb: "abc" from 0x8010 to the debug console
+        a.mov(si, 0x8010).unwrap();
+        a.mov(cx, 3).unwrap();
+        a.mov(dx, 0xE9).unwrap();
+        a.rep().outsb().unwrap();
+        // rep insb: four bytes from port 0xE9 (reads as 0xE9) to 0x9000
+        a.mov(di, 0x9000).unwrap();
+        a.mov(cx, 4).unwrap();
+        a.rep().insb().unwrap();
+        // rep insw: two words from port 0x80 (POST byte, then 0x81 unclaimed = 0xFF)
+        a.mov(di, 0x9010).unwrap();
+        a.mov(cx, 2).unwrap();
+        a.mov(dx, 0x80).unwrap();
+        a.rep().insw().unwrap();
+        a.hlt().unwrap();
+    });
+    let (mut m, mut b, _) = common::setup(&code);
+    m.ram.write(0x8000, &[0x11, 0xA1, 0x22, 0xA2, 0x33, 0xA3]).unwrap();
+    m.ram.write(0x8010, b"abc").unwrap();
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    assert_eq!(r, StopReason::Halted);
+    assert_eq!(m.bus.debugcon.out.captured(), b"abc");
+    assert_eq!(m.bus.post_code, 0x33, "the last word's low byte went to port 0x80");
+    let io = m.bus.stats;
+    // 3 word writes + 3 byte writes; 4 byte reads + 2 word reads: one bus access per element.
+    assert_eq!((io.pio_writes, io.pio_reads), (6, 6), "{io:?}");
+    // Each word write's high byte (0x81) and each word read's high byte are unclaimed.
+    assert_eq!((io.unclaimed_writes, io.unclaimed_reads), (3, 2), "{io:?}");
+    assert_eq!(&m.ram.as_slice()[0x9000..0x9004], &[0xE9; 4]);
+    assert_eq!(&m.ram.as_slice()[0x9010..0x9014], &[0x33, 0xFF, 0x33, 0xFF]);
+    assert_eq!(b.state().unwrap().reg(Gpr::Ecx) & 0xFFFF, 0);
+}
+
+/// Interleaves the debug console and COM1 with a UART loopback read in between.
+fn interleaving_guest() -> Vec<u8> {
+    common::assemble(0x7C00, |a| {
+        for (i, ch) in b"ABCDEF".iter().enumerate() {
+            a.mov(al, i32::from(*ch)).unwrap();
+            a.out(if i % 2 == 0 { 0xE9 } else { 0x80 }, al).unwrap();
+            a.mov(dx, 0x3F8).unwrap();
+            a.mov(al, i32::from(b'1' + i as u8)).unwrap();
+            a.out(dx, al).unwrap();
+        }
+        // Loopback: a THR write must be in RBR when the guest reads it back.
+        a.mov(dx, 0x3FC).unwrap();
+        a.mov(al, 0x10).unwrap();
+        a.out(dx, al).unwrap();
+        a.mov(dx, 0x3F8).unwrap();
+        a.mov(al, 0x5A).unwrap();
+        a.out(dx, al).unwrap();
+        a.in_(al, dx).unwrap();
+        a.mov(byte_ptr(0x9000), al).unwrap();
+        a.hlt().unwrap();
+    })
+}
+
+#[test]
+fn coalesced_pio_keeps_output_order() {
+    if !common::kvm_available("coalesced_pio_keeps_output_order") {
+        return;
+    }
+    let code = interleaving_guest();
+    // Single-stepped with coalescing on: the ring is drained after every step, so the order
+    // in which the two captures grow is the guest's program order.
+    let (mut m, mut b, _) = common::setup(&code);
+    let mut order = Vec::new();
+    let (mut e9, mut com) = (0, 0);
+    for _ in 0..200 {
+        let ev = b.step(&mut m, None);
+        let (ne9, ncom) = (m.bus.debugcon.out.captured().len(), m.bus.uart.out.captured().len());
+        if ne9 > e9 {
+            order.push(m.bus.debugcon.out.captured()[e9]);
+        }
+        if ncom > com {
+            order.push(m.bus.uart.out.captured()[com]);
+        }
+        (e9, com) = (ne9, ncom);
+        if ev == StepEvent::Halted {
+            break;
+        }
+        assert!(!matches!(ev, StepEvent::Stopped(_)), "{ev:?}");
+    }
+    assert_eq!(order, b"A1B2C3D4E5F6".iter().copied().filter(|c| !b"BDF".contains(c)).collect::<Vec<_>>());
+    assert_eq!(m.ram.as_slice()[0x9000], 0x5A, "loopback read sees the coalesced write");
+    // Free-running, with and without coalescing: identical streams and loopback result.
+    for coalesced_pio in [true, false] {
+        let mut m = common::machine();
+        m.ram.write(0x7C00, &code).unwrap();
+        let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio }).unwrap();
+        let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
+        b.set_state(&s).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(m.bus.debugcon.out.captured(), b"ACE");
+        assert_eq!(m.bus.uart.out.captured(), b"123456");
+        assert_eq!(m.bus.post_code, b'F');
+        assert_eq!(m.ram.as_slice()[0x9000], 0x5A);
+    }
+}
+
+#[test]
+fn mmio_console_through_a_memslot_hole() {
+    if !common::kvm_available("mmio_console_through_a_memslot_hole") {
+        return;
+    }
+    let mut bus = IoBus::capturing();
+    bus.mmio_console = Some(MmioConsole::new(0xD0000, Sink::capture()));
+    let mut m = Machine::new(MachineConfig::default(), bus).unwrap();
+    let code = common::assemble(0x7C00, |a| {
+        a.mov(ax, 0xD000).unwrap();
+        a.mov(es, ax).unwrap();
+        a.mov(byte_ptr(0).es(), i32::from(b'O')).unwrap();
+        a.mov(byte_ptr(0).es(), i32::from(b'K')).unwrap();
+        a.mov(ax, word_ptr(4).es()).unwrap(); // the console's count: 2
+        a.mov(word_ptr(8).es(), 0x1234).unwrap(); // ignored by the device
+        a.mov(byte_ptr(0x1000).es(), 0x77).unwrap(); // 0xD1000: RAM again
+        a.mov(byte_ptr(0xFFFF).es(), 0x66).unwrap(); // 0xDFFFF (ES:FFFF): RAM
+        a.hlt().unwrap();
+    });
+    m.ram.write(0x7C00, &code).unwrap();
+    let mut b = KvmBackend::new(&m).unwrap();
+    let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
+    b.set_state(&s).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    let console = m.bus.mmio_console.as_ref().unwrap();
+    assert_eq!(console.out.captured(), b"OK");
+    assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2);
+    assert_eq!(m.ram.as_slice()[0xD1000], 0x77);
+    assert_eq!(m.ram.as_slice()[0xDFFFF], 0x66);
+    assert_eq!(m.ram.as_slice()[0xD0000], 0, "the hole is not RAM");
+    assert_eq!(b.kvm_stats().mmio_exits, 4);
+}
+
+#[test]
+fn a_backend_refuses_another_machine() {
+    if !common::kvm_available("a_backend_refuses_another_machine") {
+        return;
+    }
+    let m = common::machine();
+    let mut other = common::machine();
+    let mut b = KvmBackend::new(&m).unwrap();
+    match b.run(&mut other, RunLimits::UNBOUNDED) {
+        StopReason::HostError(msg) => assert!(msg.contains("created for the machine"), "{msg}"),
+        r => panic!("expected a host error, got {r}"),
+    }
+}
+
+#[test]
+fn a20_wrap_aliases_the_high_memory_area() {
+    if !common::kvm_available("a20_wrap_aliases_the_high_memory_area") {
+        return;
+    }
+    for a20_wrap in [false, true] {
+        let mut m =
+            Machine::new(MachineConfig { a20_wrap, ..MachineConfig::default() }, IoBus::capturing()).unwrap();
+        // mov ax, 0xFFFF ; mov ds, ax ; mov byte [0x10], 0x5A ; hlt  -> physical 0x100000
+        let code = common::assemble(0x7C00, |a| {
+            a.mov(ax, 0xFFFF).unwrap();
+            a.mov(iced_x86::code_asm::ds, ax).unwrap();
+            a.mov(byte_ptr(0x10), 0x5A).unwrap();
+            a.hlt().unwrap();
+        });
+        m.ram.write(0x7C00, &code).unwrap();
+        let mut b = KvmBackend::new(&m).unwrap();
+        b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        let (low, high) = (m.ram.as_slice()[0], m.ram.as_slice()[0x10_0000]);
+        if a20_wrap {
+            assert_eq!((low, high), (0x5A, 0), "FFFF:0010 wrapped to 0");
+        } else {
+            assert_eq!((low, high), (0, 0x5A), "FFFF:0010 is the HMA");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Single step on KVM: instruction budgets through `run`, and the lockstep API's events for
+//! ordinary instructions, REP chunks, port I/O, HLT, `int n` and a fault (#DE).
+mod common;
+
+use std::time::{Duration, Instant};
+
+use iced_x86::code_asm::{al, ax, bl, cx, di, dx, si};
+use picoqemu_core::{flags, Backend, Gpr, RunLimits, StopReason};
+use picoqemu_kvm::StepEvent;
+
+fn five_movs_then_hlt() -> Vec<u8> {
+    common::assemble(0x7C00, |a| {
+        for i in 1..=5 {
+            a.mov(ax, i).unwrap(); // 3 bytes each
+        }
+        a.hlt().unwrap();
+    })
+}
+
+#[test]
+fn instruction_budget_counts_single_steps() {
+    if !common::kvm_available("instruction_budget_counts_single_steps") {
+        return;
+    }
+    let (mut m, mut b, _) = common::setup(&five_movs_then_hlt());
+    assert_eq!(b.run(&mut m, RunLimits::instructions(0)), StopReason::BudgetExhausted);
+    assert_eq!(b.state().unwrap().eip, 0x7C00);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(1)), StopReason::StepDone);
+    let s = b.state().unwrap();
+    assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C03, 1));
+    assert_eq!(b.run(&mut m, RunLimits::instructions(3)), StopReason::BudgetExhausted);
+    let s = b.state().unwrap();
+    assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C0C, 4));
+    // The HLT is recognised under single step although KVM reports a debug exit for it.
+    assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+    assert_eq!(b.state().unwrap().eip, 0x7C10);
+    assert_eq!(b.stats().instructions, Some(6));
+    // A free run afterwards leaves single-step mode.
+    let mut s = b.state().unwrap();
+    s.eip = 0x7C00;
+    b.set_state(&s).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.kvm_stats().exits, 6 + 1, "budgeted runs took one exit per step, the free run one");
+}
+
+#[test]
+fn rep_movsb_steps_in_chunks_with_rf_set() {
+    if !common::kvm_available("rep_movsb_steps_in_chunks_with_rf_set") {
+        return;
+    }
+    let code = common::assemble(0x7C00, |a| {
+        a.cld().unwrap();
+        a.mov(si, 0x1000).unwrap();
+        a.mov(di, 0x4000).unwrap();
+        a.mov(cx, 3000).unwrap();
+        a.rep().movsb().unwrap(); // at 0x7C0A
+        a.hlt().unwrap();
+    });
+    let (mut m, mut b, _) = common::setup(&code);
+    for i in 0..3000 {
+        m.ram.as_mut_slice()[0x1000 + i] = i as u8;
+    }
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let mut events = Vec::new();
+    let mut cx_seen = Vec::new();
+    loop {
+        let ev = b.step(&mut m, deadline);
+        let s = b.state().unwrap();
+        if ev == StepEvent::RepChunk {
+            assert_eq!(s.eip, 0x7C0A, "IP stays on the REP");
+            assert_ne!(s.eflags & flags::RF, 0, "RF is set between chunks");
+            cx_seen.push(s.reg(Gpr::Ecx) & 0xFFFF);
+        }
+        let done = matches!(ev, StepEvent::Halted | StepEvent::Stopped(_)) || events.len() > 4000;
+        events.push(ev);
+        if done {
+            break;
+        }
+    }
+    b.end_steps().unwrap();
+    assert_eq!(events.last(), Some(&StepEvent::Halted));
+    let chunks = events.iter().filter(|e| **e == StepEvent::RepChunk).count();
+    let retired = events.iter().filter(|e| **e == StepEvent::Retired).count();
+    // cld, mov si, mov di, mov cx, rep movsb (leaving step): 5 retired; then HLT.
+    assert_eq!(retired, 5, "{events:?}");
+    assert!(chunks >= 1, "{events:?}");
+    assert!(cx_seen.windows(2).all(|w| w[1] < w[0]), "CX falls chunk by chunk: {cx_seen:?}");
+    let s = b.state().unwrap();
+    assert_eq!((s.eip, s.reg(Gpr::Ecx) & 0xFFFF, s.eflags & flags::RF), (0x7C0D, 0, 0));
+    assert_eq!(&m.ram.as_slice()[0x4000..0x4000 + 3000], &m.ram.as_slice()[0x1000..0x1000 + 3000]);
+    // With a budget the REP counts as one instruction, whatever its chunks.
+    let mut s = b.state().unwrap();
+    s.eip = 0x7C00;
+    b.set_state(&s).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::instructions(5)), StopReason::BudgetExhausted);
+    assert_eq!(b.state().unwrap().eip, 0x7C0C);
+}
+
+#[test]
+fn io_and_interrupt_steps() {
+    if !common::kvm_available("io_and_interrupt_steps") {
+        return;
+    }
+    // 7C00 mov dx, 0xE9     ; Retired
+    // 7C03 in al, dx        ; Io (AL = 0xE9 once completed)
+    // 7C04 out 0x80, al     ; Io
+    // 7C06 int 0x10         ; Retired, at the handler's first instruction (not executed)
+    // handler at 7D00: inc bp ; iret
+    // 7C08 hlt              ; Halted
+    let code = common::assemble(0x7C00, |a| {
+        a.mov(dx, 0xE9).unwrap();
+        a.in_(al, dx).unwrap();
+        a.out(0x80, al).unwrap();
+        a.int(0x10).unwrap();
+        a.hlt().unwrap();
+    });
+    let (mut m, mut b, _) = common::setup(&code);
+    m.ram.write(0x7D00, &[0x45, 0xCF]).unwrap(); // inc bp ; iret
+    m.ram.write(0x10 * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+    let mut step = |want: StepEvent, ip: u32| {
+        let ev = b.step(&mut m, None);
+        let s = b.state().unwrap();
+        assert_eq!((ev, s.eip), (want, ip), "state:\n{s}");
+        s
+    };
+    step(StepEvent::Retired, 0x7C03);
+    let s = step(StepEvent::Io, 0x7C04);
+    assert_eq!(s.reg(Gpr::Eax) & 0xFF, 0xE9, "IN completed before the step returned");
+    step(StepEvent::Io, 0x7C06);
+    step(StepEvent::Retired, 0x7D00);
+    let s = step(StepEvent::Retired, 0x7D01);
+    assert_eq!(s.reg(Gpr::Ebp), 1);
+    step(StepEvent::Retired, 0x7C08);
+    step(StepEvent::Halted, 0x7C09);
+    assert_eq!(m.bus.post_code, 0xE9);
+}
+
+#[test]
+fn fault_step_includes_the_handlers_first_instruction() {
+    if !common::kvm_available("fault_step_includes_the_handlers_first_instruction") {
+        return;
+    }
+    // 7C00 mov bl, 0 ; 7C02 div bl (#DE) ; handler 7D00: inc bp ; hlt
+    let code = common::assemble(0x7C00, |a| {
+        a.mov(bl, 0).unwrap();
+        a.div(bl).unwrap();
+        a.hlt().unwrap();
+    });
+    for (handler, want) in [
+        (&[0x45u8, 0xF4][..], StepEvent::FaultDelivered { halted: false }),
+        (&[0xF4][..], StepEvent::FaultDelivered { halted: true }),
+    ] {
+        let (mut m, mut b, _) = common::setup(&code);
+        m.ram.write(0x7D00, handler).unwrap();
+        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        assert_eq!(b.step(&mut m, None), StepEvent::Retired);
+        let ev = b.step(&mut m, None);
+        let s = b.state().unwrap();
+        assert_eq!(ev, want, "state:\n{s}");
+        assert_eq!(s.eip, 0x7D00 + 1, "the handler's first instruction ran");
+        assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
+        assert_eq!(&m.ram.as_slice()[0x7000 - 6..0x7000 - 2], &[0x02, 0x7C, 0x00, 0x00], "it names the DIV");
+        // The budget view of the same: the handler's HLT ends the run.
+        let (mut m, mut b, _) = common::setup(&code);
+        m.ram.write(0x7D00, handler).unwrap();
+        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
+        assert_eq!(b.state().unwrap().eip, 0x7D00 + handler.len() as u32);
+    }
+}
+
+#[test]
+fn step_honours_its_deadline_on_vmcall() {
+    if !common::kvm_available("step_honours_its_deadline_on_vmcall") {
+        return;
+    }
+    let (mut m, mut b, _) = common::setup(&[0x90, 0x0F, 0x01, 0xC1, 0xF4]); // nop ; vmcall ; hlt
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    assert_eq!(b.step(&mut m, deadline), StepEvent::Retired);
+    // Here single-stepping vmcall makes no progress (IP stays on it); elsewhere it may hang
+    // until the deadline or fail emulation.
+    match b.step(&mut m, deadline) {
+        StepEvent::NoProgress => assert_eq!(b.state().unwrap().eip, 0x7C01),
+        StepEvent::Stopped(StopReason::Timeout) | StepEvent::Stopped(StopReason::EmulationFailure { .. }) => {
+        }
+        other => panic!("vmcall step ended with {other:?}, state:\n{}", b.state().unwrap()),
+    }
+    b.end_steps().unwrap();
+    // A budgeted run over it ends too.
+    let r = b.run(&mut m, RunLimits { max_instructions: Some(50), timeout: Some(Duration::from_secs(1)) });
+    assert!(
+        matches!(r, StopReason::BudgetExhausted | StopReason::Timeout | StopReason::EmulationFailure { .. }),
+        "{r}"
+    );
+    // The VM is still usable.
+    let mut s = b.state().unwrap();
+    s.eip = 0x7C04;
+    b.set_state(&s).unwrap();
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+}
+
+#[test]
+fn reset_prepares_the_vm_for_the_next_program() {
+    if !common::kvm_available("reset_prepares_the_vm_for_the_next_program") {
+        return;
+    }
+    let (mut m, mut b, start) = common::setup(&five_movs_then_hlt());
+    assert_eq!(b.run(&mut m, RunLimits::instructions(2)), StopReason::BudgetExhausted);
+    b.reset(&mut m).unwrap();
+    assert_eq!(b.state().unwrap(), picoqemu_core::CpuState::default());
+    for _ in 0..3 {
+        b.set_state(&start).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+        let s = b.state().unwrap();
+        assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5));
+        b.reset(&mut m).unwrap();
+    }
+}

@@ -1,1 +1,0 @@
-//! The SingleStepTests runner (being written).
