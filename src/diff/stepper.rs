@@ -57,4 +57,25 @@ pub trait StepBackend: Backend {
 }
 
 impl StepBackend for picoqemu_interp::InterpBackend {}
-impl StepBackend for picoqemu_kvm::KvmBackend {}
+impl StepBackend for picoqemu_kvm::KvmBackend {
+    /// One `KVM_SET_GUEST_DEBUG` single step, classified by the backend.
+    fn step_one(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> Step {
+        use picoqemu_kvm::StepEvent;
+        match self.step(machine, deadline) {
+            StepEvent::Retired | StepEvent::Io => Step::Retired,
+            StepEvent::RepChunk => Step::RepChunk,
+            StepEvent::Halted => Step::Halted,
+            StepEvent::FaultDelivered { halted } => Step::FaultMerged { halted },
+            StepEvent::NoProgress => Step::NoProgress,
+            StepEvent::Stopped(r) => Step::Stopped(r),
+        }
+    }
+
+    fn reset_for_reuse(&mut self, machine: &mut Machine) -> Result<(), picoqemu_core::BackendError> {
+        self.reset(machine).map_err(|e| picoqemu_core::BackendError::new("kvm", e))
+    }
+
+    fn end_steps(&mut self) -> Result<(), picoqemu_core::BackendError> {
+        picoqemu_kvm::KvmBackend::end_steps(self).map_err(|e| picoqemu_core::BackendError::new("kvm", e))
+    }
+}

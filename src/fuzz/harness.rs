@@ -15,7 +15,7 @@ use crate::diff::{disasm, lockstep_verdict, whole_run_verdict, DiffError};
 /// Instruction budget of the candidate for one program (generated programs are far shorter).
 pub const FUZZ_BUDGET: u64 = 2_000_000;
 /// Wall-clock limit per run of one program.
-pub const FUZZ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FUZZ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a program has no verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
