@@ -66,6 +66,8 @@ pub struct Divergence {
     pub cs: u16,
     pub ip: u32,
     pub bytes: InsnBytes,
+    /// The state both sides agreed on before the instruction.
+    pub pre: CpuState,
     pub comparison: Comparison,
     /// Differing memory ranges found by the per-instruction check (the full-RAM comparison is
     /// in `comparison`).
@@ -401,7 +403,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                 (&candidate.machine, Outcome { stop: cstop, state: cstate }),
                 undef.undefined(),
             );
-            let d = Divergence { step, cs: pre.cs(), ip: pre.eip, bytes, comparison, written };
+            let d = Divergence { step, cs: pre.cs(), ip: pre.eip, bytes, pre, comparison, written };
             return done(LockstepEnd::Diverged(Box::new(d)), step + 1, rules, undef, history);
         }
         step += 1;
@@ -414,7 +416,8 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                 undef.undefined(),
             );
             if !comparison.is_identical() {
-                let d = Divergence { step: step - 1, cs: pre.cs(), ip: pre.eip, bytes, comparison, written };
+                let d =
+                    Divergence { step: step - 1, cs: pre.cs(), ip: pre.eip, bytes, pre, comparison, written };
                 return done(LockstepEnd::Diverged(Box::new(d)), step, rules, undef, history);
             }
             return done(LockstepEnd::Stopped(rstop), step, rules, undef, history);

@@ -14,6 +14,7 @@ pub mod disasm;
 pub mod error;
 pub mod flagmask;
 pub mod history;
+pub mod known;
 pub mod lockstep;
 pub mod parse;
 pub mod stepper;

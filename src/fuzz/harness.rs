@@ -7,6 +7,7 @@ use picoqemu_core::{load_image, ImageKind, RunLimits, StopReason};
 
 use super::program::Program;
 use crate::diff::compare::Outcome;
+use crate::diff::known::{classify_divergence, classify_reference_stop, Known};
 use crate::diff::lockstep::{lockstep, LockstepEnd};
 use crate::diff::stepper::StepBackend;
 use crate::diff::wholerun::{whole_run, Side};
@@ -14,8 +15,10 @@ use crate::diff::{disasm, lockstep_verdict, whole_run_verdict, DiffError};
 
 /// Instruction budget of the candidate for one program (generated programs are far shorter).
 pub const FUZZ_BUDGET: u64 = 2_000_000;
-/// Wall-clock limit per run of one program.
+/// Wall-clock limit per whole run of one program.
 pub const FUZZ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wall-clock limit per lockstep run of one program (single-stepping KVM is ~15x slower).
+pub const LOCKSTEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a program has no verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub enum SkipReason {
     KvmCannotEmulate(String),
     /// Neither side finished within the limits.
     NoTermination,
+    /// A documented difference of KVM's emulator (its id in `docs/known-differences.md`).
+    Known(&'static str),
     /// The program could not be laid out (a generator bug; the message says why).
     Generator(String),
 }
@@ -47,6 +52,8 @@ pub enum Verdict {
     Same,
     Divergent(Box<Finding>),
     Skipped(SkipReason),
+    /// A documented difference of KVM's emulator (see [`crate::diff::known`]).
+    Known(Known),
 }
 
 /// A reference/candidate pair reused for many programs.
@@ -85,14 +92,25 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
         let start = self.load(image)?;
         let limits = RunLimits { max_instructions: Some(FUZZ_BUDGET), timeout: Some(FUZZ_TIMEOUT) };
         if self.lockstep {
-            let l = lockstep(&mut self.reference, &mut self.candidate, &start, limits)?;
+            let ls_limits =
+                RunLimits { max_instructions: Some(FUZZ_BUDGET), timeout: Some(LOCKSTEP_TIMEOUT) };
+            let l = lockstep(&mut self.reference, &mut self.candidate, &start, ls_limits)?;
             match &l.end {
                 LockstepEnd::Stopped(StopReason::BudgetExhausted | StopReason::Timeout) => {
                     return Ok(Verdict::Skipped(SkipReason::NoTermination))
                 }
                 LockstepEnd::Stopped(_) => return Ok(Verdict::Same),
-                LockstepEnd::ReferenceFailed(stop) => return Ok(Verdict::Skipped(skip_for(stop))),
+                LockstepEnd::ReferenceFailed(stop) => {
+                    let ram = self.reference.machine.ram.as_slice();
+                    if let Some(k) = classify_reference_stop(stop, &start, ram) {
+                        return Ok(Verdict::Known(k));
+                    }
+                    return Ok(Verdict::Skipped(skip_for(stop)));
+                }
                 LockstepEnd::Diverged(d) => {
+                    if let Some(k) = classify_divergence(d) {
+                        return Ok(Verdict::Known(k));
+                    }
                     let (_, report) = lockstep_verdict(&l);
                     return Ok(Verdict::Divergent(Box::new(Finding {
                         report,
@@ -125,13 +143,28 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
         if limit(&c.left.stop) && limit(&c.right.stop) {
             return Ok(Verdict::Skipped(SkipReason::NoTermination));
         }
+        if let Some(k) =
+            classify_reference_stop(&c.left.stop, &c.left.state, self.reference.machine.ram.as_slice())
+        {
+            return Ok(Verdict::Known(k));
+        }
         let (_, report) = whole_run_verdict(&w);
+        let tainted = w.trace.undef.taint().is_some();
+        if !self.lockstep && !tainted {
+            // Locate the first differing instruction; a known difference there explains it.
+            self.lockstep = true;
+            let located = self.run_image(image);
+            self.lockstep = false;
+            if let Verdict::Known(k) = located? {
+                return Ok(Verdict::Known(k));
+            }
+        }
         Ok(Verdict::Divergent(Box::new(Finding {
             report,
             signature: c.signature(),
             reference: c.left.clone(),
             candidate: c.right.clone(),
-            tainted: w.trace.undef.taint().is_some(),
+            tainted,
             lockstep: false,
         })))
     }

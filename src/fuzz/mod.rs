@@ -101,6 +101,7 @@ pub fn fuzz_one<R: StepBackend, C: StepBackend>(
     match worker.run_program(&program)? {
         Verdict::Same => Ok(Outcome::Same),
         Verdict::Skipped(r) => Ok(Outcome::Skipped(r)),
+        Verdict::Known(k) => Ok(Outcome::Skipped(SkipReason::Known(k.id))),
         Verdict::Divergent(f) => {
             let m = minimize::minimise(worker, &program, &f)?;
             let repro = repro::write(out, seed, index, &program, &m).map_err(|e| e.to_string());
@@ -199,6 +200,7 @@ pub fn report(outcomes: &[Outcome], seed: u64) -> Summary {
                 let key = match r {
                     SkipReason::KvmCannotEmulate(m) => format!("KVM cannot emulate {m}"),
                     SkipReason::NoTermination => "did not terminate".to_string(),
+                    SkipReason::Known(id) => format!("known difference {id} (docs/known-differences.md)"),
                     SkipReason::Generator(e) => format!("generator: {e}"),
                 };
                 *skipped.entry(key).or_default() += 1;
