@@ -68,9 +68,41 @@ fn op_bits(instr: &Instruction) -> u32 {
     }
 }
 
-/// The flag effect of `instr`. `cl` is the value of CL before the instruction when known
-/// (dynamic tracking); `None` makes the answer conservative for count-dependent instructions.
-pub fn flag_effect(instr: &Instruction, cl: Option<u8>) -> FlagEffect {
+/// The count register a REP-prefixed string instruction uses: ECX with a 32-bit address size.
+fn rep_uses_ecx(instr: &Instruction) -> bool {
+    (0..instr.op_count()).any(|i| {
+        matches!(instr.op_kind(i), OpKind::MemorySegESI | OpKind::MemorySegEDI | OpKind::MemoryESEDI)
+    })
+}
+
+/// The iteration count a REP string instruction starts with, from ECX before it (`None` when
+/// `instr` is not a REP string instruction).
+pub fn rep_count(instr: &Instruction, ecx: u32) -> Option<u32> {
+    if !(instr.is_string_instruction() && (instr.has_rep_prefix() || instr.has_repne_prefix())) {
+        return None;
+    }
+    Some(if rep_uses_ecx(instr) { ecx } else { ecx & 0xFFFF })
+}
+
+/// The flag effect of `instr`. `ecx` is the value of ECX before the instruction when known
+/// (dynamic tracking: the shift count in CL, the REP count); `None` makes the answer
+/// conservative for count-dependent instructions.
+pub fn flag_effect(instr: &Instruction, ecx: Option<u32>) -> FlagEffect {
+    let cl = ecx.map(|v| v as u8);
+    if instr.is_string_instruction() && (instr.has_rep_prefix() || instr.has_repne_prefix()) {
+        let iced = FlagEffect {
+            read: to_eflags(instr.rflags_read()),
+            defined: to_eflags(instr.rflags_modified()) & !to_eflags(instr.rflags_undefined()),
+            undefined: to_eflags(instr.rflags_undefined()),
+        };
+        return match ecx.and_then(|v| rep_count(instr, v)) {
+            // No iteration: no flag is read or written.
+            Some(0) => FlagEffect::default(),
+            Some(_) => iced,
+            // Unknown count: maybe no iteration, so nothing is certainly written.
+            None => FlagEffect { defined: 0, ..iced },
+        };
+    }
     let read = if pushes_flags(instr.mnemonic()) {
         STATUS | to_eflags(instr.rflags_read())
     } else {
@@ -178,9 +210,9 @@ impl UndefTracker {
         self.taint
     }
 
-    /// Records one executed instruction (`step` is its 0-based number).
-    pub fn executed(&mut self, instr: &Instruction, cl: u8, step: u64) {
-        let e = flag_effect(instr, Some(cl));
+    /// Records one executed instruction (`ecx` is ECX before it; `step` its 0-based number).
+    pub fn executed(&mut self, instr: &Instruction, ecx: u32, step: u64) {
+        let e = flag_effect(instr, Some(ecx));
         self.apply(e, step);
     }
 
@@ -250,7 +282,12 @@ mod tests {
         assert!(shl1.defined & flags::OF != 0);
         let shl_cl = decode(&[0xD3, 0xE0]); // shl ax, cl
         assert_eq!(flag_effect(&shl_cl, Some(0)), FlagEffect::default());
+        assert_eq!(flag_effect(&shl_cl, Some(0x100)), FlagEffect::default()); // CL = 0
         assert_eq!(flag_effect(&shl_cl, Some(32)), FlagEffect::default()); // masked to 0
+        let repe = decode(&[0xF3, 0xA6]); // repe cmpsb
+        assert_eq!(flag_effect(&repe, Some(0x1_0000)), FlagEffect::default()); // CX = 0
+        assert_eq!(flag_effect(&repe, Some(2)).defined, STATUS);
+        assert_eq!(flag_effect(&repe, None).defined, 0);
         let e3 = flag_effect(&shl_cl, Some(3));
         assert_eq!(e3.undefined, flags::OF | flags::AF);
         assert!(e3.defined & flags::CF != 0);

@@ -333,7 +333,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         if faulted {
             undef.fault_delivered(step);
         } else {
-            undef.executed(&instr, pre.reg(Gpr::Ecx) as u8, step);
+            undef.executed(&instr, pre.reg(Gpr::Ecx), step);
         }
         let merged = matches!(rev, Step::FaultMerged { .. }) || (faulted && !same_pc(&cstate, &rstate));
         let realign = |candidate: &mut Side<B>,
@@ -348,7 +348,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             let (ev, st) = step_side(candidate, deadline)?;
             *cstop = stop_of(&ev);
             *cstate = st;
-            undef.executed(&hinstr, hpre.reg(Gpr::Ecx) as u8, step);
+            undef.executed(&hinstr, hpre.reg(Gpr::Ecx), step);
             history.push(HistEntry { step, cs: hpre.cs(), ip: hpre.eip, bytes: hbytes });
             Ok(())
         };

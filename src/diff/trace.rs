@@ -87,7 +87,7 @@ pub fn run_traced<B: Backend + ?Sized>(
             trace.faults += 1;
             trace.undef.fault_delivered(step);
         } else if !matches!(stop, StopReason::Unsupported { .. } | StopReason::HostError(_)) {
-            trace.undef.executed(&instr, pre.reg(Gpr::Ecx) as u8, step);
+            trace.undef.executed(&instr, pre.reg(Gpr::Ecx), step);
         }
         match stop {
             StopReason::StepDone | StopReason::BudgetExhausted => {}
