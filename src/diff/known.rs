@@ -99,7 +99,7 @@ pub fn classify_divergence(d: &Divergence) -> Option<Known> {
             // register and in the pushed frame) differ, and KVM's are the pre-instruction ones.
             let ss = pre.seg(SegReg::Ss).base;
             let sp = pre.reg(Gpr::Esp) & 0xFFFF;
-            let frame = (ss + sp.wrapping_sub(6) as u32 & 0xFFFF)..(ss + sp);
+            let frame = (ss + (sp.wrapping_sub(6) & 0xFFFF))..(ss + sp);
             let mem_in_frame = c.mem.iter().all(|r| frame.contains(&r.start) && r.start + r.len <= frame.end);
             let kvm_flags_pre = k.eflags & flags::STATUS == pre.eflags & flags::STATUS;
             let faulted = i.cs() != pre.cs() || i.eip != pre.eip.wrapping_add(instr.len() as u32);
