@@ -2,11 +2,11 @@
 //! whole-run and lockstep mode; the known differences of KVM's emulator on our hosts are
 //! reproduced and recognised; a fixed-seed fuzz campaign has no unexplained divergence.
 //! Skipped (with a printed reason) without KVM unless PICOQEMU_REQUIRE_KVM=1.
-mod common_diff;
+mod diff_common;
 
 use std::time::Duration;
 
-use common_diff::{kvm_available, temp_dir};
+use diff_common::{kvm_available, temp_dir};
 use iced_x86::{Code, Instruction, Register};
 use picoqemu::diff::{self, known, DiffArgs};
 use picoqemu::fuzz::harness::Verdict;

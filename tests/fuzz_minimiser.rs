@@ -1,9 +1,9 @@
 //! The fuzzer finds a PLANTED interpreter bug (a test-only wrapper that inverts CF after every
 //! `neg`) and the minimiser reduces the program to a few instructions; campaigns are
 //! deterministic for any number of jobs. No KVM needed: the reference is the interpreter.
-mod common_diff;
+mod diff_common;
 
-use common_diff::{temp_dir, PlantedBug};
+use diff_common::{temp_dir, PlantedBug};
 use picoqemu::diff::wholerun::Side;
 use picoqemu::diff::DiffError;
 use picoqemu::fuzz::harness::{Verdict, Worker};
