@@ -267,7 +267,12 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             return Ok(code);
         }
     }
-    let w = match wholerun::whole_run(&mut p.kvm, &mut p.interp, &p.start, limits, limits) {
+    let mut reload = |m: &mut Machine| -> Result<(), DiffError> {
+        m.reset();
+        load_image(m, &image, kind)?;
+        Ok(())
+    };
+    let w = match wholerun::whole_run_fast(&mut p.kvm, &mut p.interp, &p.start, limits, limits, &mut reload) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("picoqemu: {e}");

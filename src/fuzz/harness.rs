@@ -10,7 +10,7 @@ use crate::diff::compare::Outcome;
 use crate::diff::known::{classify_divergence, classify_reference_stop, Known};
 use crate::diff::lockstep::{lockstep, LockstepEnd};
 use crate::diff::stepper::StepBackend;
-use crate::diff::wholerun::{whole_run, Side};
+use crate::diff::wholerun::{whole_run_fast, Side};
 use crate::diff::{disasm, lockstep_verdict, whole_run_verdict, DiffError};
 
 /// Instruction budget of the candidate for one program (generated programs are far shorter).
@@ -146,7 +146,19 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
             }
         }
         let ref_limits = RunLimits { max_instructions: None, timeout: Some(FUZZ_TIMEOUT) };
-        let w = whole_run(&mut self.reference, &mut self.candidate, &start, ref_limits, limits)?;
+        let mut reload = |m: &mut picoqemu_core::Machine| -> Result<(), DiffError> {
+            m.reset();
+            load_image(m, image, ImageKind::Raw)?;
+            Ok(())
+        };
+        let w = whole_run_fast(
+            &mut self.reference,
+            &mut self.candidate,
+            &start,
+            ref_limits,
+            limits,
+            &mut reload,
+        )?;
         let c = &w.comparison;
         if let StopReason::EmulationFailure { .. } = c.left.stop {
             return Ok(Verdict::Skipped(skip_for(&c.left.stop)));

@@ -171,6 +171,19 @@ pub fn trap_handler() -> Result<Vec<u8>, ProgramError> {
     })
 }
 
+/// The fault and trap handlers, assembled once.
+fn handlers() -> Result<(&'static [u8], &'static [u8]), ProgramError> {
+    static HANDLERS: std::sync::OnceLock<Result<(Vec<u8>, Vec<u8>), String>> = std::sync::OnceLock::new();
+    let h = HANDLERS.get_or_init(|| match (fault_handler(), trap_handler()) {
+        (Ok(f), Ok(t)) => Ok((f, t)),
+        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+    });
+    match h {
+        Ok((f, t)) => Ok((f.as_slice(), t.as_slice())),
+        Err(e) => Err(ProgramError::Encode(e.clone())),
+    }
+}
+
 /// The setup code for `init`.
 pub fn setup_code(init: &InitState) -> Result<Vec<u8>, ProgramError> {
     fixed_code(SETUP, |a| {
@@ -244,10 +257,9 @@ impl Program {
         }
         let jmp = SETUP - 3;
         image[0..3].copy_from_slice(&[0xE9, jmp as u8, (jmp >> 8) as u8]);
-        let fh = fault_handler()?;
-        image[FAULT_HANDLER as usize..FAULT_HANDLER as usize + fh.len()].copy_from_slice(&fh);
-        let th = trap_handler()?;
-        image[TRAP_HANDLER as usize..TRAP_HANDLER as usize + th.len()].copy_from_slice(&th);
+        let (fh, th) = handlers()?;
+        image[FAULT_HANDLER as usize..FAULT_HANDLER as usize + fh.len()].copy_from_slice(fh);
+        image[TRAP_HANDLER as usize..TRAP_HANDLER as usize + th.len()].copy_from_slice(th);
         let setup = setup_code(&self.init)?;
         image[SETUP as usize..SETUP as usize + setup.len()].copy_from_slice(&setup);
         let body_start = SETUP + setup.len() as u16;
