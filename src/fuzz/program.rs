@@ -171,9 +171,12 @@ pub fn trap_handler() -> Result<Vec<u8>, ProgramError> {
     })
 }
 
+/// The assembled fault and trap handlers, or why they could not be assembled.
+type HandlerBytes = Result<(Vec<u8>, Vec<u8>), String>;
+
 /// The fault and trap handlers, assembled once.
 fn handlers() -> Result<(&'static [u8], &'static [u8]), ProgramError> {
-    static HANDLERS: std::sync::OnceLock<Result<(Vec<u8>, Vec<u8>), String>> = std::sync::OnceLock::new();
+    static HANDLERS: std::sync::OnceLock<HandlerBytes> = std::sync::OnceLock::new();
     let h = HANDLERS.get_or_init(|| match (fault_handler(), trap_handler()) {
         (Ok(f), Ok(t)) => Ok((f, t)),
         (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
