@@ -79,6 +79,8 @@ macro_rules! commands {
 commands! {
     /// Run a guest image (a 512-byte boot sector by default) until it stops.
     Run(RunArgs) => run_command,
+    /// Run SingleStepTests (MOO / MOO.gz files) on a backend and compare with real silicon.
+    Sst(crate::sst::SstArgs) => |a: crate::sst::SstArgs| crate::sst::run(&a).map_err(CliError::usage_from),
 }
 
 /// Which CPU runs the guest.
@@ -204,6 +206,11 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// A command's bad input (unreadable or corrupt files, bad options): exit status 2.
+    fn usage_from(e: anyhow::Error) -> Self {
+        CliError::Failed { status: EXIT_USAGE, message: format!("{e:#}") }
+    }
+
     /// The process exit status for this error.
     pub fn exit_status(&self) -> i32 {
         match self {

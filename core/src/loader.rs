@@ -61,8 +61,7 @@ pub fn load_image(machine: &mut Machine, image: &[u8], kind: ImageKind) -> Resul
             if image[510] != 0x55 || image[511] != 0xAA {
                 return Err(LoadError::NoSignature(image[510], image[511]));
             }
-            let mut s = CpuState::default();
-            s.eip = BOOT_ADDR;
+            let mut s = CpuState { eip: BOOT_ADDR, ..CpuState::default() };
             s.set_reg(Gpr::Edx, 0x80);
             s.set_reg(Gpr::Esp, BOOT_ADDR);
             (BOOT_ADDR as usize, s)
@@ -77,9 +76,8 @@ pub fn load_image(machine: &mut Machine, image: &[u8], kind: ImageKind) -> Resul
             if !(16..=MAX_ROM_SIZE).contains(&image.len()) {
                 return Err(LoadError::RomSize(image.len()));
             }
-            let mut s = CpuState::default();
+            let mut s = CpuState { eip: 0xFFF0, ..CpuState::default() };
             s.set_seg(SegReg::Cs, 0xF000);
-            s.eip = 0xFFF0;
             s.set_reg(Gpr::Edx, RESET_EDX);
             (0x10_0000 - image.len(), s)
         }

@@ -27,7 +27,7 @@ impl GuestRam {
     /// Maps `size` bytes of zeroed guest RAM. `size` must be a multiple of 4 KiB between
     /// [`crate::MIN_MEM_SIZE`] and [`MAX_MEM_SIZE`].
     pub fn new(size: usize) -> Result<Self, CoreError> {
-        if !(crate::MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&size) || size % 4096 != 0 {
+        if !(crate::MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&size) || !size.is_multiple_of(4096) {
             return Err(CoreError::BadMemSize { size, min: crate::MIN_MEM_SIZE, max: MAX_MEM_SIZE });
         }
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)])

@@ -51,8 +51,8 @@ mod tests {
     fn prints_and_counts() {
         let mut c = MmioConsole::new(0xD0000, super::super::Sink::capture());
         c.write(0, &[b'a', 0]);
-        c.write(0, &[b'b']);
-        c.write(8, &[b'z']);
+        c.write(0, b"b");
+        c.write(8, b"z");
         assert_eq!(c.out.captured(), b"ab");
         let mut w = [0u8; 4];
         c.read(4, &mut w);
