@@ -85,6 +85,7 @@
 //! ```
 
 mod backend;
+pub mod baseline;
 mod error;
 mod exits;
 mod regs;
