@@ -164,7 +164,7 @@ pub struct RawVm {
 impl RawVm {
     /// Creates the VM, its RAM mapping and memslots, and vCPU 0.
     pub fn new(config: RawConfig) -> Result<RawVm, BaselineError> {
-        if config.mem_size == 0 || config.mem_size as u64 % PAGE != 0 {
+        if config.mem_size == 0 || !(config.mem_size as u64).is_multiple_of(PAGE) {
             return Err(BaselineError::BadParameter(format!(
                 "guest RAM size {:#x} must be a non-zero multiple of 4 KiB",
                 config.mem_size
@@ -174,7 +174,7 @@ impl RawVm {
         let mut ranges = Vec::with_capacity(2);
         match config.mmio_hole {
             Some(h) => {
-                if h % PAGE != 0 || h.saturating_add(RAW_MMIO_HOLE_SIZE) > len {
+                if !h.is_multiple_of(PAGE) || h.saturating_add(RAW_MMIO_HOLE_SIZE) > len {
                     return Err(BaselineError::BadParameter(format!(
                         "MMIO hole {h:#x} must be 4 KiB aligned and inside guest RAM"
                     )));
