@@ -81,6 +81,10 @@ commands! {
     Run(RunArgs) => run_command,
     /// Run SingleStepTests (MOO / MOO.gz files) on a backend and compare with real silicon.
     Sst(crate::sst::SstArgs) => |a: crate::sst::SstArgs| crate::sst::run(&a).map_err(CliError::usage_from),
+    /// Run one image on both KVM and the interpreter and report where they diverge.
+    Diff(crate::diff::DiffArgs) => |a: crate::diff::DiffArgs| crate::diff::run(&a).map_err(CliError::usage_from),
+    /// Generate random real-mode programs, run each on both CPUs and minimise divergences.
+    Fuzz(crate::fuzz::FuzzArgs) => |a: crate::fuzz::FuzzArgs| crate::fuzz::run(&a).map_err(CliError::usage_from),
 }
 
 /// Which CPU runs the guest.

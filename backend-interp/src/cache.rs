@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn insert_lookup_invalidate() {
-        let mut ram = vec![0u8; 0x11_0000];
+        let ram = vec![0u8; 0x11_0000];
         let mut c = CodeCache::default();
         c.sync(&ram, u32::MAX);
         assert!(c.lookup(0x1234).is_none());

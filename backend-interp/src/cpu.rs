@@ -35,8 +35,9 @@ pub mod cr0 {
 /// The CPU's architectural state as the interpreter keeps it.
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
-    /// EAX..EDI, plus a ninth slot that is always 0 (the "no register" of an EA recipe).
-    pub regs: [u32; 9],
+    /// EAX..EDI, then slots that are always 0 (index 8 is the "no register" of an EA
+    /// recipe); 16 entries so that a masked index needs no bounds check.
+    pub regs: [u32; 16],
     pub eip: u32,
     pub flags: Flags,
     pub segs: [Segment; 6],
@@ -60,7 +61,7 @@ impl Default for Cpu {
 
 impl Cpu {
     pub fn from_state(s: &CpuState) -> Cpu {
-        let mut regs = [0u32; 9];
+        let mut regs = [0u32; 16];
         regs[..8].copy_from_slice(&s.gpr);
         Cpu {
             regs,
@@ -90,7 +91,7 @@ impl Cpu {
         self.gdt_limit = keep.gdt_limit;
     }
 
-    pub fn to_state(&self) -> CpuState {
+    pub fn to_state(self) -> CpuState {
         let mut gpr = [0u32; 8];
         gpr.copy_from_slice(&self.regs[..8]);
         CpuState {
@@ -127,12 +128,12 @@ impl Cpu {
 
     #[inline(always)]
     pub fn r16(&self, i: u8) -> u32 {
-        self.regs[i as usize] & 0xFFFF
+        self.regs[(i & 15) as usize] & 0xFFFF
     }
 
     #[inline(always)]
     pub fn set_r16(&mut self, i: u8, v: u32) {
-        let r = &mut self.regs[i as usize];
+        let r = &mut self.regs[(i & 7) as usize];
         *r = (*r & 0xFFFF_0000) | (v & 0xFFFF);
     }
 
@@ -142,7 +143,7 @@ impl Cpu {
         match W {
             1 => self.r8(i),
             2 => self.r16(i),
-            _ => self.regs[i as usize],
+            _ => self.regs[(i & 15) as usize],
         }
     }
 
@@ -151,17 +152,7 @@ impl Cpu {
         match W {
             1 => self.set_r8(i, v),
             2 => self.set_r16(i, v),
-            _ => self.regs[i as usize] = v,
-        }
-    }
-
-    /// Reads a register of runtime width `w`.
-    #[inline]
-    pub fn reg_w(&self, w: u8, i: u8) -> u32 {
-        match w {
-            1 => self.r8(i),
-            2 => self.r16(i),
-            _ => self.regs[i as usize],
+            _ => self.regs[(i & 7) as usize] = v,
         }
     }
 
@@ -170,7 +161,7 @@ impl Cpu {
         match w {
             1 => self.set_r8(i, v),
             2 => self.set_r16(i, v),
-            _ => self.regs[i as usize] = v,
+            _ => self.regs[(i & 7) as usize] = v,
         }
     }
 }

@@ -14,13 +14,13 @@ use iced_x86::{
 use crate::arith::{self, alu_eg, alu_ei, alu_ge, cmpxchg, cmpxchg8b, unary, xadd};
 use crate::bcd;
 use crate::control::{
-    self, bound, call_rel, call_rm, far_direct, far_indirect, jcc, jmp_rel, jmp_rm, loop_, ret, retf,
+    bound, call_rel, call_rm, far_direct, far_indirect, jcc, jmp_rel, jmp_rm, loop_, ret, retf,
 };
-use crate::cpu::{CS, DS, ES, FS, GS, SS};
+use crate::cpu::{DS, ES, FS, GS, SS};
 use crate::flags::wmask;
 use crate::interrupt;
 use crate::io::{in_, out};
-use crate::logic::{bsf, bswap, bt, setcc};
+use crate::logic::{bsf, bt, setcc};
 use crate::muldiv::{imul2, muldiv};
 use crate::op::{Handler, Op, NO_REG};
 use crate::shift::{shd, shift};
@@ -127,8 +127,14 @@ fn gpr(r: Register) -> u8 {
     (n.wrapping_sub(base) & 7) as u8
 }
 
+/// Segment register index (ES..GS = 0..5); anything else (never expected) maps to DS.
 fn sreg(r: Register) -> u8 {
-    (r as u32).wrapping_sub(Register::ES as u32) as u8
+    let n = (r as u32).wrapping_sub(Register::ES as u32);
+    if n < 6 {
+        n as u8
+    } else {
+        DS
+    }
 }
 
 fn cc(ins: &Instruction) -> u8 {
@@ -177,9 +183,6 @@ impl B<'_> {
     }
     fn is_mem(&self, n: u32) -> bool {
         self.kind(n) == OpKind::Memory
-    }
-    fn is_gpr(&self, n: u32) -> bool {
-        self.kind(n) == OpKind::Register && self.ins.op_register(n).is_gpr()
     }
     /// Width in bytes of operand `n` (register or memory).
     fn width(&self, n: u32) -> u8 {
@@ -266,8 +269,7 @@ pub fn decode(bytes: &[u8], ins: &mut Instruction) -> Decoded {
             && ins.op0_register() == Register::SS)
         || (ins.mnemonic() == Mnemonic::Pop
             && ins.op0_kind() == OpKind::Register
-            && ins.op0_register() == Register::SS)
-        || exec == system::unsupported as Handler;
+            && ins.op0_register() == Register::SS);
     Decoded { op: b.op, ends_block: ends || alone, alone }
 }
 
@@ -312,14 +314,14 @@ fn alu_index(m: Mnemonic) -> u8 {
 
 fn shift_index(m: Mnemonic) -> u8 {
     match m {
-        Mnemonic::Rol => 0,
-        Mnemonic::Ror => 1,
-        Mnemonic::Rcl => 2,
-        Mnemonic::Rcr => 3,
-        Mnemonic::Shl => 4,
-        Mnemonic::Shr => 5,
-        Mnemonic::Sal => 6,
-        _ => 7,
+        Mnemonic::Rol => crate::shift::ROL,
+        Mnemonic::Ror => crate::shift::ROR,
+        Mnemonic::Rcl => crate::shift::RCL,
+        Mnemonic::Rcr => crate::shift::RCR,
+        Mnemonic::Shl => crate::shift::SHL,
+        Mnemonic::Shr => crate::shift::SHR,
+        Mnemonic::Sal => crate::shift::SAL,
+        _ => crate::shift::SAR,
     }
 }
 
@@ -405,9 +407,9 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
         }
         M::Mul | M::Div | M::Idiv => {
             let k = match m {
-                M::Mul => 4,
-                M::Div => 6,
-                _ => 7,
+                M::Mul => crate::muldiv::MUL,
+                M::Div => crate::muldiv::DIV,
+                _ => crate::muldiv::IDIV,
             };
             let w = b.width(0);
             let mem = b.rm(0);
@@ -417,7 +419,7 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
             if ins.op_count() == 1 {
                 let w = b.width(0);
                 let mem = b.rm(0);
-                pick_k!(muldiv 5, w, mem)
+                pick_k!(muldiv { crate::muldiv::IMUL }, w, mem)
             } else {
                 let w = b.width(0);
                 b.reg(0);
@@ -749,7 +751,7 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
             interrupt::int_n
         }
         M::Int3 => {
-            b.op.imm = 3;
+            b.op.imm = interrupt::BP as u32;
             interrupt::int_n
         }
         M::Int1 => {
@@ -1050,6 +1052,7 @@ fn translate_mov(b: &mut B) -> Handler {
 }
 
 #[cfg(test)]
+#[allow(unpredictable_function_pointer_comparisons)]
 mod tests {
     use super::*;
 

@@ -88,12 +88,6 @@ impl Flags {
         self.set_szp_with(w, r, CF | OF | AF, 0);
     }
 
-    /// SF/ZF/PF become lazy from `r`; the other status flags keep their values.
-    #[inline(always)]
-    pub fn set_szp(&mut self, w: u8, r: u32) {
-        self.set_szp_with(w, r, 0, 0);
-    }
-
     /// SF/ZF/PF lazy from `r`, the flags in `mask` set to `val`, the rest kept.
     #[inline(always)]
     pub fn set_szp_with(&mut self, w: u8, r: u32, mask: u32, val: u32) {
@@ -161,16 +155,6 @@ impl Flags {
             Kind::Szp => {}
         }
         v & mask
-    }
-
-    /// Folds the lazy flags into `bits`.
-    #[inline]
-    pub fn materialize(&mut self) {
-        if self.lazy != 0 {
-            let v = self.compute(self.lazy);
-            self.bits = (self.bits & !self.lazy) | v;
-            self.lazy = 0;
-        }
     }
 
     /// The full EFLAGS value.

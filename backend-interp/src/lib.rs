@@ -4,8 +4,9 @@
 //! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
 //! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
 //! page (`cache.rs`) with page-granular self-modifying-code invalidation. The step loop
-//! ([`InterpBackend::run`]) looks up a block, runs its handlers, and handles faults, traps,
-//! budgets and deadlines between blocks. Instruction semantics live in modules by group:
+//! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
+//! next cached block while nothing else needs attention, and handles faults, traps, budgets
+//! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
 //! `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`, `control`, `string`,
 //! `io`, `system`, `interrupt`; operand and memory access in `operand`, lazy flags in
 //! `flags`, the register file in `cpu`.
@@ -166,28 +167,31 @@ impl Backend for InterpBackend {
 
         let mut cx = Ctx::new(self.cpu, machine.ram.as_mut_slice(), &mut machine.bus, &mut self.pages, a20);
         cx.icount = self.icount;
+        cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
         let start = cx.icount;
         let single = limits.max_instructions == Some(1);
         let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
         let deadline = limits.timeout.map(|d| Instant::now() + d);
-        let mut next_time_check = start.saturating_add(TIME_CHECK_INTERVAL);
+        let mut next_event = start.saturating_add(TIME_CHECK_INTERVAL).min(limit);
         let cache = &mut self.cache;
         let ins = &mut self.ins;
         let scratch = &mut self.scratch;
+        let mut single_op = [Op::new(system::nop, 0)];
 
         let stop = loop {
-            if cx.icount >= limit {
-                break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
-            }
-            if cx.icount >= next_time_check {
+            if cx.icount >= next_event {
+                if cx.icount >= limit {
+                    break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
+                }
                 if let Some(d) = deadline {
                     if Instant::now() >= d {
                         break StopReason::Timeout;
                     }
                 }
-                next_time_check = cx.icount.saturating_add(TIME_CHECK_INTERVAL);
+                next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
             }
-            let inhibit = std::mem::take(&mut cx.c.inhibit);
+            // MOV SS / POP SS / LSS hold off the trap of their own step only.
+            cx.c.inhibit = false;
             let tf = cx.c.flags.bits & TF != 0;
             let remaining = limit - cx.icount;
             cx.rep_budget = if tf { 1 } else { remaining };
@@ -196,8 +200,7 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            let mut single_op = [Op::new(system::nop, 0)];
-            let ops: &[Op] = match cache.lookup(phys) {
+            let mut ops: &[Op] = match cache.lookup(phys) {
                 Some((ops, bytes)) if fits(bytes) => ops,
                 _ => {
                     // Build a block (or decode one uncached instruction).
@@ -249,24 +252,58 @@ impl Backend for InterpBackend {
                 }
             };
 
-            let n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
-            let mut flow = Flow::Next;
-            let mut last_len = 0u32;
-            let mut executed = 0u64;
-            for op in &ops[..n] {
-                flow = (op.exec)(&mut cx, op);
-                executed += 1;
-                last_len = op.len as u32;
-                if flow != Flow::Next {
-                    break;
+            let mut n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
+            let mut start_eip = eip;
+            let mut flow;
+            let mut last_len;
+            loop {
+                flow = Flow::Next;
+                last_len = 0u32;
+                let mut executed = 0u64;
+                for op in &ops[..n] {
+                    flow = (op.exec)(&mut cx, op);
+                    executed += 1;
+                    last_len = op.len as u32;
+                    if flow != Flow::Next {
+                        break;
+                    }
+                    // No IP wrap inside a block: the entry check guarantees it ends by the limit.
+                    cx.c.eip = cx.c.eip.wrapping_add(last_len);
+                    if cx.brk {
+                        break;
+                    }
                 }
-                let e = cx.c.eip.wrapping_add(last_len);
-                cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
-                if cx.brk {
-                    break;
+                if flow == Flow::Next && start_eip <= 0xFFFF {
+                    cx.c.eip &= 0xFFFF;
                 }
+                cx.icount += executed;
+                // Chain straight into the next cached block while nothing needs the outer loop.
+                if matches!(flow, Flow::Next | Flow::Jump)
+                    && !tf
+                    && !cx.brk
+                    && cx.icount < next_event
+                    && cx.c.flags.bits & TF == 0
+                {
+                    let ncs = cx.c.segs[CS as usize];
+                    let neip = cx.c.eip;
+                    let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
+                    if let Some((o, bytes)) = cache.lookup(nphys) {
+                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 {
+                            ops = o;
+                            start_eip = neip;
+                            cx.c.inhibit = false;
+                            let rem = limit - cx.icount;
+                            cx.rep_budget = rem;
+                            n = ops.len().min(rem.min(usize::MAX as u64) as usize);
+                            continue;
+                        }
+                    }
+                }
+                break;
             }
-            cx.icount += executed;
+            if !tf && !cx.brk && matches!(flow, Flow::Next | Flow::Jump) {
+                continue;
+            }
             let mut delivered = false;
             match flow {
                 Flow::Next | Flow::Jump => {}
@@ -287,20 +324,23 @@ impl Backend for InterpBackend {
                     let mut buf = [0u8; 15];
                     let n = fetch(&mut cx, &mut buf);
                     break StopReason::Unsupported {
-                        cs: cs.selector,
+                        cs: cx.c.segs[CS as usize].selector,
                         ip: cx.c.eip,
                         bytes: InsnBytes::new(&buf[..n]),
                     };
                 }
                 Flow::TripleFault => break StopReason::TripleFault,
             }
-            if tf && !inhibit && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
+            if tf && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
                 let ip = cx.c.eip;
                 if interrupt::raise(&mut cx, interrupt::DB, ip) == Flow::TripleFault {
                     break StopReason::TripleFault;
                 }
             }
             cx.delivered_int = 0;
+            if !cx.brk {
+                continue;
+            }
             if cx.dirty {
                 cx.dirty = false;
                 for pg in 0..cx.pages.len() {

@@ -38,6 +38,8 @@ pub struct Ctx<'m> {
     pub rep_budget: u64,
     /// Interrupts delivered during the current step (an INT n suppresses the TF trap).
     pub delivered_int: u32,
+    /// Some page is MMIO (otherwise reads skip the page-flag lookup).
+    pub mmio_any: bool,
 }
 
 /// Returns the linear address of a checked memory operand, or returns the segment fault
@@ -72,6 +74,7 @@ impl<'m> Ctx<'m> {
             icount: 0,
             rep_budget: u64::MAX,
             delivered_int: 0,
+            mmio_any: true,
         }
     }
 
@@ -79,7 +82,10 @@ impl<'m> Ctx<'m> {
     #[inline(always)]
     pub fn ea(&self, op: &Op) -> u32 {
         let r = &self.c.regs;
-        r[op.base as usize].wrapping_add(r[op.index as usize] << op.scale).wrapping_add(op.disp) & op.amask
+        r[(op.base & 15) as usize]
+            .wrapping_add(r[(op.index & 15) as usize] << (op.scale & 3))
+            .wrapping_add(op.disp)
+            & op.amask
     }
 
     /// Linear address of a `W`-byte access at `seg:off`, or `None` past the segment limit.
@@ -119,7 +125,10 @@ impl<'m> Ctx<'m> {
     pub fn rd<const W: u8>(&mut self, lin: u32) -> u32 {
         let p = self.phys(lin);
         let w = W as usize;
-        if (p & 0xFFF) <= 0x1000 - w && p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
+        if (p & 0xFFF) <= 0x1000 - w
+            && p + w <= self.ram.len()
+            && (!self.mmio_any || self.pages[p >> 12] & PG_MMIO == 0)
+        {
             match W {
                 1 => self.ram[p] as u32,
                 2 => u16::from_le_bytes([self.ram[p], self.ram[p + 1]]) as u32,
@@ -202,11 +211,6 @@ impl<'m> Ctx<'m> {
         self.brk = true;
     }
 
-    /// Reads a byte at a physical address with no segment involved (IVT, descriptor tables).
-    pub fn rd_phys<const W: u8>(&mut self, lin: u32) -> u32 {
-        self.rd::<W>(lin)
-    }
-
     /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and
     /// no decoded code (used by the REP fast paths).
     #[inline]
@@ -247,24 +251,6 @@ impl<'m> Ctx<'m> {
         let v = self.rd::<W>(lin);
         self.c.set_r16(ESP, sp.wrapping_add(W as u32));
         Some(v)
-    }
-
-    /// Reads the stack `depth` bytes above SP without popping.
-    #[inline]
-    pub fn peek<const W: u8>(&mut self, depth: u32) -> Option<u32> {
-        let sp = self.c.regs[ESP as usize].wrapping_add(depth) & 0xFFFF;
-        let lin = self.seg_lin::<W>(SS, sp)?;
-        Some(self.rd::<W>(lin))
-    }
-
-    /// Pushes with a runtime operand size (2 or 4).
-    #[inline]
-    pub fn push_w(&mut self, w: u8, v: u32) -> bool {
-        if w == 4 {
-            self.push::<4>(v)
-        } else {
-            self.push::<2>(v)
-        }
     }
 
     #[inline]

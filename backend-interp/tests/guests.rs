@@ -246,3 +246,94 @@ fn unsupported_instruction_stops_with_bytes() {
     }
     assert_eq!(s.gpr[0], 1);
 }
+
+#[test]
+fn mmio_accesses_reach_the_bus() {
+    let (mut m, mut st) = raw_guest(|a| {
+        a.mov(ax, 0xD000u32)?;
+        a.mov(es, ax)?;
+        a.mov(byte_ptr(0).es(), 0x4Fu32)?; // 'O' to the MMIO console
+        a.mov(byte_ptr(0).es(), 0x4Bu32)?; // 'K'
+        a.mov(eax, dword_ptr(4).es())?; // byte counter
+        a.hlt()?;
+        Ok(())
+    });
+    m.bus.mmio_console =
+        Some(picoqemu_core::devices::MmioConsole::new(0xD0000, picoqemu_core::devices::Sink::capture()));
+    st.gpr[0] = 0;
+    let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(100));
+    assert_eq!(stop, StopReason::Halted);
+    assert_eq!(m.bus.mmio_console.as_ref().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
+    assert_eq!(s.gpr[0], 2);
+    assert_eq!(m.ram.as_slice()[0xD0000], 0, "MMIO writes must not land in RAM");
+}
+
+#[test]
+fn a20_wrap_option() {
+    // FFFF:0010 is 0x100000 (HMA) by default and 0x00000 with A20 wrapping.
+    let prog = |a: &mut CodeAssembler| {
+        a.mov(ax, 0xFFFFu32)?;
+        a.mov(ds, ax)?;
+        a.mov(byte_ptr(0x10), 0x77u32)?;
+        a.hlt()?;
+        Ok(())
+    };
+    let (mut m, st) = raw_guest(prog);
+    let (stop, _, _) = run(&mut m, &st, RunLimits::instructions(100));
+    assert_eq!(stop, StopReason::Halted);
+    assert_eq!((m.ram.as_slice()[0x10_0000], m.ram.as_slice()[0]), (0x77, 0));
+    let (mut m, st) = raw_guest(prog);
+    let mut be = InterpBackend::new().with_a20_wrap(true);
+    be.set_state(&st).expect("state");
+    assert_eq!(be.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
+    assert_eq!((m.ram.as_slice()[0x10_0000], m.ram.as_slice()[0]), (0, 0x77));
+}
+
+#[test]
+fn mov_ss_holds_off_the_single_step_trap() {
+    // With TF set, the trap after MOV SS is held off until the next instruction retires.
+    let (mut m, st) = raw_guest(|a| {
+        a.pushf()?;
+        a.pop(ax)?;
+        a.or(ax, 0x100u32)?;
+        a.push(ax)?;
+        a.popf()?;
+        a.nop()?; // trap 1
+        a.mov(bx, ss)?; // trap 2
+        a.mov(ss, bx)?; // no trap here
+        a.nop()?; // trap 3
+        a.hlt()?;
+        Ok(())
+    });
+    m.ram.write(4, &[0x00, 0x02, 0x00, 0x00]).expect("ivt");
+    m.ram.write(0x200, &[0x42, 0xCF]).expect("handler: inc dx ; iret");
+    let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(1000));
+    assert_eq!(stop, StopReason::Halted);
+    assert_eq!(s.gpr[2], 3);
+}
+
+#[test]
+fn thirty_two_bit_forms() {
+    let (mut m, st) = raw_guest(|a| {
+        a.mov(ebx, 0x100u32)?;
+        a.mov(ecx, 3u32)?;
+        a.mov(dword_ptr(ebx + ecx * 4 + 0x10), 0x1234_5678u32)?; // [0x11C]
+        a.mov(eax, dword_ptr(0x11Cu32))?;
+        a.bswap(eax)?;
+        a.pushad()?;
+        a.xor(eax, eax)?;
+        a.popad()?;
+        a.shld(edx, eax, 8u32)?;
+        a.movzx(esi, byte_ptr(0x11Cu32))?;
+        a.imul_3(edi, esi, -2i32)?;
+        a.hlt()?;
+        Ok(())
+    });
+    let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(100));
+    assert_eq!(stop, StopReason::Halted);
+    assert_eq!(s.gpr[0], 0x7856_3412);
+    assert_eq!(s.gpr[2], 0x78);
+    assert_eq!(s.gpr[6], 0x78);
+    assert_eq!(s.gpr[7], (-0xF0i32) as u32);
+    assert_eq!(s.gpr[4], 0x8000);
+}

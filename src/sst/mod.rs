@@ -521,12 +521,15 @@ mod tests {
         assert_eq!(by_reason(SkipReason::TooLong), 13 - 2);
         assert_eq!(by_reason(SkipReason::MovFsGs), 6);
         assert_eq!(by_reason(SkipReason::StackOverrun), 24 + 3 - 1);
-        assert_eq!(s.skipped, 1362);
+        // Not in SOURCE.md: string forms faulting with int 13 (78 tests: 2 are counted under
+        // LOCK, 3 with an SS: source under SS overrun).
+        assert_eq!(by_reason(SkipReason::StringFault), 78 - 2 - 3);
+        assert_eq!(s.skipped, 1362 + 73);
         let mut report = Vec::new();
         print_report(&s, "fake", &mut report).unwrap();
         let report = String::from_utf8_lossy(&report);
-        assert!(report.contains("backend fake: 100.000% of 63638 applicable tests passed"), "{report}");
-        assert_eq!(s.line(), "sst: 63638 passed, 0 failed, 1362 skipped");
+        assert!(report.contains("backend fake: 100.000% of 63565 applicable tests passed"), "{report}");
+        assert_eq!(s.line(), "sst: 63565 passed, 0 failed, 1435 skipped");
     }
 
     #[test]

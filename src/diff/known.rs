@@ -1,0 +1,128 @@
+//! Known, explained differences between KVM's instruction emulator on our hosts and the
+//! interpreter (the interpreter follows the silicon; see `docs/known-differences.md` for each
+//! one's evidence and test). A divergence is *known* only when a rule below recognises the
+//! exact instruction and the exact shape of the difference; everything else stays an
+//! unexplained divergence.
+use iced_x86::{Mnemonic, OpKind};
+use picoqemu_core::{flags, CpuState, Gpr, SegReg, StopReason};
+
+use super::compare::Comparison;
+use super::disasm;
+use super::lockstep::Divergence;
+
+/// One documented difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// Short id used in reports and in `docs/known-differences.md`.
+    pub id: &'static str,
+    pub summary: &'static str,
+}
+
+/// `INT n` with n >= 0x80 never completes under KVM here.
+pub const INT_HIGH_VECTOR: Known =
+    Known { id: "kvm-int-high-vector", summary: "KVM hangs on INT n with n >= 0x80 in real mode" };
+/// REP INS/OUTS whose offset range wraps past FFFF: KVM raises #GP up front.
+pub const REP_IO_WRAP: Known = Known {
+    id: "kvm-rep-io-wrap",
+    summary:
+        "KVM raises #GP for a REP INS/OUTS whose SI/DI range wraps past offset FFFF (a CPU wraps the offset)",
+};
+/// A fault inside REP CMPS/SCAS: KVM's flags are those from before the instruction.
+pub const REP_CMPS_FAULT_FLAGS: Known = Known {
+    id: "kvm-rep-cmps-fault-flags",
+    summary: "a fault in a later iteration of REP CMPS/SCAS: KVM pushes the FLAGS from before the instruction, not those of the last completed iteration",
+};
+/// AAM/AAD: KVM sets SF/ZF/PF from the 16-bit AX instead of AL.
+pub const AAM_AAD_FLAGS: Known = Known {
+    id: "kvm-aam-aad-flags",
+    summary: "AAM/AAD: KVM computes SF and ZF from the 16-bit AX instead of AL",
+};
+
+/// All known differences.
+pub const ALL: [Known; 4] = [INT_HIGH_VECTOR, REP_IO_WRAP, REP_CMPS_FAULT_FLAGS, AAM_AAD_FLAGS];
+
+fn only_fields(c: &Comparison, allowed: &[&str]) -> bool {
+    c.regs.iter().all(|d| allowed.contains(&d.field.as_str()))
+}
+
+/// Recognises a lockstep divergence (reference = KVM on the left, interpreter on the right).
+pub fn classify_divergence(d: &Divergence) -> Option<Known> {
+    let instr = disasm::decode(d.bytes.as_slice(), d.ip);
+    let c = &d.comparison;
+    let pre = &d.pre;
+    let (k, i) = (&c.left.state, &c.right.state);
+    match instr.mnemonic() {
+        Mnemonic::Aam | Mnemonic::Aad => {
+            // KVM: SF/ZF from AX (16 bits); the CPU: from AL.
+            let ax = i.reg(Gpr::Eax) & 0xFFFF;
+            let sf16 = if ax & 0x8000 != 0 { flags::SF } else { 0 };
+            let zf16 = if ax == 0 { flags::ZF } else { 0 };
+            let mask = flags::SF | flags::ZF;
+            let differ = (k.eflags ^ i.eflags) & !c.masked_flags;
+            let ok = only_fields(c, &["eflags"])
+                && c.mem_bytes == 0
+                && differ != 0
+                && differ & !mask == 0
+                && k.eflags & mask == sf16 | zf16;
+            ok.then_some(AAM_AAD_FLAGS)
+        }
+        Mnemonic::Insb
+        | Mnemonic::Insw
+        | Mnemonic::Insd
+        | Mnemonic::Outsb
+        | Mnemonic::Outsw
+        | Mnemonic::Outsd
+            if instr.has_rep_prefix() =>
+        {
+            let size = instr.memory_size().size() as u32;
+            let count = pre.reg(Gpr::Ecx) & 0xFFFF;
+            let ptr = if matches!(instr.mnemonic(), Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd) {
+                pre.reg(Gpr::Edi) & 0xFFFF
+            } else {
+                pre.reg(Gpr::Esi) & 0xFFFF
+            };
+            let span = count.saturating_mul(size);
+            let wraps = if pre.eflags & flags::DF == 0 { ptr + span > 0x1_0000 } else { span > ptr + size };
+            // KVM delivered #GP before any iteration: its CX is unchanged.
+            let kvm_untouched = k.reg(Gpr::Ecx) & 0xFFFF == count || k.cs() != pre.cs() || k.eip != i.eip;
+            (count != 0 && wraps && kvm_untouched).then_some(REP_IO_WRAP)
+        }
+        Mnemonic::Cmpsb
+        | Mnemonic::Cmpsw
+        | Mnemonic::Cmpsd
+        | Mnemonic::Scasb
+        | Mnemonic::Scasw
+        | Mnemonic::Scasd
+            if instr.has_rep_prefix() || instr.has_repne_prefix() =>
+        {
+            // Both delivered the same fault after the same iterations; only FLAGS (in the
+            // register and in the pushed frame) differ, and KVM's are the pre-instruction ones.
+            let ss = pre.seg(SegReg::Ss).base;
+            let sp = pre.reg(Gpr::Esp) & 0xFFFF;
+            let frame = (ss + (sp.wrapping_sub(6) & 0xFFFF))..(ss + sp);
+            let mem_in_frame = c.mem.iter().all(|r| frame.contains(&r.start) && r.start + r.len <= frame.end);
+            let kvm_flags_pre = k.eflags & flags::STATUS == pre.eflags & flags::STATUS;
+            let faulted = i.cs() != pre.cs() || i.eip != pre.eip.wrapping_add(instr.len() as u32);
+            (only_fields(c, &["eflags"]) && mem_in_frame && kvm_flags_pre && faulted && c.regs.len() == 1)
+                .then_some(REP_CMPS_FAULT_FLAGS)
+        }
+        _ => None,
+    }
+}
+
+/// Recognises a reference (KVM) stop that is a known difference: KVM stuck on `INT n`,
+/// n >= 0x80 (a timeout with CS:IP on the INT, or no progress under single-step).
+pub fn classify_reference_stop(stop: &StopReason, state: &CpuState, ram: &[u8]) -> Option<Known> {
+    let (cs, ip) = match stop {
+        StopReason::Timeout => (state.cs(), state.eip),
+        StopReason::EmulationFailure { cs, ip, .. } => (*cs, *ip),
+        _ => return None,
+    };
+    let lin = ((cs as u32) << 4).wrapping_add(ip & 0xFFFF);
+    let bytes = disasm::fetch(ram, lin);
+    let instr = disasm::decode(bytes.as_slice(), ip);
+    let high_int = instr.mnemonic() == Mnemonic::Int
+        && instr.op0_kind() == OpKind::Immediate8
+        && instr.immediate8() >= 0x80;
+    high_int.then_some(INT_HIGH_VECTOR)
+}

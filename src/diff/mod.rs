@@ -1,0 +1,285 @@
+//! `picoqemu diff`: runs one guest on KVM and on the interpreter and shows exactly where, and
+//! why, they disagree.
+//!
+//! Whole-run mode ([`wholerun`]) compares the final CPU state, all of guest RAM and the device
+//! output. `--lockstep` ([`lockstep`]) compares after every instruction, with KVM's single-step
+//! quirks handled by explicit rules. Undefined flags are masked exactly as the interpreter's
+//! executed instructions leave them ([`flagmask`]).
+//!
+//! Exit status: 0 identical; 1 divergent; 2 bad usage or image; 3 the reference (KVM) could not
+//! execute an instruction, so there is no verdict; 4 both runs hit the budget or the timeout
+//! without a difference; 5 host error (e.g. KVM unavailable).
+pub mod compare;
+pub mod disasm;
+pub mod error;
+pub mod flagmask;
+pub mod history;
+pub mod known;
+pub mod lockstep;
+pub mod parse;
+pub mod stepper;
+pub mod trace;
+pub mod wholerun;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use picoqemu_core::{load_image, CpuState, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason};
+use picoqemu_interp::InterpBackend;
+use picoqemu_kvm::KvmBackend;
+
+pub use error::DiffError;
+use lockstep::{Lockstep, LockstepEnd};
+use wholerun::{Side, WholeRun};
+
+/// Exit statuses of `diff`.
+pub mod exit {
+    pub const IDENTICAL: i32 = 0;
+    pub const DIVERGENT: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const NO_VERDICT_FAULT: i32 = 3;
+    pub const NO_VERDICT_LIMIT: i32 = 4;
+    pub const HOST_ERROR: i32 = 5;
+}
+
+/// Arguments of `picoqemu diff`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// Load the image at physical 0 and start at 0000:0000 (the article's layout).
+    #[arg(long, conflicts_with = "rom")]
+    pub raw: bool,
+    /// Load the image to end at 0xFFFFF and start at F000:FFF0 like a CPU reset.
+    #[arg(long)]
+    pub rom: bool,
+    /// Guest RAM size (e.g. 2M, 1088K); at least 1 MiB + 64 KiB.
+    #[arg(long, value_parser = parse::parse_size, default_value = "2M")]
+    pub mem: usize,
+    /// Compare after every instruction (KVM single-steps) instead of only at the end.
+    #[arg(long)]
+    pub lockstep: bool,
+    /// Stop both runs after this many instructions (no verdict: exit 4 if no difference yet).
+    #[arg(long, value_name = "N")]
+    pub max_instructions: Option<u64>,
+    /// Wall-clock limit for each run (e.g. 500ms, 10s).
+    #[arg(long, value_parser = parse::parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// The guest image (a 512-byte boot sector unless --raw or --rom).
+    pub image: PathBuf,
+}
+
+impl DiffArgs {
+    /// The loader layout the flags select.
+    pub fn kind(&self) -> ImageKind {
+        if self.raw {
+            ImageKind::Raw
+        } else if self.rom {
+            ImageKind::Rom
+        } else {
+            ImageKind::Boot
+        }
+    }
+
+    /// The run limits the flags select.
+    pub fn limits(&self) -> RunLimits {
+        RunLimits { max_instructions: self.max_instructions, timeout: Some(self.timeout) }
+    }
+}
+
+/// Two machines with the same image loaded, and the start state.
+pub struct Prepared {
+    pub kvm: Side<KvmBackend>,
+    pub interp: Side<InterpBackend>,
+    pub start: CpuState,
+}
+
+/// Builds a capturing machine and loads `image` into it.
+pub fn machine_with(image: &[u8], kind: ImageKind, mem: usize) -> Result<(Machine, CpuState), DiffError> {
+    let mut m = Machine::new(MachineConfig { mem_size: mem, a20_wrap: false }, IoBus::capturing())?;
+    let start = load_image(&mut m, image, kind)?;
+    Ok((m, start))
+}
+
+/// Loads `image` on two fresh machines and creates the KVM VM and the interpreter.
+pub fn prepare(image: &[u8], kind: ImageKind, mem: usize) -> Result<Prepared, DiffError> {
+    let (mk, start) = machine_with(image, kind, mem)?;
+    let (mi, _) = machine_with(image, kind, mem)?;
+    let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
+    Ok(Prepared { kvm: Side::new(kvm, mk), interp: Side::new(InterpBackend::new(), mi), start })
+}
+
+/// Exit status and report text for a whole-run comparison.
+pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
+    let c = &w.comparison;
+    let steps = w.trace.steps;
+    if let StopReason::EmulationFailure { cs, ip, bytes } = &c.left.stop {
+        let (hex, text) = disasm::describe(bytes.as_slice(), *ip);
+        return (
+            exit::NO_VERDICT_FAULT,
+            format!(
+                "diff: no verdict: KVM could not emulate the instruction at {cs:04x}:{ip:04x} ({hex}  {text}); \
+                 KVM's instruction emulator on this host lacks it (see docs/known-differences.md)\n"
+            ),
+        );
+    }
+    if c.is_identical() {
+        let limit = matches!(c.left.stop, StopReason::BudgetExhausted | StopReason::Timeout);
+        if limit {
+            return (
+                exit::NO_VERDICT_LIMIT,
+                format!(
+                    "diff: no verdict: both runs ended with \"{}\" and show no difference so far\n",
+                    c.left.stop
+                ),
+            );
+        }
+        return (
+            exit::IDENTICAL,
+            format!(
+                "diff: identical: kvm and interp both {} after {steps} instructions; registers, all of RAM and device output match\n",
+                c.left.stop
+            ),
+        );
+    }
+    let mut out = format!("diff: DIVERGENT (whole run; the interpreter executed {steps} instructions)\n");
+    out.push_str(&c.to_string());
+    if let Some(t) = w.trace.undef.taint() {
+        out.push_str(&format!(
+            "note: instruction #{} read flags [{}] that an earlier instruction left undefined; later state may legitimately differ\n",
+            t.step,
+            picoqemu_core::cpu::flag_string(t.flags).chars().filter(|c| c.is_uppercase()).collect::<String>()
+        ));
+    }
+    out.push_str("last instructions executed by the interpreter:\n");
+    out.push_str(&w.trace.history.to_string());
+    out.push_str("(run with --lockstep to find the first instruction that differs)\n");
+    (exit::DIVERGENT, out)
+}
+
+/// Exit status and report text for a lockstep comparison.
+pub fn lockstep_verdict(l: &Lockstep) -> (i32, String) {
+    let rules = format!(
+        "quirk rules applied: {} REP chunks, {} fault+handler merges, {} MOV SS realignments, {} HLT debug exits, {} I/O merges\n",
+        l.rules.rep_chunks, l.rules.fault_merged, l.rules.mov_ss, l.rules.hlt, l.rules.io_merged
+    );
+    match &l.end {
+        LockstepEnd::Stopped(stop) => {
+            let code = match stop {
+                StopReason::BudgetExhausted | StopReason::Timeout => exit::NO_VERDICT_LIMIT,
+                _ => exit::IDENTICAL,
+            };
+            let what = if code == exit::IDENTICAL { "identical" } else { "no verdict (limit reached), identical so far" };
+            (code, format!("diff: {what}: {} instructions compared in lockstep; both {stop}\n{rules}", l.steps))
+        }
+        LockstepEnd::ReferenceFailed(stop) => {
+            let text = match stop {
+                StopReason::EmulationFailure { cs, ip, bytes } => {
+                    let (hex, dis) = disasm::describe(bytes.as_slice(), *ip);
+                    format!("KVM could not emulate the instruction at {cs:04x}:{ip:04x} ({hex}  {dis})")
+                }
+                other => other.to_string(),
+            };
+            (
+                exit::NO_VERDICT_FAULT,
+                format!("diff: no verdict after {} identical instructions: {text}\n{rules}", l.steps),
+            )
+        }
+        LockstepEnd::GuestTrapFlag { step, cs, ip } => (
+            exit::NO_VERDICT_FAULT,
+            format!("diff: the guest set TF at instruction #{step} ({cs:04x}:{ip:04x}); lockstep cannot compare it\n"),
+        ),
+        LockstepEnd::Diverged(d) => {
+            let (hex, dis) = disasm::describe(d.bytes.as_slice(), d.ip);
+            let mut out = format!(
+                "diff: DIVERGENT at instruction #{} (lockstep), CS:IP {:04x}:{:04x}: {hex}  {dis}\n",
+                d.step, d.cs, d.ip
+            );
+            out.push_str(&d.comparison.to_string());
+            if !d.written.is_empty() {
+                out.push_str("memory written by this instruction that differs:\n");
+                for r in &d.written {
+                    out.push_str(&format!("  {r}\n"));
+                }
+            }
+            if let Some(t) = l.undef.taint() {
+                out.push_str(&format!(
+                    "note: instruction #{} read flags [{}] that an earlier instruction left undefined\n",
+                    t.step,
+                    picoqemu_core::cpu::flag_string(t.flags).chars().filter(|c| c.is_uppercase()).collect::<String>()
+                ));
+            }
+            out.push_str("last instructions executed:\n");
+            out.push_str(&l.history.to_string());
+            out.push_str(&rules);
+            (exit::DIVERGENT, out)
+        }
+    }
+}
+
+/// `picoqemu diff`.
+pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
+    let image = match std::fs::read(&args.image) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("picoqemu: cannot read {}: {e}", args.image.display());
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    let kind = args.kind();
+    let mut p = match prepare(&image, kind, args.mem) {
+        Ok(p) => p,
+        Err(DiffError::KvmUnavailable(m)) => {
+            eprintln!("picoqemu: KVM is not available ({m}); diff compares KVM with the interpreter and needs /dev/kvm");
+            return Ok(exit::HOST_ERROR);
+        }
+        Err(e @ (DiffError::Load(_) | DiffError::Core(_))) => {
+            eprintln!("picoqemu: {e}");
+            return Ok(exit::BAD_INPUT);
+        }
+        Err(e) => {
+            eprintln!("picoqemu: {e}");
+            return Ok(exit::HOST_ERROR);
+        }
+    };
+    let limits = args.limits();
+    if args.lockstep {
+        let l = match lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("picoqemu: {e}");
+                return Ok(exit::HOST_ERROR);
+            }
+        };
+        if let LockstepEnd::GuestTrapFlag { step, cs, ip } = l.end {
+            eprintln!(
+                "picoqemu: the guest sets TF at instruction #{step} ({cs:04x}:{ip:04x}); KVM swallows a guest's own \
+                 single-step trap while it single-steps, so lockstep cannot compare it: falling back to a whole-run comparison"
+            );
+            p = match prepare(&image, kind, args.mem) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("picoqemu: {e}");
+                    return Ok(exit::HOST_ERROR);
+                }
+            };
+        } else {
+            let (code, text) = lockstep_verdict(&l);
+            print!("{text}");
+            return Ok(code);
+        }
+    }
+    let mut reload = |m: &mut Machine| -> Result<(), DiffError> {
+        m.reset();
+        load_image(m, &image, kind)?;
+        Ok(())
+    };
+    let w = match wholerun::whole_run_fast(&mut p.kvm, &mut p.interp, &p.start, limits, limits, &mut reload) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("picoqemu: {e}");
+            return Ok(exit::HOST_ERROR);
+        }
+    };
+    let (code, text) = whole_run_verdict(&w);
+    print!("{text}");
+    Ok(code)
+}

@@ -1,0 +1,102 @@
+//! Whole-run comparison: the same start state on two machines, the reference backend (KVM)
+//! runs freely, the candidate (the interpreter) runs traced, then everything is compared.
+use picoqemu_core::{Backend, CpuState, Machine, RunLimits};
+
+use super::compare::{compare, Comparison, Outcome};
+use super::error::DiffError;
+use super::flagmask::UndefTracker;
+use super::history::History;
+use super::trace::{run_traced, Trace};
+
+/// A backend with the machine it runs.
+#[derive(Debug)]
+pub struct Side<B> {
+    pub backend: B,
+    pub machine: Machine,
+}
+
+impl<B: Backend> Side<B> {
+    pub fn new(backend: B, machine: Machine) -> Self {
+        Side { backend, machine }
+    }
+}
+
+/// The result of a whole-run comparison.
+#[derive(Debug, Clone)]
+pub struct WholeRun {
+    pub comparison: Comparison,
+    /// The candidate's trace (steps, undefined flags, history).
+    pub trace: Trace,
+}
+
+/// Runs both sides from `start` (their machines must already hold the same image) and
+/// compares the results, masking the flags the candidate's executed instructions left
+/// undefined. The reference runs freely with `ref_limits` (an instruction budget makes KVM
+/// single-step, so fuzzing gives it only a deadline); the candidate is traced with
+/// `cand_limits`.
+pub fn whole_run<A: Backend, B: Backend>(
+    reference: &mut Side<A>,
+    candidate: &mut Side<B>,
+    start: &CpuState,
+    ref_limits: RunLimits,
+    cand_limits: RunLimits,
+) -> Result<WholeRun, DiffError> {
+    reference.backend.set_state(start)?;
+    candidate.backend.set_state(start)?;
+    let stop_ref = reference.backend.run(&mut reference.machine, ref_limits);
+    let state_ref = reference.backend.state()?;
+    let trace = run_traced(&mut candidate.backend, &mut candidate.machine, cand_limits)?;
+    let state_cand = candidate.backend.state()?;
+    let comparison = compare(
+        (reference.backend.name(), candidate.backend.name()),
+        (&reference.machine, Outcome { stop: stop_ref, state: state_ref }),
+        (&candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
+        trace.undef.undefined(),
+    );
+    Ok(WholeRun { comparison, trace })
+}
+
+/// [`whole_run`] with a fast path: the candidate first runs freely (no per-instruction
+/// tracing); when everything matches *without any masking*, that is the verdict. Only when
+/// something differs is the candidate's machine restored with `reload` (which must put back the
+/// image as it was before the run) and the candidate re-run traced, so that the undefined-flag
+/// mask and the history are exact. The reference runs once.
+pub fn whole_run_fast<A: Backend, B: Backend>(
+    reference: &mut Side<A>,
+    candidate: &mut Side<B>,
+    start: &CpuState,
+    ref_limits: RunLimits,
+    cand_limits: RunLimits,
+    reload: &mut dyn FnMut(&mut Machine) -> Result<(), DiffError>,
+) -> Result<WholeRun, DiffError> {
+    reference.backend.set_state(start)?;
+    candidate.backend.set_state(start)?;
+    let stop_ref = reference.backend.run(&mut reference.machine, ref_limits);
+    let state_ref = reference.backend.state()?;
+    let names = (reference.backend.name(), candidate.backend.name());
+    let stop_free = candidate.backend.run(&mut candidate.machine, cand_limits);
+    let state_free = candidate.backend.state()?;
+    let fast = compare(
+        names,
+        (&reference.machine, Outcome { stop: stop_ref.clone(), state: state_ref }),
+        (&candidate.machine, Outcome { stop: stop_free.clone(), state: state_free }),
+        0,
+    );
+    if fast.is_identical() {
+        let steps = candidate.backend.stats().instructions.unwrap_or(0);
+        let trace =
+            Trace { stop: stop_free, steps, undef: UndefTracker::new(), history: History::new(), faults: 0 };
+        return Ok(WholeRun { comparison: fast, trace });
+    }
+    reload(&mut candidate.machine)?;
+    candidate.backend.set_state(start)?;
+    let trace = run_traced(&mut candidate.backend, &mut candidate.machine, cand_limits)?;
+    let state_cand = candidate.backend.state()?;
+    let comparison = compare(
+        names,
+        (&reference.machine, Outcome { stop: stop_ref, state: state_ref }),
+        (&candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
+        trace.undef.undefined(),
+    );
+    Ok(WholeRun { comparison, trace })
+}
