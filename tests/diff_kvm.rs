@@ -161,6 +161,58 @@ fn known_int_high_vector() {
     }
 }
 
+/// The whole-run verdict (a guest that sets TF cannot be compared in lockstep).
+fn whole_run_verdict(p: &Program) -> Verdict {
+    kvm_worker(false).unwrap().run_program(p).unwrap()
+}
+
+/// `push 0102h; popf` (TF=1; the trap is first taken after the *next* instruction), then `body`.
+fn guest_tf(body: Vec<Instruction>) -> Program {
+    let mut v =
+        vec![Instruction::with1(Code::Push_imm16, 0x0102u32).unwrap(), Instruction::with(Code::Popfw)];
+    v.extend(body);
+    program(v, [0; 8], 2)
+}
+
+#[test]
+fn known_guest_tf_traps() {
+    if !kvm_available("known_guest_tf_traps") {
+        return;
+    }
+    let assert_tf_known = |p: &Program| match whole_run_verdict(p) {
+        Verdict::Known(k) => assert_eq!(k, known::GUEST_TF_TRAPS),
+        other => panic!("expected kvm-guest-tf-traps, got {other:?}"),
+    };
+    let rep_stosw = |n: u32| {
+        vec![
+            Instruction::with2(Code::Mov_r16_imm16, Register::CX, n).unwrap(),
+            Instruction::with_stosw(16, iced_x86::RepPrefixKind::Repe).unwrap(),
+        ]
+    };
+    // SDM Vol. 3 "Single-Step Exception Condition": a #DB after every REP iteration, so
+    // mov + 24 iterations = 25 traps; KVM's emulator: mov + (CX=0 reached, IP on the REP) +
+    // (re-entry with CX=0) = 3 traps. The program seed 2024 #1217 of the campaign showed this.
+    assert_tf_known(&guest_tf(rep_stosw(0x18)));
+    // 2000 iterations: KVM returns to the guest at CX=1024 and CX=0, then leaves: 4 traps vs 2001.
+    assert_tf_known(&guest_tf(rep_stosw(2000)));
+    // OUT: KVM completes it with a user-space exit and drops the trap (mov, out: 1 vs 2).
+    assert_tf_known(&guest_tf(vec![
+        Instruction::with2(Code::Mov_r16_imm16, Register::DX, 0x80u32).unwrap(),
+        Instruction::with2(Code::Out_DX_AL, Register::DX, Register::AL).unwrap(),
+    ]));
+    // Where the trap counts agree, the guest's TF is simply compared: 2 iterations give 2 traps
+    // on both (KVM: CX=0 reached, then the re-entry), a count of 0 one trap on both, and
+    // ordinary instructions one trap each.
+    for p in [
+        guest_tf(rep_stosw(2)),
+        guest_tf(rep_stosw(0)),
+        guest_tf(vec![Instruction::with(Code::Nopw), Instruction::with(Code::Cld)]),
+    ] {
+        let v = whole_run_verdict(&p);
+        assert!(matches!(v, Verdict::Same), "{v:?}");
+    }
+}
+
 #[test]
 fn fixed_seed_campaign_has_no_unexplained_divergence() {
     if !kvm_available("fixed_seed_campaign_has_no_unexplained_divergence") {

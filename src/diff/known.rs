@@ -9,6 +9,7 @@ use picoqemu_core::{flags, CpuState, Gpr, SegReg, StopReason};
 use super::compare::Comparison;
 use super::disasm;
 use super::lockstep::Divergence;
+use super::trace::TfRepModel;
 
 /// One documented difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,62 @@ pub const AAM_AAD_FLAGS: Known = Known {
     summary: "AAM/AAD: KVM computes SF and ZF from the 16-bit AX instead of AL",
 };
 
+/// The guest's own TF: KVM's emulator traps per 1024-iteration REP chunk (plus once on leaving
+/// the REP) instead of after every iteration, and not at all after an OUT.
+pub const GUEST_TF_TRAPS: Known = Known {
+    id: "kvm-guest-tf-traps",
+    summary: "guest TF: KVM delivers #DB per 1024-iteration REP chunk (plus one on leaving), not per iteration, and none after OUT",
+};
+
 /// All known differences.
-pub const ALL: [Known; 4] = [INT_HIGH_VECTOR, REP_IO_WRAP, REP_CMPS_FAULT_FLAGS, AAM_AAD_FLAGS];
+pub const ALL: [Known; 5] =
+    [INT_HIGH_VECTOR, REP_IO_WRAP, REP_CMPS_FAULT_FLAGS, AAM_AAD_FLAGS, GUEST_TF_TRAPS];
+
+/// How far below the final SP stale #DB frames may differ (a few frames of three words).
+const STALE_STACK: u32 = 0x40;
+
+/// Recognises a whole-run divergence that is [`GUEST_TF_TRAPS`] (it cannot be located in
+/// lockstep: KVM swallows the guest's own #DB while it single-steps). It matches only when
+/// registers, devices and stop reason are identical, the candidate's trace had instructions of
+/// the modelled kinds under the guest's TF with an exactly modelled trap count
+/// ([`TfRepModel`]), exactly one differing range lies outside the dead stack just below the
+/// final SS:SP (where the last, stale #DB frames were pushed) and is one 16-bit word — the
+/// guest's #DB counter — and that word differs by exactly the number of traps KVM's emulator
+/// is predicted to deliver fewer (or more).
+pub fn classify_whole_run(
+    c: &Comparison,
+    model: &TfRepModel,
+    reference_ram: &[u8],
+    candidate_ram: &[u8],
+) -> Option<Known> {
+    if model.steps == 0 || !model.exact || model.delta == 0 {
+        return None;
+    }
+    if !c.regs.is_empty() || !c.devices.is_empty() || c.stop_differs || c.mem_bytes > 2 + STALE_STACK as u64 {
+        return None;
+    }
+    let st = &c.right.state;
+    let top = st.seg(SegReg::Ss).base.wrapping_add(st.reg(Gpr::Esp) & 0xFFFF);
+    let stale = top.saturating_sub(STALE_STACK)..top;
+    let mut counter = c.mem.iter().filter(|r| !(stale.contains(&r.start) && r.start + r.len <= top));
+    let (Some(r), None) = (counter.next(), counter.next()) else {
+        return None;
+    };
+    if r.len > 2 || c.mem.len() == super::compare::MAX_RANGES {
+        return None;
+    }
+    let word = |ram: &[u8], a: u32| -> Option<u16> {
+        let a = a as usize;
+        ram.get(a..a + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let delta = model.delta as u16;
+    let explained = |a: u32| match (word(reference_ram, a), word(candidate_ram, a)) {
+        (Some(k), Some(i)) => i.wrapping_sub(k) == delta,
+        _ => false,
+    };
+    let ok = explained(r.start) || (r.len == 1 && explained(r.start.wrapping_sub(1)));
+    ok.then_some(GUEST_TF_TRAPS)
+}
 
 fn only_fields(c: &Comparison, allowed: &[&str]) -> bool {
     c.regs.iter().all(|d| allowed.contains(&d.field.as_str()))

@@ -3,7 +3,7 @@
 //! history of a report ([`History`]) and for counting.
 use std::time::Instant;
 
-use picoqemu_core::{Backend, CpuState, Gpr, Machine, RunLimits, SegReg, StopReason};
+use picoqemu_core::{flags, Backend, CpuState, Gpr, Machine, RunLimits, SegReg, StopReason};
 
 use super::disasm;
 use super::flagmask::UndefTracker;
@@ -19,6 +19,109 @@ pub struct Trace {
     pub history: History,
     /// Exceptions delivered (the CPU pushed the faulting CS:IP).
     pub faults: u64,
+    /// The guest's own single-step traps during REP string instructions (for the
+    /// `kvm-rep-single-step` known difference).
+    pub tf_rep: TfRepModel,
+}
+
+/// Counts, for REP string instructions run with the guest's TF set, how many #DB traps the
+/// candidate delivered (one per iteration, or one for a count of 0: Intel SDM Vol. 3,
+/// "Single-Step Exception Condition", and the REP prefix's per-iteration interruptibility)
+/// against how many KVM's instruction emulator (`arch/x86/kvm/emulate.c`) delivers for the
+/// same iterations: it runs the iterations without trapping and returns to the guest (and
+/// then single-steps) only when the count register becomes a multiple of 1024 (IP still on
+/// the REP), when a REPE/REPNE compare ends the loop, or when it re-enters the REP with a
+/// count of 0 — so a REP of n >= 1 iterations gives ceil-ish(n / 1024) + 1 traps, not n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TfRepModel {
+    /// REP iterations (or count-0 executions) run with TF set.
+    pub steps: u64,
+    /// Traps the candidate delivered minus traps KVM's emulator delivers for them.
+    pub delta: i64,
+    /// False when a TF step did not have the expected shape (a fault in the iteration,
+    /// REP INS/OUTS, whose chunking also depends on KVM's read-ahead buffer, or #DB not
+    /// delivered through IVT[1]); the model then explains nothing.
+    pub exact: bool,
+}
+
+impl Default for TfRepModel {
+    fn default() -> Self {
+        TfRepModel { steps: 0, delta: 0, exact: true }
+    }
+}
+
+impl TfRepModel {
+    /// Accounts for one step of the candidate from `pre` to `post` (`ram` after the step).
+    pub fn step(&mut self, instr: &iced_x86::Instruction, pre: &CpuState, post: &CpuState, ram: &[u8]) {
+        use iced_x86::Mnemonic as M;
+        let rep = instr.has_rep_prefix() || instr.has_repne_prefix();
+        if pre.eflags & flags::TF != 0 && instr.mnemonic() == M::Out {
+            // KVM's emulator completes OUT with a user-space exit and skips the single-step
+            // ("FIXME: return into emulator if single-stepping" in x86_emulate_instruction).
+            self.steps += 1;
+            if self.trap_frame(pre, post, ram) == Some(pre.eip.wrapping_add(instr.len() as u32) as u16) {
+                self.delta += 1;
+            } else {
+                self.exact = false;
+            }
+            return;
+        }
+        if pre.eflags & flags::TF == 0 || !rep || !instr.is_string_instruction() {
+            return;
+        }
+        self.steps += 1;
+        let io = matches!(instr.mnemonic(), M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd);
+        let addr32 = (0..instr.op_count()).any(|i| {
+            matches!(instr.op_kind(i), iced_x86::OpKind::MemorySegESI | iced_x86::OpKind::MemoryESEDI)
+        });
+        let mask = if addr32 { u32::MAX } else { 0xFFFF };
+        let cx_pre = pre.reg(Gpr::Ecx) & mask;
+        let cx_post = post.reg(Gpr::Ecx) & mask;
+        let next = pre.eip.wrapping_add(instr.len() as u32) as u16;
+        let Some(ret_ip) = self.trap_frame(pre, post, ram) else {
+            self.exact = false;
+            return;
+        };
+        let iterated = if cx_pre == 0 { cx_post == 0 } else { cx_post == cx_pre.wrapping_sub(1) & mask };
+        let advanced = ret_ip == next;
+        if io || !iterated || !(advanced || ret_ip == pre.eip as u16) {
+            self.exact = false;
+            return;
+        }
+        let compare =
+            matches!(instr.mnemonic(), M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Scasb | M::Scasw | M::Scasd);
+        let zf = post.eflags & flags::ZF != 0;
+        let zf_ends = compare && if instr.has_repne_prefix() { zf } else { !zf };
+        let kvm = if cx_pre == 0 || zf_ends {
+            1 // leaves the REP in this emulation: one trap
+        } else if cx_post == 0 {
+            2 // stops with IP on the REP (count 0 is a multiple of 1024), then re-enters it
+        } else if cx_post & 0x3FF == 0 {
+            1 // a 1024-iteration chunk ends: back to the guest with IP on the REP
+        } else {
+            0
+        };
+        if advanced != (cx_pre == 0 || zf_ends || cx_post == 0) {
+            self.exact = false;
+            return;
+        }
+        self.delta += 1 - kvm;
+    }
+
+    /// The saved IP when the step ended in a #DB delivered through IVT[1] (three words pushed,
+    /// the saved CS the instruction's own), else None.
+    fn trap_frame(&self, pre: &CpuState, post: &CpuState, ram: &[u8]) -> Option<u16> {
+        let ss = post.seg(SegReg::Ss).base;
+        let sp = post.reg(Gpr::Esp) as u16;
+        let ret_ip = read_word(ram, ss.wrapping_add(sp as u32));
+        let ret_cs = read_word(ram, ss.wrapping_add(sp.wrapping_add(2) as u32));
+        let vec1 = (read_word(ram, 6), read_word(ram, 4));
+        let trapped = sp == (pre.reg(Gpr::Esp) as u16).wrapping_sub(6)
+            && ss == pre.seg(SegReg::Ss).base
+            && ret_cs == pre.cs()
+            && (post.cs(), post.eip as u16) == vec1;
+        trapped.then_some(ret_ip)
+    }
 }
 
 /// Reads the little-endian word at linear address `addr` (0 outside RAM).
@@ -60,6 +163,7 @@ pub fn run_traced<B: Backend + ?Sized>(
         undef: UndefTracker::new(),
         history: History::new(),
         faults: 0,
+        tf_rep: TfRepModel::default(),
     };
     let mut pre = backend.state()?;
     loop {
@@ -82,6 +186,7 @@ pub fn run_traced<B: Backend + ?Sized>(
         let step = trace.steps;
         trace.steps += 1;
         trace.history.push(HistEntry { step, cs: pre.cs(), ip: pre.eip, bytes });
+        trace.tf_rep.step(&instr, &pre, &post, machine.ram.as_slice());
         let is_enter = instr.mnemonic() == iced_x86::Mnemonic::Enter;
         if fault_delivered(&pre, &post, machine.ram.as_slice(), is_enter) {
             trace.faults += 1;

@@ -84,8 +84,14 @@ pub fn whole_run_fast<A: Backend, B: Backend>(
     );
     if fast.is_identical() {
         let steps = candidate.backend.stats().instructions.unwrap_or(0);
-        let trace =
-            Trace { stop: stop_free, steps, undef: UndefTracker::new(), history: History::new(), faults: 0 };
+        let trace = Trace {
+            stop: stop_free,
+            steps,
+            undef: UndefTracker::new(),
+            history: History::new(),
+            faults: 0,
+            tf_rep: Default::default(),
+        };
         return Ok(WholeRun { comparison: fast, trace });
     }
     reload(&mut candidate.machine)?;

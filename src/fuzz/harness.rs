@@ -7,7 +7,7 @@ use picoqemu_core::{load_image, ImageKind, RunLimits, StopReason};
 
 use super::program::Program;
 use crate::diff::compare::Outcome;
-use crate::diff::known::{classify_divergence, classify_reference_stop, Known};
+use crate::diff::known::{classify_divergence, classify_reference_stop, classify_whole_run, Known};
 use crate::diff::lockstep::{lockstep, LockstepEnd};
 use crate::diff::stepper::StepBackend;
 use crate::diff::wholerun::{whole_run_fast, Side};
@@ -176,6 +176,14 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
         if let Some(k) =
             classify_reference_stop(&c.left.stop, &c.left.state, self.reference.machine.ram.as_slice())
         {
+            return Ok(Verdict::Known(k));
+        }
+        if let Some(k) = classify_whole_run(
+            c,
+            &w.trace.tf_rep,
+            self.reference.machine.ram.as_slice(),
+            self.candidate.machine.ram.as_slice(),
+        ) {
             return Ok(Verdict::Known(k));
         }
         let (_, report) = whole_run_verdict(&w);
