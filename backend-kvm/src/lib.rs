@@ -93,6 +93,7 @@
 //! ```
 
 mod backend;
+pub mod baseline;
 mod error;
 mod exits;
 mod regs;

@@ -1,0 +1,184 @@
+//! picoqemu's KVM backend against the bare-KVM baseline, measured A/B interleaved: each round
+//! runs the same guest once on each (in alternating order) and the ratio of the two times is
+//! taken per round, so load drift on a shared machine cancels out. Prints, per guest, the
+//! median time of each side, the median per-round ratio and its interquartile range.
+//! Skips with a printed reason when /dev/kvm is unusable.
+//!
+//! ```text
+//! cargo bench --bench kvm_overhead [-- ROUNDS]      (default 31 rounds)
+//! ```
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use picoqemu::guests;
+use picoqemu_core::ImageKind;
+use picoqemu_kvm::baseline::{RawConfig, RawVm};
+use picoqemu_kvm::{KvmBackend, KvmOptions};
+
+/// One comparison: a picoqemu run and a bare run of the same guest, each returning its
+/// time in seconds.
+struct Case {
+    name: &'static str,
+    /// Accesses (or instructions) per run, to print a per-unit cost.
+    units: u64,
+    unit: &'static str,
+    pico: Box<dyn FnMut() -> f64>,
+    raw: Box<dyn FnMut() -> f64>,
+}
+
+fn timed(mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A picoqemu KVM machine for the boot sector `image` that reruns it each call.
+fn pico_boot(image: &[u8], mmio: Option<u32>, coalesced: bool) -> Box<dyn FnMut() -> f64> {
+    let (mut m, start) = common::machine_with(image, ImageKind::Boot, mmio);
+    let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio: coalesced }).expect("KVM backend");
+    Box::new(move || timed(|| common::run_to_halt(&mut b, &mut m, &start)))
+}
+
+/// A bare VM for the boot sector `image` that reruns it each call.
+fn raw_boot(image: &[u8], config: RawConfig) -> Box<dyn FnMut() -> f64> {
+    let mut v = common::raw_vm(image, config);
+    Box::new(move || {
+        timed(|| {
+            common::raw_run(&mut v);
+        })
+    })
+}
+
+fn main() {
+    let rounds: usize = match std::env::args().skip(1).find(|a| !a.starts_with("--")).map(|s| s.parse()) {
+        None => 31,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("kvm_overhead: ROUNDS must be a positive integer");
+            std::process::exit(2);
+        }
+    };
+    if !common::kvm_usable() {
+        return;
+    }
+    const EXITS: u32 = 3_000;
+    let mmio = common::MMIO_BASE;
+    let hole = RawConfig { mmio_hole: Some(u64::from(mmio)), ..RawConfig::default() };
+    let hello = guests::hello().expect("guest");
+    let hello_pico = move |coalesced: bool| -> Box<dyn FnMut() -> f64> {
+        let image = hello.clone();
+        Box::new(move || {
+            timed(|| {
+                let (mut m, start) = common::machine_with(&image, ImageKind::Raw, None);
+                let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio: coalesced })
+                    .expect("KVM backend");
+                common::run_to_halt(&mut b, &mut m, &start);
+            })
+        })
+    };
+    let hello_image = guests::hello().expect("guest");
+    let hello_raw = move || -> Box<dyn FnMut() -> f64> {
+        let image = hello_image.clone();
+        Box::new(move || {
+            timed(|| {
+                let mut v = RawVm::new(RawConfig::default()).expect("bare KVM VM");
+                v.load(0, &image).expect("hello fits");
+                v.start(0, 0, 0).expect("KVM_SET_SREGS/REGS");
+                v.run().expect("bare KVM run");
+            })
+        })
+    };
+    let out = guests::out_loop(EXITS).expect("guest");
+    let store = guests::mmio_store_loop(mmio, EXITS).expect("guest");
+    let compute = guests::compute_loop(10_000).expect("guest");
+    let hlt = common::hlt_sector().expect("guest");
+    let mut cases = vec![
+        Case {
+            name: "port 0x80 OUT (exit)",
+            units: u64::from(EXITS) + 1,
+            unit: "exit",
+            pico: pico_boot(&out, None, true),
+            raw: raw_boot(&out, RawConfig::default()),
+        },
+        Case {
+            name: "MMIO store (exit)",
+            units: u64::from(EXITS) + 2,
+            unit: "exit",
+            pico: pico_boot(&store, Some(mmio), true),
+            raw: raw_boot(&store, hole),
+        },
+        Case {
+            name: "compute loop",
+            units: guests::compute_instruction_count(10_000),
+            unit: "instruction",
+            pico: pico_boot(&compute, None, true),
+            raw: raw_boot(&compute, RawConfig::default()),
+        },
+        Case {
+            name: "rerun hlt (reuse)",
+            units: 1,
+            unit: "run",
+            pico: pico_boot(&hlt, None, true),
+            raw: raw_boot(&hlt, RawConfig::default()),
+        },
+        Case { name: "hello from creation", units: 1, unit: "run", pico: hello_pico(true), raw: hello_raw() },
+        Case {
+            name: "hello, no coalesced zones",
+            units: 1,
+            unit: "run",
+            pico: hello_pico(false),
+            raw: hello_raw(),
+        },
+    ];
+    println!(
+        "kvm_overhead: {rounds} interleaved rounds per guest; load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>10} {:>16}",
+        "guest", "picoqemu/unit", "bare/unit", "ratio", "ratio IQR"
+    );
+    for c in &mut cases {
+        // One warm-up run each.
+        (c.pico)();
+        (c.raw)();
+        let (mut p, mut r, mut q) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..rounds {
+            let (tp, tr) = if i % 2 == 0 {
+                let a = (c.pico)();
+                (a, (c.raw)())
+            } else {
+                let b = (c.raw)();
+                ((c.pico)(), b)
+            };
+            p.push(tp);
+            r.push(tr);
+            q.push(tp / tr);
+        }
+        let per = |t: f64| t / c.units as f64 * 1e6;
+        let (mp, mr, mq) = (median(&mut p), median(&mut r), median(&mut q));
+        let (q1, q3) = (q[q.len() / 4], q[q.len() * 3 / 4]);
+        println!(
+            "{:<28} {:>11.3} µs {:>11.3} µs {:>9.3}× {:>7.3}–{:.3}×   (per {})",
+            c.name,
+            per(mp),
+            per(mr),
+            mq,
+            q1,
+            q3,
+            c.unit
+        );
+    }
+}
