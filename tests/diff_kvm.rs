@@ -113,20 +113,74 @@ fn known_aad_flags_evidence_from_silicon() {
     assert!(checked > 10, "only {checked} decisive tests");
 }
 
-#[test]
-fn known_rep_cmps_fault_flags() {
-    if !kvm_available("known_rep_cmps_fault_flags") {
-        return;
-    }
-    // DF = 1, SI = 0, DI = 9, CX = 21h: the 6th iteration reads ES:FFFF (a word) -> #GP.
+/// `repne cmpsw` with DF = 1, SI = 0, DI = 9, CX = 21h: the 6th iteration reads ES:FFFF (a
+/// word) -> #GP after five completed iterations.
+fn rep_cmps_fault() -> Program {
     let mut i = Instruction::with_cmpsw(16, Register::None, iced_x86::RepPrefixKind::Repne).unwrap();
     i.set_code_size(iced_x86::CodeSize::Code16);
-    let p = program(
+    program(
         vec![Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x21u32).unwrap(), i],
         [0, 0, 0, 0, 0, 0, 0, 9],
         0xC17,
+    )
+}
+
+#[test]
+fn rep_cmps_fault_flags_are_the_pre_instruction_flags_on_both() {
+    if !kvm_available("rep_cmps_fault_flags_are_the_pre_instruction_flags_on_both") {
+        return;
+    }
+    // Once the known difference kvm-rep-cmps-fault-flags: KVM pushes the FLAGS from before the
+    // instruction, which is what the SDM requires (Vol. 2, REP prefix) — the interpreter was
+    // wrong and now restores them too. Same in whole-run and lockstep mode.
+    for v in verdicts(&rep_cmps_fault()) {
+        assert!(matches!(v, Verdict::Same), "{v:?}");
+    }
+}
+
+#[test]
+fn lockstep_reruns_a_faulting_rep_compare_from_the_reference_restart() {
+    if !kvm_available("lockstep_reruns_a_faulting_rep_compare_from_the_reference_restart") {
+        return;
+    }
+    let image = rep_cmps_fault().assemble().unwrap().image;
+    let mut p = diff::prepare(&image, picoqemu_core::ImageKind::Raw, 2 << 20).unwrap();
+    let limits =
+        picoqemu_core::RunLimits { max_instructions: Some(100_000), timeout: Some(Duration::from_secs(20)) };
+    let l = diff::lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).unwrap();
+    assert!(
+        matches!(l.end, diff::lockstep::LockstepEnd::Stopped(picoqemu_core::StopReason::Halted)),
+        "{:?}",
+        l.end
     );
-    assert_known(&p, known::REP_CMPS_FAULT_FLAGS);
+    // The interpreter, stepped per iteration, faulted after five iterations since KVM's
+    // restart (the instruction's start) and was re-run from there once.
+    assert_eq!(l.rules.rep_restarts, 1);
+}
+
+#[test]
+fn known_rep_compare_restart() {
+    if !kvm_available("known_rep_compare_restart") {
+        return;
+    }
+    // repne scasw, AX = 1234h over zeros from ES:F767 up, CX = 2000: 1100 iterations, then the
+    // word at ES:FFFF -> #GP (KVM's emulator returns to the guest when CX reaches 1024).
+    let p = program(
+        vec![
+            Instruction::with2(Code::Mov_r16_imm16, Register::CX, 2000u32).unwrap(),
+            Instruction::with_scasw(16, iced_x86::RepPrefixKind::Repne).unwrap(),
+        ],
+        [0x1234, 0, 0, 0, 0, 0, 0, 0xF767],
+        0x817,
+    );
+    assert_known(&p, known::REP_COMPARE_RESTART);
+    // The same with 900 iterations before the fault (DI = F8F7h; CX goes from 2000 to 1100 and
+    // never reaches 1024): KVM does not restart it, both restore the FLAGS from before it.
+    let mut q = p.clone();
+    q.init.gpr[7] = 0xF8F7;
+    for v in verdicts(&q) {
+        assert!(matches!(v, Verdict::Same), "{v:?}");
+    }
 }
 
 #[test]

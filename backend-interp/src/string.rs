@@ -2,7 +2,8 @@
 //! REP/REPE/REPNE, using SI/DI/CX or ESI/EDI/ECX by address size.
 //!
 //! A REP instruction counts one retired instruction per iteration (a REP with a zero count
-//! counts one). It runs at most `Ctx::rep_budget` iterations (and at most 64 Ki on the slow
+//! counts one, a faulting iteration counts one: k completed iterations and a fault count k+1,
+//! however many runs they took). It runs at most `Ctx::rep_budget` iterations (and at most 64 Ki on the slow
 //! path) per call and then leaves EIP on itself so that it resumes, exactly like an
 //! interrupted REP on hardware; a fault mid-way leaves the registers of the completed
 //! iterations. `REP MOVS`/`REP STOS` forward over plain RAM are done as slice copies/fills.
@@ -205,7 +206,9 @@ pub fn string<const KIND: u8, const W: u8, const A32: bool, const REP: u8>(cx: &
     let mut finished = false;
     while done < max {
         if let Err(f) = step::<KIND, W, A32>(cx, op) {
-            cx.icount += done.saturating_sub(1);
+            // `done` completed iterations plus the faulting one (its delivery is the step), as
+            // when the iterations are run one run at a time.
+            cx.icount += done;
             if conditional {
                 cx.c.flags = flags_at_start;
             }
