@@ -283,3 +283,63 @@ fn fixed_seed_campaign_has_no_unexplained_divergence() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Writes `p` as a raw image and runs `picoqemu diff` (whole run or lockstep) on it.
+fn diff_exit(p: &Program, name: &str, lockstep: bool) -> i32 {
+    let dir = temp_dir(name);
+    let path = dir.join("prog.bin");
+    std::fs::write(&path, p.assemble().unwrap().image).unwrap();
+    let code = diff::run(&args(&path, true, lockstep)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+#[test]
+fn diff_exits_6_for_an_explained_difference() {
+    if !kvm_available("diff_exits_6_for_an_explained_difference") {
+        return;
+    }
+    let aad =
+        program(vec![Instruction::with1(Code::Aad_imm8, 0xD7u32).unwrap()], [0xB000, 0, 0, 0, 0, 0, 0, 0], 2);
+    // Whole run: located by lockstep; lockstep: classified at the instruction.
+    for lockstep in [false, true] {
+        assert_eq!(diff_exit(&aad, "diff-aad", lockstep), diff::exit::EXPLAINED, "lockstep={lockstep}");
+    }
+    // Recognised from the whole run alone: the guest's TF over a REP.
+    let tf = guest_tf(vec![
+        Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x18u32).unwrap(),
+        Instruction::with_stosw(16, iced_x86::RepPrefixKind::Repe).unwrap(),
+    ]);
+    assert_eq!(diff_exit(&tf, "diff-tf", false), diff::exit::EXPLAINED);
+    // An identical program still exits 0.
+    let same =
+        program(vec![Instruction::with1(Code::Aad_imm8, 0x0Au32).unwrap()], [0x0102, 0, 0, 0, 0, 0, 0, 0], 2);
+    assert_eq!(diff_exit(&same, "diff-same", false), diff::exit::IDENTICAL);
+}
+
+#[test]
+fn lockstep_falls_back_to_a_whole_run_when_the_guest_sets_tf() {
+    if !kvm_available("lockstep_falls_back_to_a_whole_run_when_the_guest_sets_tf") {
+        return;
+    }
+    // `push 0102h; popf; nop; cld`: lockstep stops at the POPF (the candidate's TF became 1)
+    // instead of reporting TF as a difference, and the whole run is identical.
+    let plain = guest_tf(vec![Instruction::with(Code::Nopw), Instruction::with(Code::Cld)]);
+    assert_eq!(diff_exit(&plain, "diff-tf-lockstep", true), diff::exit::IDENTICAL);
+    let image = plain.assemble().unwrap().image;
+    let mut p = diff::prepare(&image, picoqemu_core::ImageKind::Raw, 2 << 20).unwrap();
+    let limits =
+        picoqemu_core::RunLimits { max_instructions: Some(100_000), timeout: Some(Duration::from_secs(20)) };
+    let l = diff::lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).unwrap();
+    let diff::lockstep::LockstepEnd::GuestTrapFlag { cs, ip, .. } = l.end else {
+        panic!("expected GuestTrapFlag, got {:?}", l.end);
+    };
+    let at = ((cs as usize) << 4) + ip as usize;
+    assert_eq!(image[at], 0x9D, "stopped at the POPF that set TF ({cs:04x}:{ip:04x})");
+    // With the REP whose trap count KVM gets wrong, the fallback explains it.
+    let rep = guest_tf(vec![
+        Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x18u32).unwrap(),
+        Instruction::with_stosw(16, iced_x86::RepPrefixKind::Repe).unwrap(),
+    ]);
+    assert_eq!(diff_exit(&rep, "diff-tf-lockstep-rep", true), diff::exit::EXPLAINED);
+}
