@@ -335,6 +335,15 @@ mod tests {
         assert_eq!((t.peek16(0x7FA), t.peek16(0x7FC)), (0x100, 0));
         assert_eq!(t.peek16(0x7FE) as u32, start, "pushed FLAGS are those before the instruction");
         assert_eq!(s.st.eflags & STATUS, start & STATUS, "FLAGS left in the register too");
+        // Five iterations + the faulting one + HLT, in one run as in single steps.
+        use picoqemu_core::Backend;
+        assert_eq!(t.be.stats().instructions, Some(7));
+        let mut t = repne_scasw_faulting(start);
+        let mut steps = 0;
+        while t.run_limited(RunLimits::instructions(1)).stop == StopReason::StepDone {
+            steps += 1;
+        }
+        assert_eq!(steps + 1, 7);
     }
 
     #[test]

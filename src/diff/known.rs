@@ -155,7 +155,7 @@ pub fn classify_divergence(d: &Divergence) -> Option<Known> {
             // equal, memory only in the pushed frame); the interpreter's FLAGS are those from
             // before the instruction, KVM's those the interpreter had where KVM restarted the
             // instruction, at a count that is a multiple of 1024.
-            let Some((count, flags_there)) = d.rep_restart else { return None };
+            let (count, flags_there) = d.rep_restart?;
             let ss = pre.seg(SegReg::Ss).base;
             let sp = pre.reg(Gpr::Esp) & 0xFFFF;
             let frame = (ss + (sp.wrapping_sub(6) & 0xFFFF))..(ss + sp);
