@@ -3,7 +3,10 @@
 //! is checked exactly as text and as ANSI (which shows every cell's attribute), and the two
 //! backends must print the same bytes.
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{kvm_usable, picoqemu};
 
 const EXPECTED_ROWS: [&str; 5] = [
     r" _   _      _ _        __        __         _     _ _",
@@ -13,27 +16,9 @@ const EXPECTED_ROWS: [&str; 5] = [
     r"|_| |_|\___|_|_|\___/     \_/\_/ \___/|_|  |_|\__,_(_)",
 ];
 
-fn picoqemu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_picoqemu")).args(args).output().expect("spawning picoqemu")
-}
-
 fn seed_path() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/guests/seed_hello.bin");
     p.to_str().expect("UTF-8 path").to_string()
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match picoqemu_kvm::KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
 }
 
 fn expected_text() -> String {

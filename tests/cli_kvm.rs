@@ -2,25 +2,10 @@
 //! (`jmp $`, and `vmcall`, which can hang `KVM_RUN` on our hosts) end at `--timeout` with
 //! status 4, or 3 when KVM reports an emulation failure; `daa` (which KVM's emulator here
 //! cannot run) is reported with its address, bytes and disassembly. No timings are asserted.
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn picoqemu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_picoqemu")).args(args).output().expect("spawning picoqemu")
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match picoqemu_kvm::KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
-}
+mod common;
+use common::{kvm_usable, picoqemu};
 
 /// Status 4 with a timeout message, or 3 with an emulation-failure message naming the
 /// instruction; always a register dump and never a panic.

@@ -1,11 +1,10 @@
 //! The CLI's image loading and argument errors: each rejection gives a `picoqemu:` message
 //! that says what is wrong and exits with status 2, without a panic.
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn picoqemu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_picoqemu")).args(args).output().expect("spawning picoqemu")
-}
+mod common;
+use common::picoqemu;
 
 /// A file under Cargo's scratch directory for integration tests.
 fn scratch(name: &str, contents: &[u8]) -> PathBuf {

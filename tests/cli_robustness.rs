@@ -2,25 +2,9 @@
 //! reproduce) run on each backend under a budget and a timeout must end with a documented exit
 //! status and, for anything but a halt or debug exit, a `picoqemu:` line on stderr.
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn picoqemu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_picoqemu")).args(args).output().expect("spawning picoqemu")
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match picoqemu_kvm::KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
-}
+mod common;
+use common::{kvm_usable, picoqemu};
 
 /// xorshift64*: a tiny deterministic generator.
 struct Rng(u64);

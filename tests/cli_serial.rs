@@ -2,27 +2,11 @@
 //! stdout, the port 0xE9 line on stderr, and exit status 33 from the debug-exit port. Also the
 //! MMIO console (`--mmio-console`) and the daa guest's exit status.
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use picoqemu::guests::{self, SERIAL_HELLO_DEBUG_TEXT, SERIAL_HELLO_EXIT_CODE, SERIAL_HELLO_TEXT};
 
-fn picoqemu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_picoqemu")).args(args).output().expect("spawning picoqemu")
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match picoqemu_kvm::KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
-}
+mod common;
+use common::{kvm_usable, picoqemu};
 
 /// Writes the serial guest to a file, as a user would run it.
 fn serial_image_file() -> String {

@@ -11,6 +11,9 @@ use picoqemu_core::{
 use picoqemu_interp::InterpBackend;
 use picoqemu_kvm::KvmBackend;
 
+mod common;
+use common::kvm_usable;
+
 /// The screen the article shows, typed in independently of the guest's source.
 const EXPECTED_ROWS: [&str; 5] = [
     r" _   _      _ _        __        __         _     _ _",
@@ -23,22 +26,6 @@ const EXPECTED_ROWS: [&str; 5] = [
 fn seed_image() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/guests/seed_hello.bin");
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// True when KVM can be used; otherwise prints why and returns false, or fails the test when
-/// `PICOQEMU_REQUIRE_KVM=1`.
-fn kvm_usable(test: &str) -> bool {
-    match KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
 }
 
 /// Runs `image` in the raw layout on `backend` ("interp" or "kvm") until it stops.

@@ -9,19 +9,8 @@ use picoqemu_core::{
 use picoqemu_interp::InterpBackend;
 use picoqemu_kvm::KvmBackend;
 
-fn kvm_usable(test: &str) -> bool {
-    match KvmBackend::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("PICOQEMU_REQUIRE_KVM").as_deref() != Ok("1"),
-                "{test}: PICOQEMU_REQUIRE_KVM=1 but KVM is unusable: {e}"
-            );
-            eprintln!("SKIP: {test}: KVM is unusable here ({e})");
-            false
-        }
-    }
-}
+mod common;
+use common::kvm_usable;
 
 /// The backends to run on: the interpreter always, KVM when usable.
 fn backends(test: &str) -> Vec<&'static str> {
