@@ -200,6 +200,8 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
+            // Physical address of the running block when it is cached, else usize::MAX.
+            let mut cur_phys = phys;
             let mut ops: &[Op] = match cache.lookup(phys) {
                 Some((ops, bytes)) if fits(bytes) => ops,
                 _ => {
@@ -224,7 +226,9 @@ impl Backend for InterpBackend {
                         if (d.alone || crosses || n < 15) && !scratch.is_empty() {
                             break;
                         }
-                        scratch.push(d.op);
+                        let mut o = d.op;
+                        o.off = bytes as u16;
+                        scratch.push(o);
                         bytes += len as u32;
                         ip = ip.wrapping_add(len as u32);
                         p += len;
@@ -246,6 +250,7 @@ impl Backend for InterpBackend {
                             None => &scratch[..],
                         }
                     } else {
+                        cur_phys = usize::MAX;
                         single_op[0] = scratch[0];
                         &single_op[..]
                     }
@@ -258,25 +263,26 @@ impl Backend for InterpBackend {
             let mut last_len;
             loop {
                 flow = Flow::Next;
-                last_len = 0u32;
-                let mut executed = 0u64;
-                for op in &ops[..n] {
+                // Index of the last op run, and its end offset in the block.
+                let mut last = 0usize;
+                for (i, op) in ops[..n].iter().enumerate() {
+                    // EIP of this instruction, derived from the block start: no dependency on
+                    // the previous handler's EIP store.
+                    cx.c.eip = start_eip.wrapping_add(op.off as u32);
                     flow = (op.exec)(&mut cx, op);
-                    executed += 1;
-                    last_len = op.len as u32;
-                    if flow != Flow::Next {
+                    last = i;
+                    if flow != Flow::Next || cx.brk {
                         break;
                     }
+                }
+                let lop = &ops[last];
+                last_len = lop.len as u32;
+                if flow == Flow::Next {
                     // No IP wrap inside a block: the entry check guarantees it ends by the limit.
-                    cx.c.eip = cx.c.eip.wrapping_add(last_len);
-                    if cx.brk {
-                        break;
-                    }
+                    let e = start_eip.wrapping_add(lop.off as u32 + last_len);
+                    cx.c.eip = if start_eip <= 0xFFFF { e & 0xFFFF } else { e };
                 }
-                if flow == Flow::Next && start_eip <= 0xFFFF {
-                    cx.c.eip &= 0xFFFF;
-                }
-                cx.icount += executed;
+                cx.icount += last as u64 + 1;
                 // Chain straight into the next cached block while nothing needs the outer loop.
                 if matches!(flow, Flow::Next | Flow::Jump)
                     && !tf
@@ -287,10 +293,19 @@ impl Backend for InterpBackend {
                     let ncs = cx.c.segs[CS as usize];
                     let neip = cx.c.eip;
                     let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
-                    if let Some((o, bytes)) = cache.lookup(nphys) {
+                    // A loop back to the start of this block skips the cache lookup (the cache
+                    // only changes in the outer loop).
+                    let next = if nphys == cur_phys {
+                        let bytes = (ops[ops.len() - 1].off + ops[ops.len() - 1].len as u16) as u32;
+                        Some((ops, bytes))
+                    } else {
+                        cache.lookup(nphys)
+                    };
+                    if let Some((o, bytes)) = next {
                         if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 {
                             ops = o;
                             start_eip = neip;
+                            cur_phys = nphys;
                             cx.c.inhibit = false;
                             let rem = limit - cx.icount;
                             cx.rep_budget = rem;
