@@ -35,6 +35,7 @@ mod logic;
 mod muldiv;
 mod op;
 mod operand;
+mod opt;
 mod shift;
 mod stack;
 mod string;
@@ -71,6 +72,8 @@ pub struct InterpBackend {
     ins: Instruction,
     /// Scratch block being built, reused.
     scratch: Vec<Op>,
+    /// The optimiser facts of `scratch`'s instructions.
+    scratch_fx: Vec<decode::Fx>,
     /// Force A20 wrapping regardless of the machine's configuration.
     force_a20_wrap: bool,
 }
@@ -96,6 +99,7 @@ impl InterpBackend {
             icount: 0,
             ins: Instruction::default(),
             scratch: Vec::with_capacity(MAX_BLOCK),
+            scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
         }
     }
@@ -176,6 +180,7 @@ impl Backend for InterpBackend {
         let cache = &mut self.cache;
         let ins = &mut self.ins;
         let scratch = &mut self.scratch;
+        let scratch_fx = &mut self.scratch_fx;
         let mut single_op = [Op::new(system::nop, 0)];
 
         let stop = loop {
@@ -200,18 +205,31 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            // Physical address of the running block when it is cached, else usize::MAX.
+            // Physical address of the running block when it is cached (usize::MAX when not)
+            // and the instructions it retires.
             let mut cur_phys = phys;
-            let mut ops: &[Op] = match cache.lookup(phys) {
-                Some((ops, bytes)) if fits(bytes) => ops,
+            let mut cur_insns = 1u64;
+            // Cached blocks may be optimised (opt.rs) and are only run whole: with TF or a
+            // budget that ends inside the block, single raw instructions are decoded instead.
+            let hit = match cache.lookup(phys) {
+                Some((ops, bytes, k)) if fits(bytes) => Some((ops, k)),
+                _ => None,
+            };
+            let mut ops: &[Op] = match hit {
+                Some((ops, k)) if !tf && k <= remaining => {
+                    cur_insns = k;
+                    ops
+                }
                 _ => {
                     // Build a block (or decode one uncached instruction).
+                    let single_only = hit.is_some();
                     scratch.clear();
+                    scratch_fx.clear();
                     let mut buf = [0u8; 15];
                     let mut ip = eip;
                     let mut p = phys;
                     let mut bytes = 0u32;
-                    let mut cacheable = p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
+                    let mut cacheable = !single_only && p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
                     loop {
                         let save = cx.c.eip;
                         cx.c.eip = ip;
@@ -229,10 +247,12 @@ impl Backend for InterpBackend {
                         let mut o = d.op;
                         o.off = bytes as u16;
                         scratch.push(o);
+                        scratch_fx.push(d.fx);
                         bytes += len as u32;
                         ip = ip.wrapping_add(len as u32);
                         p += len;
-                        if d.ends_block
+                        if single_only
+                            || d.ends_block
                             || d.alone
                             || crosses
                             || n < 15
@@ -243,21 +263,30 @@ impl Backend for InterpBackend {
                             break;
                         }
                     }
-                    if cacheable && cache.insert(phys, scratch, bytes, cx.ram) {
-                        cx.pages[phys >> 12] |= PG_CODE;
-                        match cache.lookup(phys) {
-                            Some((ops, _)) => ops,
-                            None => &scratch[..],
+                    single_op[0] = scratch[0];
+                    let mut run_cached = None;
+                    if cacheable {
+                        let k = opt::optimise(scratch, scratch_fx);
+                        if cache.insert(phys, scratch, bytes, k, cx.ram) {
+                            cx.pages[phys >> 12] |= PG_CODE;
+                            if !tf && k as u64 <= remaining {
+                                run_cached = cache.lookup(phys).map(|(ops, _, k)| (ops, k));
+                            }
                         }
-                    } else {
-                        cur_phys = usize::MAX;
-                        single_op[0] = scratch[0];
-                        &single_op[..]
+                    }
+                    match run_cached {
+                        Some((ops, k)) => {
+                            cur_insns = k;
+                            ops
+                        }
+                        None => {
+                            cur_phys = usize::MAX;
+                            &single_op[..]
+                        }
                     }
                 }
             };
 
-            let mut n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
             let mut start_eip = eip;
             let mut flow;
             let mut last_len;
@@ -265,7 +294,7 @@ impl Backend for InterpBackend {
                 flow = Flow::Next;
                 // Index of the last op run, and its end offset in the block.
                 let mut last = 0usize;
-                for (i, op) in ops[..n].iter().enumerate() {
+                for (i, op) in ops.iter().enumerate() {
                     // EIP of this instruction, derived from the block start: no dependency on
                     // the previous handler's EIP store.
                     cx.c.eip = start_eip.wrapping_add(op.off as u32);
@@ -295,21 +324,21 @@ impl Backend for InterpBackend {
                     let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
                     // A loop back to the start of this block skips the cache lookup (the cache
                     // only changes in the outer loop).
+                    let rem = limit - cx.icount;
                     let next = if nphys == cur_phys {
-                        let bytes = (ops[ops.len() - 1].off + ops[ops.len() - 1].len as u16) as u32;
-                        Some((ops, bytes))
+                        let l = &ops[ops.len() - 1];
+                        Some((ops, (l.off + l.len as u16) as u32, cur_insns))
                     } else {
                         cache.lookup(nphys)
                     };
-                    if let Some((o, bytes)) = next {
-                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 {
+                    if let Some((o, bytes, k)) = next {
+                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 && k <= rem {
                             ops = o;
                             start_eip = neip;
                             cur_phys = nphys;
+                            cur_insns = k;
                             cx.c.inhibit = false;
-                            let rem = limit - cx.icount;
                             cx.rep_budget = rem;
-                            n = ops.len().min(rem.min(usize::MAX as u64) as usize);
                             continue;
                         }
                     }
