@@ -91,4 +91,42 @@ mod tests {
         assert_eq!(ops[6].len, 3);
         assert_eq!(ops[6].aux, 1);
     }
+
+    /// The compute-loop body: mov ax,[bx+0x1000] ; add ax,dx ; xor dx,ax ; rol dx,3 ;
+    /// mov [bx+0x1000],dx ; add si,ax ; add bx,2 ; and bx,0xffe ; dec cx ; jnz top ; hlt
+    const LOOP: [u8; 29] = [
+        0x8B, 0x87, 0x00, 0x10, 0x01, 0xD0, 0x31, 0xC2, 0xC1, 0xC2, 0x03, 0x89, 0x97, 0x00, 0x10, 0x01, 0xC6,
+        0x83, 0xC3, 0x02, 0x81, 0xE3, 0xFE, 0x0F, 0x49, 0x75, 0xE5, 0xF4, 0x90,
+    ];
+
+    #[test]
+    fn optimised_blocks_step_exactly_like_whole_runs() {
+        use crate::testutil::T;
+        use picoqemu_core::{Backend, RunLimits, StopReason};
+        // Whole run (optimised blocks) vs one instruction per run, compared at every step
+        // count: budgets ending inside a fused or flag-free stretch must see exact state.
+        let setup = |t: &mut T| {
+            t.cpu.gpr[1] = 5; // CX
+            t.cpu.gpr[2] = 0x1234;
+            t.cpu.gpr[0] = 0xFFFF;
+            t.poke(0x1000, &[0x80, 0x7F, 0xFF, 0x01]);
+        };
+        let mut whole = T::new(&LOOP);
+        setup(&mut whole);
+        let mut step = T::new(&LOOP);
+        setup(&mut step);
+        for k in 1..=51u64 {
+            // Fresh cache state for the budgeted run: run k instructions from the start.
+            let mut t = T::new(&LOOP);
+            setup(&mut t);
+            let r = t.run_limited(RunLimits::instructions(k));
+            let s = step.run_limited(RunLimits::instructions(1));
+            assert_eq!(r.st, s.st, "after {k} instructions");
+            assert_eq!(r.st.eflags, s.st.eflags, "after {k} instructions");
+        }
+        let r = whole.run();
+        assert_eq!(r.stop, StopReason::Halted);
+        assert_eq!(r.st.gpr[1], 0);
+        assert_eq!(whole.be.stats().instructions, Some(5 * 10 + 1));
+    }
 }
