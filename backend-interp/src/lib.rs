@@ -295,11 +295,16 @@ impl Backend for InterpBackend {
                 // Index of the last op run, and its end offset in the block.
                 let mut last = 0usize;
                 for (i, op) in ops.iter().enumerate() {
+                    last = i;
+                    if op.pure {
+                        // Cannot fault, stop or read EIP (opt.rs): always Flow::Next.
+                        (op.exec)(&mut cx, op);
+                        continue;
+                    }
                     // EIP of this instruction, derived from the block start: no dependency on
                     // the previous handler's EIP store.
                     cx.c.eip = start_eip.wrapping_add(op.off as u32);
                     flow = (op.exec)(&mut cx, op);
-                    last = i;
                     if flow != Flow::Next || cx.brk {
                         break;
                     }

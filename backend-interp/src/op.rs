@@ -39,6 +39,9 @@ pub struct Op {
     /// Offset of the instruction's first byte from the start of its block (the step loop
     /// derives EIP from it instead of advancing EIP after every instruction).
     pub off: u16,
+    /// Set by the block optimiser for instructions that cannot fault, stop the block or read
+    /// EIP: the step loop then neither sets EIP nor checks the outcome.
+    pub pure: bool,
     /// The ModR/M reg operand (GPR index, segment index, CR number, ...).
     pub r: u8,
     /// The ModR/M r/m register when the operand is a register.
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Op {
         f.debug_struct("Op")
             .field("len", &self.len)
             .field("off", &self.off)
+            .field("pure", &self.pure)
             .field("r", &self.r)
             .field("m", &self.m)
             .field("seg", &self.seg)
@@ -86,6 +90,7 @@ impl Op {
             exec,
             len,
             off: 0,
+            pure: false,
             r: 0,
             m: 0,
             seg: 3,

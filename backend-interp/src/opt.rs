@@ -6,6 +6,8 @@
 //!   before any instruction that may fault, stop the block or read flags ([`Fx::OPAQUE`]), so
 //!   EFLAGS is exact wherever execution can leave the block.
 //! * **`dec reg; jnz`** at the block end becomes one op (two guest instructions).
+//! * **Pure ops**: instructions that cannot fault, stop the block or read EIP (all but the
+//!   last op) are marked so the step loop runs them without setting EIP or checking flow.
 //!
 //! An optimised block is only run whole: the step loop runs a block only when the budget
 //! covers all of its instructions and TF is clear, and decodes single instructions afresh
@@ -37,6 +39,7 @@ pub fn optimise(ops: &mut Vec<Op>, fx: &[Fx]) -> u16 {
     // The last op (a fused or any block-ending one) is treated as opaque.
     for i in (0..n.saturating_sub(1)).rev() {
         let f = &fx[i];
+        ops[i].pure = f.safe;
         if !f.safe {
             live = STATUS;
             continue;
