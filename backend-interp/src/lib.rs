@@ -3,7 +3,11 @@
 //!
 //! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
 //! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
-//! page (`cache.rs`) with page-granular self-modifying-code invalidation. The step loop
+//! page (`cache.rs`) with page-granular self-modifying-code invalidation; a cached block is
+//! optimised once (`opt.rs`: dead-flag elimination, `dec reg; jnz` fusion, pure ops) and is
+//! only ever run whole (TF or a budget ending inside it runs freshly decoded single
+//! instructions instead). Each op carries its offset in the block, so EIP is derived, not
+//! advanced, per instruction. The step loop
 //! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
 //! next cached block while nothing else needs attention, and handles faults, traps, budgets
 //! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
