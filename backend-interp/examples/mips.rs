@@ -24,7 +24,8 @@ fn cpu_time() -> Option<f64> {
 }
 
 fn main() {
-    let iters: u32 = 20_000_000;
+    // `MIPS_ITERS` overrides the iteration count (small values for callgrind).
+    let iters: u32 = std::env::var("MIPS_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000_000);
     let code = build(|a| {
         let mut l = a.create_label();
         a.mov(ecx, iters)?;
@@ -63,6 +64,9 @@ fn main() {
         println!("compute: {c:.2} s CPU time = {:.0} MIPS per CPU second", n as f64 / c / 1e6);
     }
 
+    if std::env::var_os("MIPS_COMPUTE_ONLY").is_some() {
+        return;
+    }
     // rep movsw of 4 KiB blocks, 20000 times.
     let reps: u32 = 20_000;
     let code = build(|a| {

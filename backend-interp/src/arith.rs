@@ -129,6 +129,45 @@ pub fn alu_ei<const OP: u8, const W: u8, const MEM: bool>(cx: &mut Ctx, op: &Op)
     Flow::Next
 }
 
+/// The result of ALU operation `OP` without any flag update (for instructions whose flags
+/// the block optimiser proved dead).
+#[inline(always)]
+fn alu_nf<const OP: u8, const W: u8>(a: u32, b: u32) -> u32 {
+    let m = wmask(W);
+    match OP {
+        ADD => a.wrapping_add(b) & m,
+        SUB | CMP => a.wrapping_sub(b) & m,
+        OR => a | b,
+        XOR => a ^ b,
+        _ => a & b,
+    }
+}
+
+/// [`alu_eg`] with dead flags: register forms only (ADC/SBB are never given this variant;
+/// a memory form falls back to [`alu_eg`]).
+pub fn alu_eg_nf<const OP: u8, const W: u8, const MEM: bool>(cx: &mut Ctx, op: &Op) -> Flow {
+    if MEM || OP == ADC || OP == SBB {
+        return alu_eg::<OP, W, MEM>(cx, op);
+    }
+    if writes(OP) {
+        let r = alu_nf::<OP, W>(cx.c.reg::<W>(op.m), cx.c.reg::<W>(op.r));
+        cx.c.set_reg::<W>(op.m, r);
+    }
+    Flow::Next
+}
+
+/// [`alu_ei`] with dead flags (see [`alu_eg_nf`]).
+pub fn alu_ei_nf<const OP: u8, const W: u8, const MEM: bool>(cx: &mut Ctx, op: &Op) -> Flow {
+    if MEM || OP == ADC || OP == SBB {
+        return alu_ei::<OP, W, MEM>(cx, op);
+    }
+    if writes(OP) {
+        let r = alu_nf::<OP, W>(cx.c.reg::<W>(op.m), op.imm);
+        cx.c.set_reg::<W>(op.m, r);
+    }
+    Flow::Next
+}
+
 /// Unary operations on r/m.
 pub const INC: u8 = 0;
 pub const DEC: u8 = 1;
@@ -171,6 +210,41 @@ pub fn unary<const OP: u8, const W: u8, const MEM: bool>(cx: &mut Ctx, op: &Op) 
         cx.c.set_reg::<W>(op.m, r);
     }
     Flow::Next
+}
+
+/// [`unary`] with dead flags: INC/DEC of a register leave EFLAGS alone (other forms fall
+/// back to [`unary`]).
+pub fn unary_nf<const OP: u8, const W: u8, const MEM: bool>(cx: &mut Ctx, op: &Op) -> Flow {
+    if MEM || (OP != INC && OP != DEC) {
+        return unary::<OP, W, MEM>(cx, op);
+    }
+    let a = cx.c.reg::<W>(op.m);
+    let r = if OP == INC { a.wrapping_add(1) } else { a.wrapping_sub(1) };
+    cx.c.set_reg::<W>(op.m, r & wmask(W));
+    Flow::Next
+}
+
+/// `dec reg; jnz rel` fused: `op.m` is the register, `op.aux` the DEC's length, `op.len`
+/// both lengths, `op.imm`/`op.osz` the JNZ's displacement and operand size. The DEC retires
+/// here (counted in `icount`); the step loop counts the JNZ. A JNZ target past the CS limit
+/// faults at the JNZ with the DEC done.
+pub fn dec_jnz<const W: u8>(cx: &mut Ctx, op: &Op) -> Flow {
+    let a = cx.c.reg::<W>(op.m);
+    let r = a.wrapping_sub(1) & wmask(W);
+    cx.c.flags.set_incdec(Kind::Sub, W, a, r);
+    cx.c.set_reg::<W>(op.m, r);
+    cx.icount += 1;
+    if r == 0 {
+        return Flow::Next;
+    }
+    let mask = if op.osz == 2 { 0xFFFF } else { 0xFFFF_FFFF };
+    let t = cx.c.eip.wrapping_add(op.len as u32).wrapping_add(op.imm) & mask;
+    if t > cx.c.segs[crate::cpu::CS as usize].limit {
+        cx.c.eip = cx.c.eip.wrapping_add(op.aux as u32);
+        return Flow::Fault(crate::interrupt::GP);
+    }
+    cx.c.eip = t;
+    Flow::Jump
 }
 
 /// XADD r/m, reg.

@@ -21,6 +21,8 @@ struct BlockRef {
     len: u16,
     /// Bytes covered by the block (for the CS-limit check at entry).
     bytes: u16,
+    /// Guest instructions the block retires when run to its end (fused ops count twice).
+    insns: u16,
 }
 
 struct PageCache {
@@ -81,22 +83,23 @@ impl CodeCache {
         }
     }
 
-    /// The block starting at physical address `phys`: its ops and the bytes it covers.
+    /// The block starting at physical address `phys`: its ops, the bytes it covers and the
+    /// instructions it retires.
     #[inline(always)]
-    pub fn lookup(&self, phys: usize) -> Option<(&[Op], u32)> {
+    pub fn lookup(&self, phys: usize) -> Option<(&[Op], u32, u64)> {
         let pc = self.pages.get(phys / PAGE)?.as_ref()?;
         let id = pc.index[phys % PAGE];
         if id == 0 {
             return None;
         }
         let b = pc.blocks[id as usize - 1];
-        Some((&pc.ops[b.start as usize..b.start as usize + b.len as usize], b.bytes as u32))
+        Some((&pc.ops[b.start as usize..b.start as usize + b.len as usize], b.bytes as u32, b.insns as u64))
     }
 
-    /// Stores a block of `ops` (covering `bytes` bytes) starting at `phys`. `ram` is the RAM
-    /// the block was decoded from (for the page snapshot). Returns false when the page is
-    /// not cacheable (beyond RAM).
-    pub fn insert(&mut self, phys: usize, ops: &[Op], bytes: u32, ram: &[u8]) -> bool {
+    /// Stores a block of `ops` (covering `bytes` bytes, retiring `insns` instructions)
+    /// starting at `phys`. `ram` is the RAM the block was decoded from (for the page
+    /// snapshot). Returns false when the page is not cacheable (beyond RAM).
+    pub fn insert(&mut self, phys: usize, ops: &[Op], bytes: u32, insns: u16, ram: &[u8]) -> bool {
         let pg = phys / PAGE;
         if pg >= self.pages.len()
             || ops.is_empty()
@@ -119,7 +122,7 @@ impl CodeCache {
         let Some(pc) = slot.as_mut() else { return false };
         let start = pc.ops.len() as u32;
         pc.ops.extend_from_slice(ops);
-        pc.blocks.push(BlockRef { start, len: ops.len() as u16, bytes: bytes as u16 });
+        pc.blocks.push(BlockRef { start, len: ops.len() as u16, bytes: bytes as u16, insns });
         pc.index[phys % PAGE] = pc.blocks.len() as u16;
         true
     }
@@ -145,8 +148,8 @@ mod tests {
         let mut c = CodeCache::default();
         c.sync(&ram, u32::MAX);
         assert!(c.lookup(0x1234).is_none());
-        assert!(c.insert(0x1234, &[op(), op()], 2, &ram));
-        assert_eq!(c.lookup(0x1234).map(|(o, b)| (o.len(), b)), Some((2, 2)));
+        assert!(c.insert(0x1234, &[op(), op()], 2, 2, &ram));
+        assert_eq!(c.lookup(0x1234).map(|(o, b, _)| (o.len(), b)), Some((2, 2)));
         c.invalidate(1);
         assert!(c.lookup(0x1234).is_none());
         assert_eq!(c.live_pages(), 0);
@@ -157,8 +160,8 @@ mod tests {
         let mut ram = vec![0u8; 0x11_0000];
         let mut c = CodeCache::default();
         c.sync(&ram, u32::MAX);
-        c.insert(0x2000, &[op()], 1, &ram);
-        c.insert(0x5000, &[op()], 1, &ram);
+        c.insert(0x2000, &[op()], 1, 1, &ram);
+        c.insert(0x5000, &[op()], 1, 1, &ram);
         ram[0x2FFF] = 1;
         assert_eq!(c.sync(&ram, u32::MAX), &[5]);
         assert!(c.lookup(0x2000).is_none());

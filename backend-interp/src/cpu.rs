@@ -134,7 +134,10 @@ impl Cpu {
     #[inline(always)]
     pub fn set_r16(&mut self, i: u8, v: u32) {
         let r = &mut self.regs[(i & 7) as usize];
-        *r = (*r & 0xFFFF_0000) | (v & 0xFFFF);
+        // Written as a rotate so that the compiler keeps a full 32-bit store: a 16-bit store
+        // followed by the 32-bit load of the next instruction reading the register defeats
+        // store-to-load forwarding (a stall of ~10+ cycles per dependent instruction).
+        *r = ((*r >> 16) | (v << 16)).rotate_right(16);
     }
 
     /// Reads a `W`-byte register (for `W = 1`, index 4..7 are AH..BH).

@@ -6,12 +6,16 @@
 //! encodings a 386+ rejects in real mode get #UD (invalid opcodes, VEX/EVEX/XOP, LOCK on a
 //! non-lockable instruction or a register destination, protected-mode-only instructions);
 //! an instruction longer than 15 bytes (or running past the CS limit) gets #GP.
+use picoqemu_core::flags::{CF, STATUS};
+
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderError, DecoderOptions, EncodingKind, FlowControl, Instruction,
     Mnemonic, OpKind, Register,
 };
 
-use crate::arith::{self, alu_eg, alu_ei, alu_ge, cmpxchg, cmpxchg8b, unary, xadd};
+use crate::arith::{
+    self, alu_eg, alu_eg_nf, alu_ei, alu_ei_nf, alu_ge, cmpxchg, cmpxchg8b, unary, unary_nf, xadd,
+};
 use crate::bcd;
 use crate::control::{
     bound, call_rel, call_rm, far_direct, far_indirect, jcc, jmp_rel, jmp_rm, loop_, ret, retf,
@@ -39,6 +43,30 @@ pub struct Decoded {
     pub ends_block: bool,
     /// The instruction must be a block of its own (REP string instructions).
     pub alone: bool,
+    /// What the block optimiser (`opt.rs`) may assume about the instruction.
+    pub fx: Fx,
+}
+
+/// Facts about an instruction for the block optimiser. The default ([`Fx::OPAQUE`]) is the
+/// safe one: the instruction may fault, end the block or read any flag, so every flag must be
+/// exact before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fx {
+    /// Cannot fault, cannot stop the block, reads no flag.
+    pub safe: bool,
+    /// Status flags it writes (only meaningful when `safe`).
+    pub writes: u32,
+    /// An equivalent handler that leaves EFLAGS alone, usable when none of `writes` is read
+    /// before being overwritten.
+    pub nf: Option<Handler>,
+    /// DEC reg: the handler of `dec reg; jnz rel` fused into one op.
+    pub fuse_jnz: Option<Handler>,
+    /// JNZ rel.
+    pub jnz: bool,
+}
+
+impl Fx {
+    pub const OPAQUE: Fx = Fx { safe: false, writes: 0, nf: None, fuse_jnz: None, jnz: false };
 }
 
 /// Picks `f::<pre.., W, MEM, post..>` for a runtime width (1, 2, 4) and memory flag.
@@ -175,6 +203,7 @@ struct B<'a> {
     ins: &'a Instruction,
     op: Op,
     raw: &'a Raw,
+    fx: Fx,
 }
 
 impl B<'_> {
@@ -231,7 +260,7 @@ pub fn decode(bytes: &[u8], ins: &mut Instruction) -> Decoded {
     let mut d = Decoder::with_ip(16, bytes, 0, DecoderOptions::NONE);
     d.decode_out(ins);
     let raw = scan(bytes);
-    let bad = |h: Handler| Decoded { op: Op::new(h, 1), ends_block: true, alone: false };
+    let bad = |h: Handler| Decoded { op: Op::new(h, 1), ends_block: true, alone: false, fx: Fx::OPAQUE };
     if ins.is_invalid() {
         if d.last_error() == DecoderError::NoMoreBytes || raw.prefix_count >= 15 {
             return bad(system::too_long);
@@ -242,7 +271,7 @@ pub fn decode(bytes: &[u8], ins: &mut Instruction) -> Decoded {
         // VEX/EVEX/XOP encodings are #UD in real mode.
         return bad(arith::ud);
     }
-    let mut b = B { ins, op: Op::new(system::unsupported, ins.len() as u8), raw: &raw };
+    let mut b = B { ins, op: Op::new(system::unsupported, ins.len() as u8), raw: &raw, fx: Fx::OPAQUE };
     b.op.osz = if raw.o32 { 4 } else { 2 };
     b.op.amask = if raw.a32 { u32::MAX } else { 0xFFFF };
     let mut alone = false;
@@ -270,7 +299,7 @@ pub fn decode(bytes: &[u8], ins: &mut Instruction) -> Decoded {
         || (ins.mnemonic() == Mnemonic::Pop
             && ins.op0_kind() == OpKind::Register
             && ins.op0_register() == Register::SS);
-    Decoded { op: b.op, ends_block: ends || alone, alone }
+    Decoded { op: b.op, ends_block: ends || alone, alone, fx: b.fx }
 }
 
 /// LOCK is valid only on these read-modify-write instructions with a memory destination.
@@ -309,6 +338,16 @@ fn alu_index(m: Mnemonic) -> u8 {
         Mnemonic::Xor => arith::XOR,
         Mnemonic::Cmp => arith::CMP,
         _ => arith::TEST,
+    }
+}
+
+/// [`Fx`] of a register-form ALU operation `k` whose flag-free variant is `nf`: ADD, OR,
+/// AND, SUB, XOR, CMP and TEST write every status flag and read none (ADC/SBB read CF).
+fn alu_fx(k: u8, nf: Handler) -> Fx {
+    if k == arith::ADC || k == arith::SBB {
+        Fx::OPAQUE
+    } else {
+        Fx { safe: true, writes: STATUS, nf: Some(nf), fuse_jnz: None, jnz: false }
     }
 }
 
@@ -383,6 +422,9 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
             if is_imm(b.kind(1)) {
                 let mem = b.rm(0);
                 b.imm(1, w);
+                if !mem {
+                    b.fx = alu_fx(k, pick_k!(alu_ei_nf k, w, false));
+                }
                 pick_k!(alu_ei k, w, mem)
             } else if b.is_mem(1) {
                 b.reg(0);
@@ -391,6 +433,9 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
             } else {
                 let mem = b.rm(0);
                 b.reg(1);
+                if !mem {
+                    b.fx = alu_fx(k, pick_k!(alu_eg_nf k, w, false));
+                }
                 pick_k!(alu_eg k, w, mem)
             }
         }
@@ -403,6 +448,21 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
             };
             let w = b.width(0);
             let mem = b.rm(0);
+            if !mem && (k == arith::INC || k == arith::DEC) {
+                b.fx = Fx {
+                    safe: true,
+                    writes: STATUS & !CF,
+                    nf: Some(pick_k!(unary_nf k, w, false)),
+                    fuse_jnz: match (k == arith::DEC, w) {
+                        (true, 2) => Some(arith::dec_jnz::<2> as Handler),
+                        (true, 4) => Some(arith::dec_jnz::<4> as Handler),
+                        _ => None,
+                    },
+                    jnz: false,
+                };
+            } else if !mem && k == arith::NOT {
+                b.fx = Fx { safe: true, ..Fx::OPAQUE };
+            }
             pick_k!(unary k, w, mem)
         }
         M::Mul | M::Div | M::Idiv => {
@@ -710,6 +770,7 @@ fn translate(b: &mut B, alone: &mut bool) -> Handler {
         | M::Jle
         | M::Jg => {
             b.rel();
+            b.fx.jnz = cc(ins) == 5;
             jcc_handler(cc(ins))
         }
         M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz => {
@@ -1039,6 +1100,9 @@ fn translate_mov(b: &mut B) -> Handler {
     if is_imm(k1) {
         let mem = b.rm(0);
         b.imm(1, w);
+        if !mem {
+            b.fx = Fx { safe: true, ..Fx::OPAQUE };
+        }
         return pick!(mov_ei [] w, mem);
     }
     if k1 == OpKind::Memory {
@@ -1048,6 +1112,9 @@ fn translate_mov(b: &mut B) -> Handler {
     }
     let mem = b.rm(0);
     b.reg(1);
+    if !mem {
+        b.fx = Fx { safe: true, ..Fx::OPAQUE };
+    }
     pick!(mov_eg [] w, mem)
 }
 

@@ -85,7 +85,13 @@ impl Flags {
     /// Logic ops: CF = OF = AF = 0, SF/ZF/PF from the result.
     #[inline(always)]
     pub fn set_logic(&mut self, w: u8, r: u32) {
-        self.set_szp_with(w, r, CF | OF | AF, 0);
+        // `lazy` is always a subset of the status flags, so once SF/ZF/PF become lazy and
+        // CF/OF/AF are written nothing else is pending (no `compute` as in `set_szp_with`).
+        self.bits &= !(CF | OF | AF);
+        self.lazy = SF | ZF | PF;
+        self.kind = Kind::Szp;
+        self.sb = (w as u32) * 8 - 1;
+        self.r = r & wmask(w);
     }
 
     /// SF/ZF/PF lazy from `r`, the flags in `mask` set to `val`, the rest kept.

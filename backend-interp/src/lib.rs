@@ -3,7 +3,11 @@
 //!
 //! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
 //! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
-//! page (`cache.rs`) with page-granular self-modifying-code invalidation. The step loop
+//! page (`cache.rs`) with page-granular self-modifying-code invalidation; a cached block is
+//! optimised once (`opt.rs`: dead-flag elimination, `dec reg; jnz` fusion, pure ops) and is
+//! only ever run whole (TF or a budget ending inside it runs freshly decoded single
+//! instructions instead). Each op carries its offset in the block, so EIP is derived, not
+//! advanced, per instruction. The step loop
 //! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
 //! next cached block while nothing else needs attention, and handles faults, traps, budgets
 //! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
@@ -35,6 +39,7 @@ mod logic;
 mod muldiv;
 mod op;
 mod operand;
+mod opt;
 mod shift;
 mod stack;
 mod string;
@@ -71,6 +76,8 @@ pub struct InterpBackend {
     ins: Instruction,
     /// Scratch block being built, reused.
     scratch: Vec<Op>,
+    /// The optimiser facts of `scratch`'s instructions.
+    scratch_fx: Vec<decode::Fx>,
     /// Force A20 wrapping regardless of the machine's configuration.
     force_a20_wrap: bool,
 }
@@ -96,6 +103,7 @@ impl InterpBackend {
             icount: 0,
             ins: Instruction::default(),
             scratch: Vec::with_capacity(MAX_BLOCK),
+            scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
         }
     }
@@ -176,6 +184,7 @@ impl Backend for InterpBackend {
         let cache = &mut self.cache;
         let ins = &mut self.ins;
         let scratch = &mut self.scratch;
+        let scratch_fx = &mut self.scratch_fx;
         let mut single_op = [Op::new(system::nop, 0)];
 
         let stop = loop {
@@ -200,16 +209,31 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            let mut ops: &[Op] = match cache.lookup(phys) {
-                Some((ops, bytes)) if fits(bytes) => ops,
+            // Physical address of the running block when it is cached (usize::MAX when not)
+            // and the instructions it retires.
+            let mut cur_phys = phys;
+            let mut cur_insns = 1u64;
+            // Cached blocks may be optimised (opt.rs) and are only run whole: with TF or a
+            // budget that ends inside the block, single raw instructions are decoded instead.
+            let hit = match cache.lookup(phys) {
+                Some((ops, bytes, k)) if fits(bytes) => Some((ops, k)),
+                _ => None,
+            };
+            let mut ops: &[Op] = match hit {
+                Some((ops, k)) if !tf && k <= remaining => {
+                    cur_insns = k;
+                    ops
+                }
                 _ => {
                     // Build a block (or decode one uncached instruction).
+                    let single_only = hit.is_some();
                     scratch.clear();
+                    scratch_fx.clear();
                     let mut buf = [0u8; 15];
                     let mut ip = eip;
                     let mut p = phys;
                     let mut bytes = 0u32;
-                    let mut cacheable = p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
+                    let mut cacheable = !single_only && p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
                     loop {
                         let save = cx.c.eip;
                         cx.c.eip = ip;
@@ -224,11 +248,15 @@ impl Backend for InterpBackend {
                         if (d.alone || crosses || n < 15) && !scratch.is_empty() {
                             break;
                         }
-                        scratch.push(d.op);
+                        let mut o = d.op;
+                        o.off = bytes as u16;
+                        scratch.push(o);
+                        scratch_fx.push(d.fx);
                         bytes += len as u32;
                         ip = ip.wrapping_add(len as u32);
                         p += len;
-                        if d.ends_block
+                        if single_only
+                            || d.ends_block
                             || d.alone
                             || crosses
                             || n < 15
@@ -239,44 +267,60 @@ impl Backend for InterpBackend {
                             break;
                         }
                     }
-                    if cacheable && cache.insert(phys, scratch, bytes, cx.ram) {
-                        cx.pages[phys >> 12] |= PG_CODE;
-                        match cache.lookup(phys) {
-                            Some((ops, _)) => ops,
-                            None => &scratch[..],
+                    single_op[0] = scratch[0];
+                    let mut run_cached = None;
+                    if cacheable {
+                        let k = opt::optimise(scratch, scratch_fx);
+                        if cache.insert(phys, scratch, bytes, k, cx.ram) {
+                            cx.pages[phys >> 12] |= PG_CODE;
+                            if !tf && k as u64 <= remaining {
+                                run_cached = cache.lookup(phys).map(|(ops, _, k)| (ops, k));
+                            }
                         }
-                    } else {
-                        single_op[0] = scratch[0];
-                        &single_op[..]
+                    }
+                    match run_cached {
+                        Some((ops, k)) => {
+                            cur_insns = k;
+                            ops
+                        }
+                        None => {
+                            cur_phys = usize::MAX;
+                            &single_op[..]
+                        }
                     }
                 }
             };
 
-            let mut n = if tf { 1 } else { ops.len().min(remaining.min(usize::MAX as u64) as usize) };
             let mut start_eip = eip;
             let mut flow;
             let mut last_len;
             loop {
                 flow = Flow::Next;
-                last_len = 0u32;
-                let mut executed = 0u64;
-                for op in &ops[..n] {
+                // Index of the last op run, and its end offset in the block.
+                let mut last = 0usize;
+                for (i, op) in ops.iter().enumerate() {
+                    last = i;
+                    if op.pure {
+                        // Cannot fault, stop or read EIP (opt.rs): always Flow::Next.
+                        (op.exec)(&mut cx, op);
+                        continue;
+                    }
+                    // EIP of this instruction, derived from the block start: no dependency on
+                    // the previous handler's EIP store.
+                    cx.c.eip = start_eip.wrapping_add(op.off as u32);
                     flow = (op.exec)(&mut cx, op);
-                    executed += 1;
-                    last_len = op.len as u32;
-                    if flow != Flow::Next {
+                    if flow != Flow::Next || cx.brk {
                         break;
                     }
+                }
+                let lop = &ops[last];
+                last_len = lop.len as u32;
+                if flow == Flow::Next {
                     // No IP wrap inside a block: the entry check guarantees it ends by the limit.
-                    cx.c.eip = cx.c.eip.wrapping_add(last_len);
-                    if cx.brk {
-                        break;
-                    }
+                    let e = start_eip.wrapping_add(lop.off as u32 + last_len);
+                    cx.c.eip = if start_eip <= 0xFFFF { e & 0xFFFF } else { e };
                 }
-                if flow == Flow::Next && start_eip <= 0xFFFF {
-                    cx.c.eip &= 0xFFFF;
-                }
-                cx.icount += executed;
+                cx.icount += last as u64 + 1;
                 // Chain straight into the next cached block while nothing needs the outer loop.
                 if matches!(flow, Flow::Next | Flow::Jump)
                     && !tf
@@ -287,14 +331,23 @@ impl Backend for InterpBackend {
                     let ncs = cx.c.segs[CS as usize];
                     let neip = cx.c.eip;
                     let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
-                    if let Some((o, bytes)) = cache.lookup(nphys) {
-                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 {
+                    // A loop back to the start of this block skips the cache lookup (the cache
+                    // only changes in the outer loop).
+                    let rem = limit - cx.icount;
+                    let next = if nphys == cur_phys {
+                        let l = &ops[ops.len() - 1];
+                        Some((ops, (l.off + l.len as u16) as u32, cur_insns))
+                    } else {
+                        cache.lookup(nphys)
+                    };
+                    if let Some((o, bytes, k)) = next {
+                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 && k <= rem {
                             ops = o;
                             start_eip = neip;
+                            cur_phys = nphys;
+                            cur_insns = k;
                             cx.c.inhibit = false;
-                            let rem = limit - cx.icount;
                             cx.rep_budget = rem;
-                            n = ops.len().min(rem.min(usize::MAX as u64) as usize);
                             continue;
                         }
                     }

@@ -36,6 +36,12 @@ pub struct Op {
     pub exec: Handler,
     /// Instruction length in bytes, prefixes included.
     pub len: u8,
+    /// Offset of the instruction's first byte from the start of its block (the step loop
+    /// derives EIP from it instead of advancing EIP after every instruction).
+    pub off: u16,
+    /// Set by the block optimiser for instructions that cannot fault, stop the block or read
+    /// EIP: the step loop then neither sets EIP nor checks the outcome.
+    pub pure: bool,
     /// The ModR/M reg operand (GPR index, segment index, CR number, ...).
     pub r: u8,
     /// The ModR/M r/m register when the operand is a register.
@@ -60,6 +66,8 @@ impl std::fmt::Debug for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Op")
             .field("len", &self.len)
+            .field("off", &self.off)
+            .field("pure", &self.pure)
             .field("r", &self.r)
             .field("m", &self.m)
             .field("seg", &self.seg)
@@ -81,6 +89,8 @@ impl Op {
         Op {
             exec,
             len,
+            off: 0,
+            pure: false,
             r: 0,
             m: 0,
             seg: 3,
