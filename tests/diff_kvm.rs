@@ -113,20 +113,74 @@ fn known_aad_flags_evidence_from_silicon() {
     assert!(checked > 10, "only {checked} decisive tests");
 }
 
-#[test]
-fn known_rep_cmps_fault_flags() {
-    if !kvm_available("known_rep_cmps_fault_flags") {
-        return;
-    }
-    // DF = 1, SI = 0, DI = 9, CX = 21h: the 6th iteration reads ES:FFFF (a word) -> #GP.
+/// `repne cmpsw` with DF = 1, SI = 0, DI = 9, CX = 21h: the 6th iteration reads ES:FFFF (a
+/// word) -> #GP after five completed iterations.
+fn rep_cmps_fault() -> Program {
     let mut i = Instruction::with_cmpsw(16, Register::None, iced_x86::RepPrefixKind::Repne).unwrap();
     i.set_code_size(iced_x86::CodeSize::Code16);
-    let p = program(
+    program(
         vec![Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x21u32).unwrap(), i],
         [0, 0, 0, 0, 0, 0, 0, 9],
         0xC17,
+    )
+}
+
+#[test]
+fn rep_cmps_fault_flags_are_the_pre_instruction_flags_on_both() {
+    if !kvm_available("rep_cmps_fault_flags_are_the_pre_instruction_flags_on_both") {
+        return;
+    }
+    // Once the known difference kvm-rep-cmps-fault-flags: KVM pushes the FLAGS from before the
+    // instruction, which is what the SDM requires (Vol. 2, REP prefix) — the interpreter was
+    // wrong and now restores them too. Same in whole-run and lockstep mode.
+    for v in verdicts(&rep_cmps_fault()) {
+        assert!(matches!(v, Verdict::Same), "{v:?}");
+    }
+}
+
+#[test]
+fn lockstep_reruns_a_faulting_rep_compare_from_the_reference_restart() {
+    if !kvm_available("lockstep_reruns_a_faulting_rep_compare_from_the_reference_restart") {
+        return;
+    }
+    let image = rep_cmps_fault().assemble().unwrap().image;
+    let mut p = diff::prepare(&image, picoqemu_core::ImageKind::Raw, 2 << 20).unwrap();
+    let limits =
+        picoqemu_core::RunLimits { max_instructions: Some(100_000), timeout: Some(Duration::from_secs(20)) };
+    let l = diff::lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).unwrap();
+    assert!(
+        matches!(l.end, diff::lockstep::LockstepEnd::Stopped(picoqemu_core::StopReason::Halted)),
+        "{:?}",
+        l.end
     );
-    assert_known(&p, known::REP_CMPS_FAULT_FLAGS);
+    // The interpreter, stepped per iteration, faulted after five iterations since KVM's
+    // restart (the instruction's start) and was re-run from there once.
+    assert_eq!(l.rules.rep_restarts, 1);
+}
+
+#[test]
+fn known_rep_compare_restart() {
+    if !kvm_available("known_rep_compare_restart") {
+        return;
+    }
+    // repne scasw, AX = 1234h over zeros from ES:F767 up, CX = 2000: 1100 iterations, then the
+    // word at ES:FFFF -> #GP (KVM's emulator returns to the guest when CX reaches 1024).
+    let p = program(
+        vec![
+            Instruction::with2(Code::Mov_r16_imm16, Register::CX, 2000u32).unwrap(),
+            Instruction::with_scasw(16, iced_x86::RepPrefixKind::Repne).unwrap(),
+        ],
+        [0x1234, 0, 0, 0, 0, 0, 0, 0xF767],
+        0x817,
+    );
+    assert_known(&p, known::REP_COMPARE_RESTART);
+    // The same with 900 iterations before the fault (DI = F8F7h; CX goes from 2000 to 1100 and
+    // never reaches 1024): KVM does not restart it, both restore the FLAGS from before it.
+    let mut q = p.clone();
+    q.init.gpr[7] = 0xF8F7;
+    for v in verdicts(&q) {
+        assert!(matches!(v, Verdict::Same), "{v:?}");
+    }
 }
 
 #[test]
@@ -228,4 +282,64 @@ fn fixed_seed_campaign_has_no_unexplained_divergence() {
         assert!(s.same > count * 9 / 10, "{s}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Writes `p` as a raw image and runs `picoqemu diff` (whole run or lockstep) on it.
+fn diff_exit(p: &Program, name: &str, lockstep: bool) -> i32 {
+    let dir = temp_dir(name);
+    let path = dir.join("prog.bin");
+    std::fs::write(&path, p.assemble().unwrap().image).unwrap();
+    let code = diff::run(&args(&path, true, lockstep)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+#[test]
+fn diff_exits_6_for_an_explained_difference() {
+    if !kvm_available("diff_exits_6_for_an_explained_difference") {
+        return;
+    }
+    let aad =
+        program(vec![Instruction::with1(Code::Aad_imm8, 0xD7u32).unwrap()], [0xB000, 0, 0, 0, 0, 0, 0, 0], 2);
+    // Whole run: located by lockstep; lockstep: classified at the instruction.
+    for lockstep in [false, true] {
+        assert_eq!(diff_exit(&aad, "diff-aad", lockstep), diff::exit::EXPLAINED, "lockstep={lockstep}");
+    }
+    // Recognised from the whole run alone: the guest's TF over a REP.
+    let tf = guest_tf(vec![
+        Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x18u32).unwrap(),
+        Instruction::with_stosw(16, iced_x86::RepPrefixKind::Repe).unwrap(),
+    ]);
+    assert_eq!(diff_exit(&tf, "diff-tf", false), diff::exit::EXPLAINED);
+    // An identical program still exits 0.
+    let same =
+        program(vec![Instruction::with1(Code::Aad_imm8, 0x0Au32).unwrap()], [0x0102, 0, 0, 0, 0, 0, 0, 0], 2);
+    assert_eq!(diff_exit(&same, "diff-same", false), diff::exit::IDENTICAL);
+}
+
+#[test]
+fn lockstep_falls_back_to_a_whole_run_when_the_guest_sets_tf() {
+    if !kvm_available("lockstep_falls_back_to_a_whole_run_when_the_guest_sets_tf") {
+        return;
+    }
+    // `push 0102h; popf; nop; cld`: lockstep stops at the POPF (the candidate's TF became 1)
+    // instead of reporting TF as a difference, and the whole run is identical.
+    let plain = guest_tf(vec![Instruction::with(Code::Nopw), Instruction::with(Code::Cld)]);
+    assert_eq!(diff_exit(&plain, "diff-tf-lockstep", true), diff::exit::IDENTICAL);
+    let image = plain.assemble().unwrap().image;
+    let mut p = diff::prepare(&image, picoqemu_core::ImageKind::Raw, 2 << 20).unwrap();
+    let limits =
+        picoqemu_core::RunLimits { max_instructions: Some(100_000), timeout: Some(Duration::from_secs(20)) };
+    let l = diff::lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).unwrap();
+    let diff::lockstep::LockstepEnd::GuestTrapFlag { cs, ip, .. } = l.end else {
+        panic!("expected GuestTrapFlag, got {:?}", l.end);
+    };
+    let at = ((cs as usize) << 4) + ip as usize;
+    assert_eq!(image[at], 0x9D, "stopped at the POPF that set TF ({cs:04x}:{ip:04x})");
+    // With the REP whose trap count KVM gets wrong, the fallback explains it.
+    let rep = guest_tf(vec![
+        Instruction::with2(Code::Mov_r16_imm16, Register::CX, 0x18u32).unwrap(),
+        Instruction::with_stosw(16, iced_x86::RepPrefixKind::Repe).unwrap(),
+    ]);
+    assert_eq!(diff_exit(&rep, "diff-tf-lockstep-rep", true), diff::exit::EXPLAINED);
 }

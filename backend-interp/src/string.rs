@@ -2,10 +2,22 @@
 //! REP/REPE/REPNE, using SI/DI/CX or ESI/EDI/ECX by address size.
 //!
 //! A REP instruction counts one retired instruction per iteration (a REP with a zero count
-//! counts one). It runs at most `Ctx::rep_budget` iterations (and at most 64 Ki on the slow
+//! counts one, a faulting iteration counts one: k completed iterations and a fault count k+1,
+//! however many runs they took). It runs at most `Ctx::rep_budget` iterations (and at most 64 Ki on the slow
 //! path) per call and then leaves EIP on itself so that it resumes, exactly like an
 //! interrupted REP on hardware; a fault mid-way leaves the registers of the completed
 //! iterations. `REP MOVS`/`REP STOS` forward over plain RAM are done as slice copies/fills.
+//!
+//! REPE/REPNE CMPS/SCAS that fault part-way restore FLAGS to their value before the
+//! instruction (SDM Vol. 2, REP/REPE/REPZ/REPNE/REPNZ: "When a fault occurs during the
+//! execution of a CMPS or SCAS instruction that is prefixed with REPE or REPNE, the EFLAGS
+//! value is restored to the state prior to the execution of the instruction"); the count and
+//! pointer registers keep the completed iterations. "Before the instruction" means before this
+//! *execution* of it: each call of [`string`] is one (re)start of the instruction — the first
+//! one, or a resumption after the instruction left EIP on itself (an instruction-budget stop
+//! between iterations, a guest single-step trap after each iteration, an internal restart every
+//! 64 Ki iterations or after a stop request). A resumed instruction restarts with the flags of
+//! its last completed iteration, exactly as silicon resumes one after an interrupt.
 use picoqemu_core::flags::DF;
 
 use crate::arith::{alu, CMP};
@@ -178,6 +190,8 @@ pub fn string<const KIND: u8, const W: u8, const A32: bool, const REP: u8>(cx: &
     }
     let budget = cx.rep_budget.max(1);
     let conditional = matches!(KIND, CMPS | SCAS);
+    // FLAGS at this (re)start of the instruction, restored if an iteration faults.
+    let flags_at_start = cx.c.flags;
     if (KIND == MOVS || KIND == STOS) && n > 1 {
         let k = n.min(budget).min(FAST_CHUNK);
         if fast::<KIND, W, A32>(cx, op, k) {
@@ -192,7 +206,12 @@ pub fn string<const KIND: u8, const W: u8, const A32: bool, const REP: u8>(cx: &
     let mut finished = false;
     while done < max {
         if let Err(f) = step::<KIND, W, A32>(cx, op) {
-            cx.icount += done.saturating_sub(1);
+            // `done` completed iterations plus the faulting one (its delivery is the step), as
+            // when the iterations are run one run at a time.
+            cx.icount += done;
+            if conditional {
+                cx.c.flags = flags_at_start;
+            }
             return f;
         }
         done += 1;
@@ -284,6 +303,71 @@ mod tests {
         let s = t.run_limited(RunLimits::instructions(2));
         assert_eq!(s.stop, StopReason::BudgetExhausted);
         assert_eq!((s.st.gpr[1], s.st.eip), (0, 0x102));
+    }
+
+    /// `repne scasw` (F2 AF) with DF = 1, AX = 1234h over zeroed words from DI = 9 down:
+    /// five iterations (DI = 9, 7, 5, 3, 1), the sixth reads the word at ES:FFFF -> #GP, whose
+    /// handler at 0000:0500 is HLT.
+    fn repne_scasw_faulting(start_flags: u32) -> T {
+        let mut t = T::new(&[0xF2, 0xAF, 0xF4]);
+        t.cpu.eflags = start_flags;
+        t.cpu.gpr[0] = 0x1234;
+        t.cpu.gpr[1] = 0x21;
+        t.cpu.gpr[7] = 9;
+        t.cpu.gpr[4] = 0x800;
+        t.poke(13 * 4, &[0x00, 0x05, 0, 0]);
+        t.poke(0x500, &[0xF4]);
+        t
+    }
+
+    #[test]
+    fn repne_scas_fault_restores_flags_from_before_the_instruction() {
+        use picoqemu_core::flags::{AF, CF, DF, OF, PF, SF, STATUS};
+        // Every iteration computes 1234h - 0 (all status flags clear), so flags from before the
+        // instruction (all six set) are distinguishable from those of a completed iteration.
+        let start = 0x2 | DF | OF | SF | AF | PF | CF;
+        let mut t = repne_scasw_faulting(start);
+        let s = t.run();
+        assert_eq!(s.stop, StopReason::Halted);
+        assert_eq!(s.st.eip, 0x501, "the #GP handler ran");
+        // Registers keep the five completed iterations; the frame points at the REP.
+        assert_eq!((s.st.gpr[1], s.st.gpr[7]), (0x1C, 0xFFFF));
+        assert_eq!((t.peek16(0x7FA), t.peek16(0x7FC)), (0x100, 0));
+        assert_eq!(t.peek16(0x7FE) as u32, start, "pushed FLAGS are those before the instruction");
+        assert_eq!(s.st.eflags & STATUS, start & STATUS, "FLAGS left in the register too");
+        // Five iterations + the faulting one + HLT, in one run as in single steps.
+        use picoqemu_core::Backend;
+        assert_eq!(t.be.stats().instructions, Some(7));
+        let mut t = repne_scasw_faulting(start);
+        let mut steps = 0;
+        while t.run_limited(RunLimits::instructions(1)).stop == StopReason::StepDone {
+            steps += 1;
+        }
+        assert_eq!(steps + 1, 7);
+    }
+
+    #[test]
+    fn resumed_repne_scas_restores_flags_of_its_restart() {
+        use picoqemu_core::flags::{AF, CF, DF, OF, PF, SF, STATUS};
+        let start = 0x2 | DF | OF | SF | AF | PF | CF;
+        let mut t = repne_scasw_faulting(start);
+        // Stop after three iterations, between iterations, IP still on the REP.
+        let s = t.run_limited(RunLimits::instructions(3));
+        assert_eq!(s.stop, StopReason::BudgetExhausted);
+        assert_eq!((s.st.eip, s.st.gpr[1]), (0x100, 0x1E));
+        assert_eq!(s.st.eflags & STATUS, 0, "flags of the third iteration (1234h - 0)");
+        // The resumed instruction restarts with those flags; the fault restores them.
+        let s = t.run();
+        assert_eq!((s.st.eip, s.st.gpr[1], s.st.gpr[7]), (0x501, 0x1C, 0xFFFF));
+        assert_eq!(t.peek16(0x7FE) as u32, 0x2 | DF);
+        // REPE is restored the same way (the first iteration sets ZF = 0 and ends it before the
+        // fault here, so use a matching word: AX = 0 over zeros runs on to the fault).
+        let mut t = repne_scasw_faulting(start);
+        t.m.ram.write(0x100, &[0xF3, 0xAF]).expect("code");
+        t.cpu.gpr[0] = 0;
+        let s = t.run();
+        assert_eq!((s.st.eip, s.st.gpr[1]), (0x501, 0x1C));
+        assert_eq!(t.peek16(0x7FE) as u32, start);
     }
 
     #[test]

@@ -70,6 +70,24 @@ enum Exit {
     Other(String),
 }
 
+impl Exit {
+    /// The exit's kind, for messages.
+    fn name(&self) -> &str {
+        match self {
+            Exit::IoOut { .. } => "KVM_EXIT_IO (out)",
+            Exit::IoIn { .. } => "KVM_EXIT_IO (in)",
+            Exit::MmioRead { .. } => "KVM_EXIT_MMIO (read)",
+            Exit::MmioWrite { .. } => "KVM_EXIT_MMIO (write)",
+            Exit::Hlt => "KVM_EXIT_HLT",
+            Exit::Shutdown => "KVM_EXIT_SHUTDOWN",
+            Exit::Debug => "KVM_EXIT_DEBUG",
+            Exit::InternalError => "KVM_EXIT_INTERNAL_ERROR",
+            Exit::Interrupted => "EINTR",
+            Exit::Other(m) => m,
+        }
+    }
+}
+
 /// A KVM VM with one vCPU running the real-mode guest of one [`Machine`].
 #[derive(Debug)]
 pub struct KvmBackend {
@@ -82,6 +100,9 @@ pub struct KvmBackend {
     tsregs: kvm_sregs,
     /// Whether KVM_SET_GUEST_DEBUG single-step is on now.
     single_step: bool,
+    /// CS base inside KVM as of the last `KVM_RUN` (the sync-regs area may hold a pending
+    /// load instead); see [`KvmBackend::park_rip_for_guest_debug`].
+    kvm_cs_base: u64,
     /// The last exit was port I/O or MMIO that KVM completes only on the next `KVM_RUN`.
     io_pending: bool,
     watchdog: Watchdog,
@@ -124,6 +145,7 @@ impl KvmBackend {
             tregs,
             tsregs,
             single_step: false,
+            kvm_cs_base: tsregs.cs.base,
             io_pending: false,
             watchdog: Watchdog::default(),
             stats: KvmStats::default(),
@@ -230,10 +252,34 @@ impl KvmBackend {
         if self.single_step == on {
             return Ok(());
         }
+        if on {
+            self.park_rip_for_guest_debug()?;
+        }
         let control = if on { KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP } else { 0 };
         let dbg = kvm_guest_debug { control, ..Default::default() };
         self.vm.vcpu.set_guest_debug(&dbg).map_err(KvmError::ioctl("KVM_SET_GUEST_DEBUG"))?;
         self.single_step = on;
+        Ok(())
+    }
+
+    /// Moves KVM's RIP to linear 0xFFFFFFF0 (the reset vector) just for the coming
+    /// `KVM_SET_GUEST_DEBUG`; the sync-regs area keeps the real registers and is marked dirty,
+    /// so `KVM_RUN` loads them back.
+    ///
+    /// `KVM_SET_GUEST_DEBUG` with single step records `singlestep_rip`, the linear RIP at that
+    /// moment, and from then on KVM ORs TF into the vCPU's real RFLAGS whenever RFLAGS is
+    /// written while the guest is at that address. Here that leaked TF into the FLAGS of a
+    /// fault frame when the instruction at `singlestep_rip` faulted. On a fresh VM the
+    /// recorded RIP is the reset vector, which a real-mode guest never executes; on a reused
+    /// VM it was wherever the previous program stopped (often inside the next program's
+    /// code). Parking RIP makes every session behave like the first one on a fresh VM. Cost:
+    /// one `KVM_SET_REGS` per switch into single-step mode, not per step.
+    fn park_rip_for_guest_debug(&mut self) -> Result<(), KvmError> {
+        let mut parked = self.vm.vcpu.sync_regs_mut().regs;
+        // KVM's CS base now: what the last KVM_RUN left, not a pending load.
+        parked.rip = u64::from(0xFFFF_FFF0u32.wrapping_sub(self.kvm_cs_base as u32));
+        self.vm.vcpu.set_regs(&parked).map_err(KvmError::ioctl("KVM_SET_REGS"))?;
+        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS);
         Ok(())
     }
 
@@ -279,6 +325,8 @@ impl KvmBackend {
             Err(e) if e.errno() == libc::EINTR => Exit::Interrupted,
             Err(e) => Exit::Other(format!("KVM_RUN failed: {e}")),
         };
+        // KVM stores the registers it runs with into the sync-regs area on every return.
+        self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
         if matches!(
             exit,
             Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
@@ -492,15 +540,17 @@ impl KvmBackend {
         }
     }
 
-    /// CS:IP, FLAGS and the bytes below SS:SP now.
-    fn snap(&mut self, ram: &[u8]) -> PcSnap {
+    /// CS:IP, FLAGS, SS:SP now and the six bytes below SS:SP — or, with `frame_of`, below
+    /// that earlier snapshot's SS:SP: after a step the fault frame, if any, lies below the
+    /// *pre-step* SP (the step itself moved SP past it).
+    fn snap(&mut self, ram: &[u8], frame_of: Option<&PcSnap>) -> PcSnap {
         let sync = self.vm.vcpu.sync_regs_mut();
         let (regs, sregs) = (&sync.regs, &sync.sregs);
-        let ss_base = sregs.ss.base as usize;
-        let sp = regs.rsp as u16;
+        let (ss_base, sp) = (sregs.ss.base as u32, regs.rsp as u16);
+        let (fb, fsp) = frame_of.map_or((ss_base, sp), |p| (p.ss_base, p.sp));
         let mut frame = [0u8; 6];
         for (i, b) in frame.iter_mut().enumerate() {
-            let a = ss_base + usize::from(sp.wrapping_sub(6).wrapping_add(i as u16));
+            let a = fb as usize + usize::from(fsp.wrapping_sub(6).wrapping_add(i as u16));
             *b = ram.get(a).copied().unwrap_or(0);
         }
         PcSnap {
@@ -508,6 +558,8 @@ impl KvmBackend {
             cs_base: sregs.cs.base as u32,
             eip: regs.rip as u32,
             eflags: regs.rflags as u32,
+            ss_base,
+            sp,
             frame,
         }
     }
@@ -535,7 +587,7 @@ impl KvmBackend {
     /// One single step with single-step mode already on and the watchdog entered.
     fn step_inner(&mut self, machine: &mut Machine) -> StepEvent {
         self.stats.steps += 1;
-        let pre = self.snap(machine.ram.as_slice());
+        let pre = self.snap(machine.ram.as_slice(), None);
         let pre_regs = self.vm.vcpu.sync_regs_mut().regs;
         let (bytes, n) = exits::fetch(machine.ram.as_slice(), pre.cs_base, pre.eip as u16);
         let insn = InsnKind::of(&bytes[..n], pre.eip as u16);
@@ -577,7 +629,7 @@ impl KvmBackend {
             let p = self.immediate_exit_ptr();
             self.watchdog.clear_immediate_exit(p);
         }
-        let post = self.snap(machine.ram.as_slice());
+        let post = self.snap(machine.ram.as_slice(), Some(&pre));
         let hlt = self.handler_hlt(machine.ram.as_slice(), &post);
         let post_regs = self.vm.vcpu.sync_regs_mut().regs;
         let rf = u64::from(picoqemu_core::flags::RF);
@@ -587,7 +639,64 @@ impl KvmBackend {
         if ev != StepEvent::RepChunk {
             self.stats.stepped_instructions += 1;
         }
+        if matches!(ev, StepEvent::Halted | StepEvent::FaultDelivered { halted: true }) {
+            // A HLT ran inside this step and ended in a debug exit (a HLT exit returned above).
+            if let Err(r) = self.consume_halt_request(&post) {
+                return StepEvent::Stopped(r);
+            }
+        }
         ev
+    }
+
+    /// Consumes the halt request a HLT leaves in KVM when it is emulated under single step.
+    ///
+    /// In real mode KVM (PVM here, and VMX with invalid guest state) runs the guest in its
+    /// emulation loop: the emulated HLT only sets `vcpu->arch.halt_request`, which the loop
+    /// turns into `KVM_EXIT_HLT` after the instruction, but under single step the loop
+    /// returns with `KVM_EXIT_DEBUG` first and the request stays set. Nothing user space can
+    /// set clears it (not `KVM_SET_VCPU_EVENTS`, `KVM_SET_MP_STATE` or new registers), so it
+    /// survives `reset` and fires after the next emulated instruction that does not end in a
+    /// debug exit: a later single step over a faulting instruction (#DE, #UD, ...) returned
+    /// `KVM_EXIT_HLT` with the fault not delivered, and a later free run stopped with
+    /// `Halted` after its first instruction.
+    ///
+    /// The HLT that left it is the byte just before `post`'s IP (the classification saw it
+    /// there): run it once more without single step, so KVM emulates the same HLT, finds the
+    /// request and exits with `KVM_EXIT_HLT`, then put the post-step registers back. The guest
+    /// cannot tell (HLT touches nothing but IP); the cost is one `KVM_RUN` and one
+    /// `KVM_SET_GUEST_DEBUG` per HLT stepped over.
+    fn consume_halt_request(&mut self, post: &PcSnap) -> Result<(), StopReason> {
+        let sync = self.vm.vcpu.sync_regs_mut();
+        let (regs, sregs) = (sync.regs, sync.sregs);
+        sync.regs.rip = u64::from((post.eip as u16).wrapping_sub(1));
+        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS);
+        let result = match self.set_single_step(false) {
+            Err(e) => Err(StopReason::HostError(e.to_string())),
+            Ok(()) => loop {
+                match self.kvm_run() {
+                    Exit::Hlt => break Ok(()),
+                    Exit::Interrupted if self.watchdog.fired() => break Err(StopReason::Timeout),
+                    Exit::Interrupted => {
+                        let p = self.immediate_exit_ptr();
+                        self.watchdog.clear_immediate_exit(p);
+                    }
+                    other => {
+                        self.io_pending = false;
+                        break Err(StopReason::HostError(format!(
+                            "re-running the HLT at {:04x}:{:04x} to clear KVM's halt request gave {} instead of a HLT exit",
+                            post.cs,
+                            (post.eip as u16).wrapping_sub(1),
+                            other.name()
+                        )));
+                    }
+                }
+            },
+        };
+        let sync = self.vm.vcpu.sync_regs_mut();
+        sync.regs = regs;
+        sync.sregs = sregs;
+        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+        result
     }
 }
 

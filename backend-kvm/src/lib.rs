@@ -34,7 +34,12 @@
 //!   instruction for the budget. Compare when IP leaves the REP; mask RF.
 //! * **HLT** gives no HLT exit under single step: a debug exit with IP past the HLT. The
 //!   backend recognises it by decoding the instruction before the step
-//!   ([`StepEvent::Halted`]); the state is the same as after a free-run HLT exit.
+//!   ([`StepEvent::Halted`]); the state is the same as after a free-run HLT exit. KVM's
+//!   real-mode emulation loop also leaves its internal halt request set after such a step
+//!   (it returns on the debug exit before consuming it; no ioctl clears it), which made the
+//!   next emulated instruction not ending in a debug exit stop with a HLT exit, even after
+//!   `reset`: a later fault step, or a later free run after one instruction. The backend
+//!   consumes it right away by re-running the same HLT once without single step.
 //! * **Port I/O and MMIO**: the step that executes them ends in the I/O exit, not a debug exit.
 //!   The backend passes the access to the bus and re-enters once with `immediate_exit` so KVM
 //!   completes the instruction (IN writes AL/AX) without running the next one
@@ -49,7 +54,10 @@
 //! * **A guest that sets TF itself** never receives its own #DB while the host single-steps
 //!   (KVM swallows it), so such programs cannot be compared in lockstep; compare them
 //!   whole-run.
-//! * `pushf` under single step pushes no TF here (it can on VMX hardware).
+//! * `pushf` under single step pushes no TF here (it can on VMX hardware). KVM does OR TF
+//!   into the real RFLAGS while the guest is at the linear RIP it recorded when single step
+//!   was switched on, and a fault there pushed that TF; the backend switches single step on
+//!   with RIP parked at the reset vector (as on a fresh VM), where a real-mode guest never is.
 //! * Instructions KVM's emulator lacks (DAA/DAS/AAA/AAS, BOUND, ENTER with nesting, ICEBP,
 //!   x87/MMX, POPCNT, CRC32, RDRAND, XGETBV, ARPL) stop with
 //!   [`picoqemu_core::StopReason::EmulationFailure`] naming CS:IP and the instruction's bytes

@@ -48,7 +48,10 @@ pub struct PcSnap {
     pub cs_base: u32,
     pub eip: u32,
     pub eflags: u32,
-    /// The six bytes at SS:SP-6 (where a fault frame is pushed).
+    pub ss_base: u32,
+    pub sp: u16,
+    /// The six bytes at SS:SP-6 (where a fault frame is pushed). In a post-step snapshot,
+    /// the bytes at the *pre-step* SS:SP-6, where the step's fault frame would be.
     pub frame: [u8; 6],
 }
 
@@ -101,7 +104,7 @@ mod tests {
     use super::*;
 
     fn snap(eip: u32, eflags: u32, frame: [u8; 6]) -> PcSnap {
-        PcSnap { cs: 0, cs_base: 0, eip, eflags, frame }
+        PcSnap { cs: 0, cs_base: 0, eip, eflags, ss_base: 0, sp: 0x7000, frame }
     }
 
     const NOP: InsnKind =
@@ -143,7 +146,7 @@ mod tests {
         let frame = pre.fault_frame();
         assert_eq!(frame, [0x00, 0x01, 0, 0, 0x46, 0]);
         // Delivered to a handler at 0x500 whose first instruction was executed.
-        let post = PcSnap { cs: 0, cs_base: 0, eip: 0x501, eflags: 2, frame };
+        let post = PcSnap { eip: 0x501, eflags: 2, sp: 0x7000 - 6, frame, ..pre };
         assert_eq!(
             classify(&pre, &JMP, &post, false, false, false),
             StepEvent::FaultDelivered { halted: false }

@@ -40,7 +40,10 @@ fn instruction_budget_counts_single_steps() {
     s.eip = 0x7C00;
     b.set_state(&s).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
-    assert_eq!(b.kvm_stats().exits, 6 + 1, "budgeted runs took one exit per step, the free run one");
+    // One exit per step, one to clear the halt request the stepped HLT left in KVM (without
+    // it this free run would stop after its first instruction), one for the free run.
+    assert_eq!(b.state().unwrap().eip, 0x7C10, "the free run ran to its own HLT");
+    assert_eq!(b.kvm_stats().exits, 6 + 1 + 1, "exits: steps, halt-request clearing, free run");
 }
 
 #[test]
@@ -289,4 +292,121 @@ fn mov_ss_step_stops_after_mov_ss_or_after_the_shadowed_instruction() {
     // PVM (KVM's emulator) ignores the shadow: 0x7C05. Hardware honours it: 0x7C08.
     assert!(ip == 0x7C05 || ip == 0x7C08, "IP after the MOV SS step: {ip:#x}");
     eprintln!("mov ss step ends at {ip:#x}");
+}
+
+/// Regression: on a VM reused through `reset` after a lockstep session, a later single step
+/// over a faulting instruction must still deliver the fault through the IVT (it used to end
+/// in a HLT exit instead, so the fuzzer had to create a fresh VM per lockstep program).
+#[test]
+fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
+    if !common::kvm_available("fault_step_on_a_reused_vm_after_a_lockstep_session") {
+        return;
+    }
+    // Program 1, single-stepped to its HLT: five movs ; hlt.
+    let (mut m, mut b, start) = common::setup(&five_movs_then_hlt());
+    let deadline = Some(Instant::now() + Duration::from_secs(10));
+    let mut n = 0;
+    while b.step(&mut m, deadline) != StepEvent::Halted {
+        n += 1;
+        assert!(n < 20, "program 1 did not halt: {}", b.state().unwrap());
+    }
+    b.end_steps().unwrap();
+    // Faulting programs (#DE from div, #UD from ud2), each on the same VM after a reset,
+    // alternating with stepped and free-run programs.
+    // 7C00 mov bl, 0 ; 7C02 div bl (#DE) ; handler 7D00: inc bp ; hlt
+    let de = common::assemble(0x7C00, |a| {
+        a.mov(bl, 0).unwrap();
+        a.div(bl).unwrap();
+        a.hlt().unwrap();
+    });
+    // 7C00 nop ; 7C01 ud2 (#UD) ; handler 7D00: inc bp ; hlt
+    let ud = [0x90, 0x0F, 0x0B, 0xF4];
+    for round in 0..3 {
+        for (code, vector) in [(&de[..], 0u64), (&ud[..], 6)] {
+            m.reset();
+            b.reset(&mut m).unwrap();
+            m.ram.write(0x7C00, code).unwrap();
+            m.ram.write(0x7D00, &[0x45, 0xF4]).unwrap();
+            m.ram.write(vector * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+            b.set_state(&start).unwrap();
+            let deadline = Some(Instant::now() + Duration::from_secs(10));
+            assert_eq!(b.step(&mut m, deadline), StepEvent::Retired, "round {round} vector {vector}");
+            let ev = b.step(&mut m, deadline);
+            let s = b.state().unwrap();
+            assert_eq!(
+                ev,
+                StepEvent::FaultDelivered { halted: false },
+                "round {round} vector {vector}:\n{s}"
+            );
+            assert_eq!((s.eip, s.reg(Gpr::Ebp)), (0x7D01, 1), "round {round} vector {vector}");
+            assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
+            assert_eq!(b.step(&mut m, deadline), StepEvent::Halted);
+            b.end_steps().unwrap();
+        }
+        // A free run in between, on the same VM.
+        m.reset();
+        b.reset(&mut m).unwrap();
+        m.ram.write(0x7C00, &five_movs_then_hlt()).unwrap();
+        b.set_state(&start).unwrap();
+        // The stepped HLTs above must not make this run stop after its first instruction.
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        let s = b.state().unwrap();
+        assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5), "round {round}: the free run reached its HLT");
+    }
+}
+
+/// Regression: single step on a reused VM must not leak the host's TF into a fault frame.
+/// KVM sets TF in the real RFLAGS whenever the guest is at the linear RIP recorded when
+/// single step was switched on; on a reused VM that used to be where the previous program
+/// stopped, here the DIV of the next program.
+#[test]
+fn reused_vm_fault_frame_has_no_host_trap_flag() {
+    if !common::kvm_available("reused_vm_fault_frame_has_no_host_trap_flag") {
+        return;
+    }
+    // Program 1: 7C00 nop ; 7C01 nop ; 7C02 nop ; 7C03 hlt  (stops with IP = 7C04)
+    // Program 2: 7C00 mov bl, 0 ; 7C02 nop ; 7C03 nop ; 7C04 div bl (#DE) ; handler: inc bp ; hlt
+    let p1 = [0x90, 0x90, 0x90, 0xF4];
+    let p2 = common::assemble(0x7C00, |a| {
+        a.mov(bl, 0).unwrap();
+        a.nop().unwrap();
+        a.nop().unwrap();
+        a.div(bl).unwrap();
+        a.hlt().unwrap();
+    });
+    let (mut m, mut b, start) = common::setup(&p1);
+    for free_first in [false, true] {
+        m.reset();
+        b.reset(&mut m).unwrap();
+        m.ram.write(0x7C00, &p1).unwrap();
+        b.set_state(&start).unwrap();
+        if free_first {
+            assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        } else {
+            assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+        }
+        assert_eq!(b.state().unwrap().eip, 0x7C04);
+        m.reset();
+        b.reset(&mut m).unwrap();
+        m.ram.write(0x7C00, &p2).unwrap();
+        m.ram.write(0x7D00, &[0x45, 0xF4]).unwrap();
+        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        b.set_state(&start).unwrap();
+        for _ in 0..3 {
+            assert_eq!(b.step(&mut m, None), StepEvent::Retired);
+        }
+        let ev = b.step(&mut m, None);
+        let s = b.state().unwrap();
+        assert_eq!(ev, StepEvent::FaultDelivered { halted: false }, "state:\n{s}");
+        let frame = &m.ram.as_slice()[0x7000 - 6..0x7000];
+        assert_eq!(&frame[..4], &[0x04, 0x7C, 0x00, 0x00], "the frame names the DIV");
+        let pushed = u32::from(u16::from_le_bytes([frame[4], frame[5]]));
+        assert_eq!(
+            pushed & flags::TF,
+            0,
+            "pushed FLAGS {pushed:#06x} carry the host's TF (free_first {free_first})"
+        );
+        assert_eq!(s.eflags & flags::TF, 0);
+        b.end_steps().unwrap();
+    }
 }

@@ -28,10 +28,11 @@ pub const REP_IO_WRAP: Known = Known {
     summary:
         "KVM raises #GP for a REP INS/OUTS whose SI/DI range wraps past offset FFFF (a CPU wraps the offset)",
 };
-/// A fault inside REP CMPS/SCAS: KVM's flags are those from before the instruction.
-pub const REP_CMPS_FAULT_FLAGS: Known = Known {
-    id: "kvm-rep-cmps-fault-flags",
-    summary: "a fault in a later iteration of REP CMPS/SCAS: KVM pushes the FLAGS from before the instruction, not those of the last completed iteration",
+/// A fault inside REPE/REPNE CMPS/SCAS after KVM's emulator restarted the instruction (it
+/// returns to the guest whenever the count reaches a multiple of 1,024).
+pub const REP_COMPARE_RESTART: Known = Known {
+    id: "kvm-rep-compare-restart",
+    summary: "a fault in REPE/REPNE CMPS/SCAS after the count passed a multiple of 1024: KVM restarted the instruction there and restores the FLAGS of that restart, not of the instruction's start",
 };
 /// AAM/AAD: KVM sets SF/ZF/PF from the 16-bit AX instead of AL.
 pub const AAM_AAD_FLAGS: Known = Known {
@@ -48,7 +49,7 @@ pub const GUEST_TF_TRAPS: Known = Known {
 
 /// All known differences.
 pub const ALL: [Known; 5] =
-    [INT_HIGH_VECTOR, REP_IO_WRAP, REP_CMPS_FAULT_FLAGS, AAM_AAD_FLAGS, GUEST_TF_TRAPS];
+    [INT_HIGH_VECTOR, REP_IO_WRAP, REP_COMPARE_RESTART, AAM_AAD_FLAGS, GUEST_TF_TRAPS];
 
 /// How far below the final SP stale #DB frames may differ (a few frames of three words).
 const STALE_STACK: u32 = 0x40;
@@ -150,16 +151,24 @@ pub fn classify_divergence(d: &Divergence) -> Option<Known> {
         | Mnemonic::Scasd
             if instr.has_rep_prefix() || instr.has_repne_prefix() =>
         {
-            // Both delivered the same fault after the same iterations; only FLAGS (in the
-            // register and in the pushed frame) differ, and KVM's are the pre-instruction ones.
+            // Both delivered the same fault after the same iterations (everything but FLAGS
+            // equal, memory only in the pushed frame); the interpreter's FLAGS are those from
+            // before the instruction, KVM's those the interpreter had where KVM restarted the
+            // instruction, at a count that is a multiple of 1024.
+            let (count, flags_there) = d.rep_restart?;
             let ss = pre.seg(SegReg::Ss).base;
             let sp = pre.reg(Gpr::Esp) & 0xFFFF;
             let frame = (ss + (sp.wrapping_sub(6) & 0xFFFF))..(ss + sp);
             let mem_in_frame = c.mem.iter().all(|r| frame.contains(&r.start) && r.start + r.len <= frame.end);
-            let kvm_flags_pre = k.eflags & flags::STATUS == pre.eflags & flags::STATUS;
             let faulted = i.cs() != pre.cs() || i.eip != pre.eip.wrapping_add(instr.len() as u32);
-            (only_fields(c, &["eflags"]) && mem_in_frame && kvm_flags_pre && faulted && c.regs.len() == 1)
-                .then_some(REP_CMPS_FAULT_FLAGS)
+            let ok = only_fields(c, &["eflags"])
+                && c.regs.len() == 1
+                && mem_in_frame
+                && faulted
+                && count % 1024 == 0
+                && i.eflags & flags::STATUS == pre.eflags & flags::STATUS
+                && k.eflags & flags::STATUS == flags_there & flags::STATUS;
+            ok.then_some(REP_COMPARE_RESTART)
         }
         _ => None,
     }

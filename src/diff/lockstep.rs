@@ -19,9 +19,22 @@
 //!   exit: a step over HLT that ends with IP just past it counts as `Halted`.
 //! * **I/O** — a step that made an I/O exit may run one more instruction on resume: if the
 //!   reference is one instruction ahead after IN/OUT/INS/OUTS, step the candidate once more.
+//! * **REPE/REPNE CMPS/SCAS run as one** — a fault inside one restores the FLAGS of the
+//!   instruction's (re)start (SDM Vol. 2, REP prefix), so *where* a side restarted it is
+//!   visible, and the interpreter stepped one iteration at a time restarts it at every
+//!   iteration. Rule: when the candidate, stepped per iteration, faults after completed
+//!   iterations, its state from before the instruction is restored (CPU state and the six
+//!   stack bytes the delivery wrote) and it runs the same iterations again as one run, as in a
+//!   whole run. (The interpreter's instruction counter counts those iterations twice.) Where
+//!   the reference itself restarted part-way (KVM's emulator returns to the guest whenever the
+//!   count reaches a multiple of 1,024), the count there and the candidate's FLAGS at that
+//!   count are kept in [`Divergence::rep_restart`] for the known-difference rule.
 //! * **Guest TF** — a guest that sets TF cannot be compared in lockstep (KVM swallows the
-//!   guest's #DB while it single-steps): lockstep stops with [`LockstepEnd::GuestTrapFlag`] and
-//!   the caller falls back to a whole-run comparison.
+//!   guest's #DB while it single-steps): when the candidate's TF becomes 1 (POPF, IRET, a
+//!   task of the guest's own) or is 1 at the start, lockstep stops with
+//!   [`LockstepEnd::GuestTrapFlag`] at that instruction — before comparing it, as KVM's view of
+//!   TF under single-step is not the guest's — and the caller falls back to a whole-run
+//!   comparison.
 use std::time::Instant;
 
 use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, Register};
@@ -56,6 +69,8 @@ pub struct RuleCounts {
     pub hlt: u64,
     /// Extra candidate steps after an I/O instruction.
     pub io_merged: u64,
+    /// Faulting REPE/REPNE CMPS/SCAS re-run on the candidate as one run from their start.
+    pub rep_restarts: u64,
 }
 
 /// Where and how the two sides first disagreed.
@@ -72,6 +87,9 @@ pub struct Divergence {
     /// Differing memory ranges found by the per-instruction check (the full-RAM comparison is
     /// in `comparison`).
     pub written: Vec<MemRange>,
+    /// For a REPE/REPNE CMPS/SCAS the reference restarted part-way (its step ended with IP
+    /// still on it): the count register there and the candidate's FLAGS at that count.
+    pub rep_restart: Option<(u32, u32)>,
 }
 
 /// How a lockstep run ended.
@@ -184,6 +202,58 @@ fn is_rep_string(instr: &Instruction) -> bool {
     instr.is_string_instruction() && (instr.has_rep_prefix() || instr.has_repne_prefix())
 }
 
+/// REPE/REPNE CMPS/SCAS: the REP string instructions whose restart point is visible (a fault
+/// restores the FLAGS of the instruction's (re)start).
+fn is_rep_compare(instr: &Instruction) -> bool {
+    is_rep_string(instr)
+        && matches!(
+            instr.mnemonic(),
+            Mnemonic::Cmpsb
+                | Mnemonic::Cmpsw
+                | Mnemonic::Cmpsd
+                | Mnemonic::Scasb
+                | Mnemonic::Scasw
+                | Mnemonic::Scasd
+        )
+}
+
+/// The count register of a REP string instruction (CX, or ECX with a 32-bit address size).
+fn rep_count(instr: &Instruction, s: &CpuState) -> u32 {
+    let a32 = (0..instr.op_count()).any(|i| {
+        matches!(
+            instr.op_kind(i),
+            iced_x86::OpKind::MemorySegESI | iced_x86::OpKind::MemorySegEDI | iced_x86::OpKind::MemoryESEDI
+        )
+    });
+    if a32 {
+        s.reg(Gpr::Ecx)
+    } else {
+        s.reg(Gpr::Ecx) & 0xFFFF
+    }
+}
+
+/// Physical addresses of the six stack bytes an exception delivery from state `s` writes.
+fn frame_addrs(s: &CpuState) -> [u64; 6] {
+    let base = s.seg(SegReg::Ss).base;
+    let sp = s.reg(Gpr::Esp);
+    std::array::from_fn(|j| base.wrapping_add(sp.wrapping_sub(6).wrapping_add(j as u32) & 0xFFFF) as u64)
+}
+
+/// The candidate's state at a restart point of a REP compare, with the stack bytes a fault
+/// delivery would overwrite, and the steps run since.
+struct RestartPoint {
+    state: CpuState,
+    frame: [u8; 6],
+    steps: u64,
+}
+
+impl RestartPoint {
+    fn take(ram: &[u8], state: CpuState) -> Self {
+        let frame = frame_addrs(&state).map(|a| ram.get(a as usize).copied().unwrap_or(0));
+        RestartPoint { state, frame, steps: 0 }
+    }
+}
+
 fn is_io(m: Mnemonic) -> bool {
     matches!(
         m,
@@ -286,10 +356,16 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         history.push(HistEntry { step, cs: pre.cs(), ip: pre.eip, bytes });
         let next_ip = pre.eip.wrapping_add(instr.len() as u32) & 0xFFFF;
 
-        // Reference step, with the REP-chunk and HLT rules.
+        // Reference step, with the REP-chunk and HLT rules. For a REP compare, the count
+        // register at the start of the reference's last step on it (its last restart).
+        let rep_compare = is_rep_compare(&instr);
+        let mut ref_restart = rep_count(&instr, &pre);
         let (mut rev, mut rstate) = step_side(reference, deadline)?;
         let mut n = 0;
         while rev == Step::RepChunk && n < MAX_REP_STEPS {
+            if same_pc(&rstate, &pre) {
+                ref_restart = rep_count(&instr, &rstate);
+            }
             (rev, rstate) = step_side(reference, deadline)?;
             rules.rep_chunks += 1;
             n += 1;
@@ -304,6 +380,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         if is_rep_string(&instr) {
             // A reference without RepChunk events that still stopped on the REP.
             while rev == Step::Retired && same_pc(&rstate, &pre) && n < MAX_REP_STEPS {
+                ref_restart = rep_count(&instr, &rstate);
                 (rev, rstate) = step_side(reference, deadline)?;
                 rules.rep_chunks += 1;
                 n += 1;
@@ -316,19 +393,52 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         }
 
         // Candidate step (the interpreter counts REP iterations as steps).
+        let mut restart = rep_compare.then(|| RestartPoint::take(candidate.machine.ram.as_slice(), pre));
+        // The candidate's FLAGS where the reference last restarted the REP compare.
+        let mut flags_at_ref_restart =
+            (rep_compare && rep_count(&instr, &pre) != ref_restart).then_some(None::<u32>);
         let (cev, mut cstate) = step_side(candidate, deadline)?;
         let mut cstop = stop_of(&cev);
+        if let Some(r) = restart.as_mut() {
+            r.steps += 1;
+        }
         if is_rep_string(&instr) {
             let mut n = 0;
             while cstop == StopReason::StepDone && same_pc(&cstate, &pre) && n < MAX_REP_STEPS {
+                if let Some(f @ None) = flags_at_ref_restart.as_mut() {
+                    if rep_count(&instr, &cstate) == ref_restart {
+                        *f = Some(cstate.eflags);
+                    }
+                }
                 let (ev, st) = step_side(candidate, deadline)?;
                 cstop = stop_of(&ev);
                 cstate = st;
+                if let Some(r) = restart.as_mut() {
+                    r.steps += 1;
+                }
                 n += 1;
             }
         }
         let is_enter = instr.mnemonic() == Mnemonic::Enter;
-        let faulted = fault_delivered(&pre, &cstate, candidate.machine.ram.as_slice(), is_enter);
+        let mut faulted = fault_delivered(&pre, &cstate, candidate.machine.ram.as_slice(), is_enter);
+        if let Some(r) = restart.filter(|r| faulted && r.steps > 1) {
+            // Completed iterations, then the faulting one: run them again as one run from the
+            // instruction's start, as in a whole run (the interpreter counts k iterations and
+            // a fault as k+1 instructions in one run as in k+1 steps, so the budget ends right
+            // after the delivery).
+            let ram = candidate.machine.ram.as_mut_slice();
+            for (a, b) in frame_addrs(&r.state).iter().zip(r.frame) {
+                if let Some(m) = ram.get_mut(*a as usize) {
+                    *m = b;
+                }
+            }
+            candidate.backend.set_state(&r.state)?;
+            let ev = candidate.backend.step_n(&mut candidate.machine, r.steps, deadline);
+            cstop = stop_of(&ev);
+            cstate = candidate.backend.state()?;
+            faulted = fault_delivered(&pre, &cstate, candidate.machine.ram.as_slice(), is_enter);
+            rules.rep_restarts += 1;
+        }
         let mut extra = false;
         if faulted {
             undef.fault_delivered(step);
@@ -374,6 +484,17 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             extra = true;
         }
 
+        if cstate.eflags & flags::TF != 0 {
+            // The guest set TF (POPF, IRET, ...): KVM swallows its #DB while single-stepping.
+            return done(
+                LockstepEnd::GuestTrapFlag { step, cs: pre.cs(), ip: pre.eip },
+                step,
+                rules,
+                undef,
+                history,
+            );
+        }
+
         // Compare registers (undefined flags and RF masked) and the memory written.
         let mask = undef.undefined() | flags::RF;
         let mut a = rstate;
@@ -403,7 +524,9 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                 (&candidate.machine, Outcome { stop: cstop, state: cstate }),
                 undef.undefined(),
             );
-            let d = Divergence { step, cs: pre.cs(), ip: pre.eip, bytes, pre, comparison, written };
+            let rep_restart = flags_at_ref_restart.flatten().map(|f| (ref_restart, f));
+            let d =
+                Divergence { step, cs: pre.cs(), ip: pre.eip, bytes, pre, comparison, written, rep_restart };
             return done(LockstepEnd::Diverged(Box::new(d)), step + 1, rules, undef, history);
         }
         step += 1;
@@ -416,8 +539,16 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                 undef.undefined(),
             );
             if !comparison.is_identical() {
-                let d =
-                    Divergence { step: step - 1, cs: pre.cs(), ip: pre.eip, bytes, pre, comparison, written };
+                let d = Divergence {
+                    step: step - 1,
+                    cs: pre.cs(),
+                    ip: pre.eip,
+                    bytes,
+                    pre,
+                    comparison,
+                    written,
+                    rep_restart: None,
+                };
                 return done(LockstepEnd::Diverged(Box::new(d)), step, rules, undef, history);
             }
             return done(LockstepEnd::Stopped(rstop), step, rules, undef, history);

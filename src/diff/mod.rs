@@ -6,9 +6,16 @@
 //! quirks handled by explicit rules. Undefined flags are masked exactly as the interpreter's
 //! executed instructions leave them ([`flagmask`]).
 //!
-//! Exit status: 0 identical; 1 divergent; 2 bad usage or image; 3 the reference (KVM) could not
-//! execute an instruction, so there is no verdict; 4 both runs hit the budget or the timeout
-//! without a difference; 5 host error (e.g. KVM unavailable).
+//! A divergence is checked against the documented differences of KVM's emulator on our hosts
+//! ([`known`], `docs/known-differences.md`) exactly as `picoqemu fuzz` does: the reference's
+//! stop, the whole-run shape (e.g. `kvm-guest-tf-traps`), and — when a whole run differs for
+//! no recognised reason and no undefined flag was read — the first differing instruction,
+//! located by a lockstep run on fresh machines.
+//!
+//! Exit status: 0 identical; 1 divergent (unexplained); 2 bad usage or image; 3 the reference
+//! (KVM) could not execute an instruction, so there is no verdict; 4 both runs hit the budget
+//! or the timeout without a difference; 5 host error (e.g. KVM unavailable); 6 divergent, but
+//! only by a documented known difference of KVM's emulator.
 pub mod compare;
 pub mod disasm;
 pub mod error;
@@ -29,6 +36,7 @@ use picoqemu_interp::InterpBackend;
 use picoqemu_kvm::KvmBackend;
 
 pub use error::DiffError;
+use known::Known;
 use lockstep::{Lockstep, LockstepEnd};
 use wholerun::{Side, WholeRun};
 
@@ -40,10 +48,21 @@ pub mod exit {
     pub const NO_VERDICT_FAULT: i32 = 3;
     pub const NO_VERDICT_LIMIT: i32 = 4;
     pub const HOST_ERROR: i32 = 5;
+    /// Divergent only by a documented known difference (`docs/known-differences.md`).
+    pub const EXPLAINED: i32 = 6;
 }
 
 /// Arguments of `picoqemu diff`.
+///
+/// Exit status: 0 identical; 1 divergent (unexplained: a bug); 2 bad usage or image; 3 no
+/// verdict, KVM could not emulate an instruction; 4 no verdict, both runs hit the limit without
+/// a difference; 5 host error (e.g. no KVM); 6 divergent only by a documented known difference
+/// of KVM's emulator (printed as "DIVERGENT (explained: <id>, see docs/known-differences.md)").
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Exit status: 0 identical; 1 divergent (unexplained); 2 bad usage or image; \
+3 no verdict (KVM could not emulate an instruction); 4 no verdict (both runs hit the limit, no difference \
+so far); 5 host error (e.g. KVM unavailable); 6 divergent only by a documented known difference of KVM's \
+emulator (\"DIVERGENT (explained: <id>, see docs/known-differences.md)\").")]
 pub struct DiffArgs {
     /// Load the image at physical 0 and start at 0000:0000 (the article's layout).
     #[arg(long, conflicts_with = "rom")]
@@ -155,11 +174,42 @@ pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
     (exit::DIVERGENT, out)
 }
 
+/// Exit status and report text for a divergence that is the known difference `k`; `detail` is
+/// the divergence's own report.
+pub fn explained_verdict(k: Known, detail: &str) -> (i32, String) {
+    (
+        exit::EXPLAINED,
+        format!(
+            "diff: DIVERGENT (explained: {}, see docs/known-differences.md)\n  {}\ndetails of the difference:\n{detail}",
+            k.id, k.summary
+        ),
+    )
+}
+
+/// The known difference that explains a lockstep run's end, if any.
+pub fn explain_lockstep(l: &Lockstep, start: &CpuState, reference_ram: &[u8]) -> Option<Known> {
+    match &l.end {
+        LockstepEnd::Diverged(d) => known::classify_divergence(d),
+        LockstepEnd::ReferenceFailed(stop) => known::classify_reference_stop(stop, start, reference_ram),
+        _ => None,
+    }
+}
+
+/// The known difference that explains a whole run's divergence without locating it, if any.
+pub fn explain_whole_run(w: &WholeRun, reference_ram: &[u8], candidate_ram: &[u8]) -> Option<Known> {
+    let c = &w.comparison;
+    if c.is_identical() {
+        return None;
+    }
+    known::classify_reference_stop(&c.left.stop, &c.left.state, reference_ram)
+        .or_else(|| known::classify_whole_run(c, &w.trace.tf_rep, reference_ram, candidate_ram))
+}
+
 /// Exit status and report text for a lockstep comparison.
 pub fn lockstep_verdict(l: &Lockstep) -> (i32, String) {
     let rules = format!(
-        "quirk rules applied: {} REP chunks, {} fault+handler merges, {} MOV SS realignments, {} HLT debug exits, {} I/O merges\n",
-        l.rules.rep_chunks, l.rules.fault_merged, l.rules.mov_ss, l.rules.hlt, l.rules.io_merged
+        "quirk rules applied: {} REP chunks, {} fault+handler merges, {} MOV SS realignments, {} HLT debug exits, {} I/O merges, {} REP compare restarts\n",
+        l.rules.rep_chunks, l.rules.fault_merged, l.rules.mov_ss, l.rules.hlt, l.rules.io_merged, l.rules.rep_restarts
     );
     match &l.end {
         LockstepEnd::Stopped(stop) => {
@@ -263,6 +313,10 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             };
         } else {
             let (code, text) = lockstep_verdict(&l);
+            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice()) {
+                Some(k) => explained_verdict(k, &text),
+                None => (code, text),
+            };
             print!("{text}");
             return Ok(code);
         }
@@ -280,6 +334,24 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let (code, text) = whole_run_verdict(&w);
+    let mut explained = explain_whole_run(&w, p.kvm.machine.ram.as_slice(), p.interp.machine.ram.as_slice());
+    if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
+        // Locate the first differing instruction; a known difference there explains it.
+        explained = locate_known(&image, kind, args.mem, limits);
+    }
+    let (code, text) = match explained {
+        Some(k) => explained_verdict(k, &text),
+        None => (code, text),
+    };
     print!("{text}");
     Ok(code)
+}
+
+/// Runs `image` in lockstep on fresh machines and returns the known difference at its first
+/// differing instruction, if that is one. Host errors and other ends give `None` (the whole-run
+/// verdict stands).
+fn locate_known(image: &[u8], kind: ImageKind, mem: usize, limits: RunLimits) -> Option<Known> {
+    let mut p = prepare(image, kind, mem).ok()?;
+    let l = lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).ok()?;
+    explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice())
 }

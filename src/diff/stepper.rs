@@ -34,8 +34,15 @@ pub enum Step {
 pub trait StepBackend: Backend {
     /// Runs one step. The default runs one instruction with `run`.
     fn step_one(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> Step {
+        self.step_n(machine, 1, deadline)
+    }
+
+    /// Runs up to `n` instructions (REP iterations count one each) in one `run`. Lockstep
+    /// uses it on the candidate only, to run a REPE/REPNE CMPS/SCAS in the same chunks as
+    /// the reference did (see [`super::lockstep`]); `n = 1` is the default step.
+    fn step_n(&mut self, machine: &mut Machine, n: u64, deadline: Option<Instant>) -> Step {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match self.run(machine, RunLimits { max_instructions: Some(1), timeout }) {
+        match self.run(machine, RunLimits { max_instructions: Some(n.max(1)), timeout }) {
             StopReason::StepDone | StopReason::BudgetExhausted => Step::Retired,
             StopReason::Halted => Step::Halted,
             other => Step::Stopped(other),

@@ -20,7 +20,7 @@ pub struct Trace {
     /// Exceptions delivered (the CPU pushed the faulting CS:IP).
     pub faults: u64,
     /// The guest's own single-step traps during REP string instructions (for the
-    /// `kvm-rep-single-step` known difference).
+    /// `kvm-guest-tf-traps` known difference).
     pub tf_rep: TfRepModel,
 }
 

@@ -61,34 +61,16 @@ pub struct Worker<R: StepBackend, C: StepBackend> {
     pub reference: Side<R>,
     pub candidate: Side<C>,
     pub lockstep: bool,
-    /// Builds a new reference backend for the reference machine before each lockstep run
-    /// (see [`Worker::with_fresh_reference_for_lockstep`]).
-    fresh_reference: Option<FreshReference<R>>,
 }
-
-/// Builds a reference backend for a machine.
-pub type FreshReference<R> = Box<dyn Fn(&picoqemu_core::Machine) -> Result<R, DiffError> + Send>;
 
 impl<R: StepBackend, C: StepBackend> Worker<R, C> {
     pub fn new(reference: Side<R>, candidate: Side<C>, lockstep: bool) -> Self {
-        Worker { reference, candidate, lockstep, fresh_reference: None }
-    }
-
-    /// Lockstep runs get a newly created reference backend instead of a reset one. Needed for
-    /// KVM: on a reused VM, after a lockstep run, a later single step over a faulting
-    /// instruction ends in a HLT exit without delivering the fault (reported to the KVM
-    /// backend; whole-run comparisons reuse the VM normally).
-    pub fn with_fresh_reference_for_lockstep(mut self, make: FreshReference<R>) -> Self {
-        self.fresh_reference = Some(make);
-        self
+        Worker { reference, candidate, lockstep }
     }
 
     fn load(&mut self, image: &[u8]) -> Result<picoqemu_core::CpuState, DiffError> {
         self.reference.machine.reset();
-        match (&self.fresh_reference, self.lockstep) {
-            (Some(make), true) => self.reference.backend = make(&self.reference.machine)?,
-            _ => self.reference.backend.reset_for_reuse(&mut self.reference.machine)?,
-        }
+        self.reference.backend.reset_for_reuse(&mut self.reference.machine)?;
         self.candidate.machine.reset();
         self.candidate.backend.reset_for_reuse(&mut self.candidate.machine)?;
         let start = load_image(&mut self.reference.machine, image, ImageKind::Raw)?;

@@ -121,10 +121,7 @@ pub fn kvm_worker(lockstep: bool) -> Result<Worker<KvmBackend, InterpBackend>, D
     let mk = Machine::new(config, IoBus::capturing())?;
     let mi = Machine::new(config, IoBus::capturing())?;
     let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
-    let fresh: harness::FreshReference<KvmBackend> =
-        Box::new(|m: &Machine| KvmBackend::new(m).map_err(|e| DiffError::KvmUnavailable(e.to_string())));
-    Ok(Worker::new(Side::new(kvm, mk), Side::new(InterpBackend::new(), mi), lockstep)
-        .with_fresh_reference_for_lockstep(fresh))
+    Ok(Worker::new(Side::new(kvm, mk), Side::new(InterpBackend::new(), mi), lockstep))
 }
 
 /// Runs a campaign with workers made by `make`, calling `progress` after each program.
