@@ -15,7 +15,7 @@ use crate::common::kvm_usable;
 const SEED: u64 = 1;
 /// Programs per measured batch, whole-run.
 const WHOLE_RUN_BATCH: u64 = 50;
-/// Programs per measured batch, lockstep (each gets a fresh KVM VM).
+/// Programs per measured batch, lockstep.
 const LOCKSTEP_BATCH: u64 = 10;
 
 fn programs(n: u64) -> Vec<Program> {
