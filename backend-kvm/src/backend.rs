@@ -23,9 +23,11 @@ use crate::KvmError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvmOptions {
     /// Coalesce guest writes to port 0xE9 and COM1's THR (0x3F8) in KVM's ring instead of
-    /// exiting for each (on by default). Writes are replayed through the bus in order before
-    /// any exit is handled and at the end of every run, so device output and UART semantics
-    /// (DLAB, loopback) are unchanged; reads of those ports still exit.
+    /// exiting for each (on by default). A port's zone is registered on its first write
+    /// (handled as an ordinary exit), so a guest that never uses it pays nothing (a zone adds
+    /// 13–17 ms to the VM's destruction here). Writes are replayed through the bus in order
+    /// before any exit is handled and at the end of every run, so device output and UART
+    /// semantics (DLAB, loopback) are unchanged; reads of those ports still exit.
     pub coalesced_pio: bool,
 }
 
@@ -154,9 +156,16 @@ impl KvmBackend {
         Ok(b)
     }
 
-    /// Whether port 0xE9/0x3F8 writes are coalesced (the option, if the host supports it).
+    /// Whether port 0xE9/0x3F8 writes are coalesced (the option, if the host supports it)
+    /// once the guest has written to the port.
     pub fn coalesced_pio(&self) -> bool {
-        self.vm.coalesced
+        self.vm.coalesce
+    }
+
+    /// The ports that have a coalesced zone registered so far (0xE9 before 0x3F8): empty
+    /// until the guest writes to one of them.
+    pub fn coalesced_zones(&self) -> Vec<u16> {
+        self.vm.coalesced_zones()
     }
 
     /// Detailed counters (exits by kind, steps, coalesced writes).
@@ -352,6 +361,11 @@ impl KvmBackend {
                         return Ok(Some(r));
                     }
                 }
+                if self.vm.wants_zone(port) {
+                    // First write to a coalescible port: handled above as an ordinary exit;
+                    // later ones go to the ring (drained before the next exit is handled).
+                    self.vm.coalesce_port(port).map_err(|e| StopReason::HostError(e.to_string()))?;
+                }
                 Ok(None)
             }
             Exit::IoIn { port, data, len } => {
@@ -397,7 +411,7 @@ impl KvmBackend {
 
     /// Replays writes KVM coalesced into its ring, in order, through the bus.
     fn drain_coalesced(&mut self, bus: &mut IoBus) {
-        if !self.vm.coalesced {
+        if !self.vm.ring_active() {
             return;
         }
         while let Ok(Some(e)) = self.vm.vcpu.coalesced_mmio_read() {

@@ -1,5 +1,7 @@
 //! The VM: one KVM VM with the machine's RAM registered as memslots around the MMIO holes,
-//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones.
+//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones,
+//! registered lazily: a zone costs 13–17 ms at VM destruction on our hosts, so a port gets
+//! one only once the guest has written to it (see [`Vm::coalesce_port`]).
 use std::sync::OnceLock;
 
 use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
@@ -88,11 +90,14 @@ fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
 #[derive(Debug)]
 pub struct Vm {
     /// The VM fd, owned so the VM with its memslots and coalesced zones lives as long as the
-    /// vCPU (nothing calls it after setup).
-    _vm: VmFd,
+    /// vCPU (used after setup only to register coalesced zones).
+    vm: VmFd,
     pub vcpu: VcpuFd,
-    /// Whether writes to [`COALESCED_PORTS`] go through the coalesced ring.
-    pub coalesced: bool,
+    /// Whether writes to [`COALESCED_PORTS`] may be coalesced (the option, if the host
+    /// supports it); each port gets its zone on its first write.
+    pub coalesce: bool,
+    /// Bit `i` set: [`COALESCED_PORTS`]`[i]` has a registered zone.
+    zones: u8,
 }
 
 impl Vm {
@@ -137,21 +142,67 @@ impl Vm {
         vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         vcpu.set_sync_valid_reg(SyncReg::Register);
         vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
-        let coalesced = coalesce && kvm.check_extension(Cap::CoalescedPio);
-        if coalesced {
-            vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
-            for port in COALESCED_PORTS {
-                vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(port)), 1)
-                    .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO (PIO)"))?;
-            }
-        }
-        Ok(Vm { _vm: vm, vcpu, coalesced })
+        let coalesce = coalesce && kvm.check_extension(Cap::CoalescedPio);
+        Ok(Vm { vm, vcpu, coalesce, zones: 0 })
     }
+
+    /// True when `port` is one of [`COALESCED_PORTS`], coalescing is on and the port has no
+    /// zone yet (cheap: checked on every port-write exit).
+    #[inline]
+    pub fn wants_zone(&self, port: u16) -> bool {
+        self.coalesce && zone_bit(port).is_some_and(|b| self.zones & b == 0)
+    }
+
+    /// Registers a one-byte coalesced zone for `port` (mapping the vCPU's ring first) when
+    /// [`Vm::wants_zone`] says so; later byte writes to it go to the ring instead of exiting.
+    /// Returns whether a zone was registered now.
+    pub fn coalesce_port(&mut self, port: u16) -> Result<bool, KvmError> {
+        let Some(bit) = zone_bit(port).filter(|_| self.wants_zone(port)) else {
+            return Ok(false);
+        };
+        self.vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
+        self.vm
+            .register_coalesced_mmio(IoEventAddress::Pio(u64::from(port)), 1)
+            .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO (PIO)"))?;
+        self.zones |= bit;
+        Ok(true)
+    }
+
+    /// Whether any zone is registered (only then can the ring hold entries).
+    #[inline]
+    pub fn ring_active(&self) -> bool {
+        self.zones != 0
+    }
+
+    /// The ports that have a registered coalesced zone, in [`COALESCED_PORTS`] order.
+    pub fn coalesced_zones(&self) -> Vec<u16> {
+        COALESCED_PORTS
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.zones & (1 << i) != 0)
+            .map(|(_, &p)| p)
+            .collect()
+    }
+}
+
+/// The bit of `port` in [`Vm`]'s zone mask, if it is one of [`COALESCED_PORTS`].
+#[inline]
+fn zone_bit(port: u16) -> Option<u8> {
+    COALESCED_PORTS.iter().position(|&p| p == port).map(|i| 1u8 << i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_coalesced_ports_have_zone_bits() {
+        assert_eq!(zone_bit(0xE9), Some(1));
+        assert_eq!(zone_bit(0x3F8), Some(2));
+        for port in [0xF4, 0x3F9, 0x3FD, 0x80, 0xE8] {
+            assert_eq!(zone_bit(port), None, "{port:#x}");
+        }
+    }
 
     #[test]
     fn no_holes_is_one_slot() {
