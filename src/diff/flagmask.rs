@@ -235,19 +235,24 @@ impl UndefTracker {
 pub fn count_in_cl(instr: &Instruction) -> bool {
     matches!(shift_count_operand(instr), Some(None))
         && !matches!(instr.code(), Code::INVALID)
-        && matches!(
-            instr.mnemonic(),
-            Mnemonic::Shl
-                | Mnemonic::Sal
-                | Mnemonic::Shr
-                | Mnemonic::Sar
-                | Mnemonic::Rol
-                | Mnemonic::Ror
-                | Mnemonic::Rcl
-                | Mnemonic::Rcr
-                | Mnemonic::Shld
-                | Mnemonic::Shrd
-        )
+        && is_shift_or_rotate(instr.mnemonic())
+}
+
+/// True for the shift and rotate mnemonics (whose flags depend on the masked count).
+pub fn is_shift_or_rotate(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Shl
+            | Mnemonic::Sal
+            | Mnemonic::Shr
+            | Mnemonic::Sar
+            | Mnemonic::Rol
+            | Mnemonic::Ror
+            | Mnemonic::Rcl
+            | Mnemonic::Rcr
+            | Mnemonic::Shld
+            | Mnemonic::Shrd
+    )
 }
 
 #[cfg(test)]

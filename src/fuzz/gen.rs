@@ -500,18 +500,7 @@ impl<'r> Builder<'r> {
                 K::imm8 => {
                     let v = match code.mnemonic() {
                         // Shift/rotate counts: mostly small, sometimes anything.
-                        Mnemonic::Shl
-                        | Mnemonic::Sal
-                        | Mnemonic::Shr
-                        | Mnemonic::Sar
-                        | Mnemonic::Rol
-                        | Mnemonic::Ror
-                        | Mnemonic::Rcl
-                        | Mnemonic::Rcr
-                        | Mnemonic::Shld
-                        | Mnemonic::Shrd
-                            if self.rng.chance(3, 4) =>
-                        {
+                        m if crate::diff::flagmask::is_shift_or_rotate(m) && self.rng.chance(3, 4) => {
                             self.rng.range(0, 33) as u8
                         }
                         _ => self.rng.next_u8(),
