@@ -20,6 +20,16 @@ pub const SHR: u8 = 5;
 pub const SAL: u8 = 6;
 pub const SAR: u8 = 7;
 
+/// `v` (a `W`-byte value) rotated left by `n` (< 8 * W) as one native rotate of that width.
+#[inline(always)]
+fn rotl<const W: u8>(v: u32, n: u32) -> u32 {
+    match W {
+        1 => (v as u8).rotate_left(n) as u32,
+        2 => (v as u16).rotate_left(n) as u32,
+        _ => v.rotate_left(n),
+    }
+}
+
 /// Shifts `v` (a `W`-byte value) by `count` (1..=31) and sets the flags.
 #[inline(always)]
 pub fn shift_val<const OP: u8, const W: u8>(f: &mut Flags, v: u32, count: u32) -> u32 {
@@ -29,14 +39,14 @@ pub fn shift_val<const OP: u8, const W: u8>(f: &mut Flags, v: u32, count: u32) -
     match OP {
         ROL => {
             let n = count % bits;
-            let r = if n == 0 { v } else { ((v << n) | (v >> (bits - n))) & m };
+            let r = rotl::<W>(v & m, n);
             let cf = r & 1;
             f.set_some(CF | OF, cf | ((msb(r) ^ cf) << 11));
             r
         }
         ROR => {
             let n = count % bits;
-            let r = if n == 0 { v } else { ((v >> n) | (v << (bits - n))) & m };
+            let r = rotl::<W>(v & m, (bits - n) % bits);
             let cf = msb(r);
             let of = cf ^ ((r >> (bits - 2)) & 1);
             f.set_some(CF | OF, cf | (of << 11));
