@@ -51,6 +51,9 @@ pub struct Cpu {
     pub gdt_limit: u16,
     /// Set by MOV SS / POP SS / LSS: debug traps are held off for one instruction.
     pub inhibit: bool,
+    /// Always `0xFFFF_0000`: the high-half mask of [`Cpu::set_r16`], read from memory so the
+    /// compiler cannot narrow the merge into a 16-bit store (see there).
+    hi16: u32,
 }
 
 impl Default for Cpu {
@@ -77,6 +80,7 @@ impl Cpu {
             gdt_base: 0,
             gdt_limit: 0xFFFF,
             inhibit: false,
+            hi16: 0xFFFF_0000,
         }
     }
 
@@ -133,11 +137,14 @@ impl Cpu {
 
     #[inline(always)]
     pub fn set_r16(&mut self, i: u8, v: u32) {
+        // The mask comes from a field, not a constant, so that the compiler keeps a full
+        // 32-bit store: a 16-bit store followed by the 32-bit load of the next instruction
+        // reading the register defeats store-to-load forwarding (a stall of ~10+ cycles per
+        // dependent instruction). AND+OR is shorter on the dependency chain than the
+        // SHRD+ROL a rotate-based merge compiles to.
+        let m = self.hi16;
         let r = &mut self.regs[(i & 7) as usize];
-        // Written as a rotate so that the compiler keeps a full 32-bit store: a 16-bit store
-        // followed by the 32-bit load of the next instruction reading the register defeats
-        // store-to-load forwarding (a stall of ~10+ cycles per dependent instruction).
-        *r = ((*r >> 16) | (v << 16)).rotate_right(16);
+        *r = (*r & m) | (v & !m);
     }
 
     /// Reads a `W`-byte register (for `W = 1`, index 4..7 are AH..BH).
