@@ -421,11 +421,16 @@ pub fn rep_stosw(blocks: u32) -> Result<Vec<u8>, GuestError> {
 /// ```
 /// The POST register ends holding `(iterations - 1) as u8`.
 pub fn out_loop(iterations: u32) -> Result<Vec<u8>, GuestError> {
-    nonzero(iterations, "out_loop")?;
+    out_port_loop(POST_PORT, iterations)
+}
+
+/// [`out_loop`] writing to any `port` (e.g. 0xE9 to measure coalesced port I/O).
+pub fn out_port_loop(port: u16, iterations: u32) -> Result<Vec<u8>, GuestError> {
+    nonzero(iterations, "out_port_loop")?;
     sector(|a| {
         let mut top = a.create_label();
         a.xor(ax, ax)?;
-        a.mov(dx, POST_PORT as u32)?;
+        a.mov(dx, u32::from(port))?;
         a.mov(ecx, iterations)?;
         a.set_label(&mut top)?;
         a.out(dx, al)?;

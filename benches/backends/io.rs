@@ -13,7 +13,8 @@ use picoqemu_interp::InterpBackend;
 use picoqemu_kvm::baseline::RawConfig;
 use picoqemu_kvm::{KvmBackend, KvmOptions};
 
-use crate::common::{kvm_usable, machine_with, out_port_loop, raw_run, raw_vm, run_to_halt, MMIO_BASE};
+use crate::common::{kvm_usable, machine_with, raw_run, raw_vm, run_to_halt, MMIO_BASE};
+use picoqemu::guests::out_port_loop;
 
 /// Accesses per run on the interpreter.
 const INTERP_N: u32 = 1_000_000;

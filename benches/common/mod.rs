@@ -6,7 +6,6 @@
 
 use std::sync::OnceLock;
 
-use iced_x86::code_asm::*;
 use picoqemu::guests::{self, GuestError, BOOT_ORIGIN};
 use picoqemu_core::devices::sink::{Sink, SinkTarget};
 use picoqemu_core::devices::MmioConsole;
@@ -68,27 +67,6 @@ pub fn check_interp_count(image: &[u8], expected: u64) {
 /// `hlt`: the smallest guest, for start-up and VM lifecycle costs.
 pub fn hlt_sector() -> Result<Vec<u8>, GuestError> {
     guests::boot_sector(&[0xF4])
-}
-
-/// `iterations` writes of AL to `port`, then `hlt` (the shape of `guests::out_loop`, any port).
-///
-/// ```text
-///   xor ax, ax / mov dx, port / mov ecx, iterations
-/// .loop: out dx, al / inc al / dec ecx / jnz .loop / hlt
-/// ```
-pub fn out_port_loop(port: u16, iterations: u32) -> Result<Vec<u8>, GuestError> {
-    let mut a = CodeAssembler::new(16)?;
-    let mut top = a.create_label();
-    a.xor(ax, ax)?;
-    a.mov(dx, u32::from(port))?;
-    a.mov(ecx, iterations)?;
-    a.set_label(&mut top)?;
-    a.out(dx, al)?;
-    a.inc(al)?;
-    a.dec(ecx)?;
-    a.jnz(top)?;
-    a.hlt()?;
-    guests::boot_sector(&a.assemble(u64::from(BOOT_ORIGIN))?)
 }
 
 /// A bare-KVM VM ([`picoqemu_kvm::baseline`]) with the boot sector `image` at 0x7C00.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, CpuState, Gpr, InsnBytes, Machine, RunLimits, SegReg, StopReason,
+    Backend, BackendError, BackendStats, CpuState, InsnBytes, Machine, RunLimits, SegReg, StopReason,
 };
 
 use super::moo::{Reg16, Test};
@@ -51,17 +51,6 @@ impl FakeCpu {
     }
 }
 
-const GPRS: [(Gpr, Reg16); 8] = [
-    (Gpr::Eax, Reg16::Ax),
-    (Gpr::Ebx, Reg16::Bx),
-    (Gpr::Ecx, Reg16::Cx),
-    (Gpr::Edx, Reg16::Dx),
-    (Gpr::Esp, Reg16::Sp),
-    (Gpr::Ebp, Reg16::Bp),
-    (Gpr::Esi, Reg16::Si),
-    (Gpr::Edi, Reg16::Di),
-];
-
 impl Backend for FakeCpu {
     fn name(&self) -> &'static str {
         "fake"
@@ -87,7 +76,7 @@ impl Backend for FakeCpu {
             return StopReason::Unsupported { cs: 0, ip: 0, bytes: InsnBytes::new(&t.bytes) };
         }
         let s = &mut self.state;
-        for (g, r) in GPRS {
+        for (g, r) in super::runner::GPR_MAP {
             s.set_reg(g, u32::from(t.final_reg(r)));
         }
         for (seg, r) in [

@@ -187,7 +187,7 @@ pub fn initial_state(test: &Test) -> CpuState {
     s
 }
 
-const GPR_MAP: [(Gpr, Reg16); 8] = [
+pub(crate) const GPR_MAP: [(Gpr, Reg16); 8] = [
     (Gpr::Eax, Reg16::Ax),
     (Gpr::Ebx, Reg16::Bx),
     (Gpr::Ecx, Reg16::Cx),
