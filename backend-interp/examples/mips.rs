@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use iced_x86::code_asm::*;
 use picoqemu_core::{Backend, CpuState, IoBus, Machine, MachineConfig, RunLimits, StopReason};
-use picoqemu_interp::InterpBackend;
+use picoqemu_interp::{InterpBackend, JitMode};
 
 fn build(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
     let mut a = CodeAssembler::new(16).expect("assembler");
@@ -44,29 +44,51 @@ fn main() {
         a.hlt()?;
         Ok(())
     });
-    let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
-    m.ram.write(0x10000, &code).expect("code");
     let mut st = CpuState::default();
     for s in picoqemu_core::SegReg::ALL {
         st.set_seg(s, 0x1000);
     }
-    let mut be = InterpBackend::new();
-    be.set_state(&st).expect("state");
-    let t = Instant::now();
-    let c0 = cpu_time();
-    let stop = be.run(&mut m, RunLimits::UNBOUNDED);
-    let dt = t.elapsed().as_secs_f64();
-    let cpu = cpu_time().zip(c0).map(|(a, b)| a - b);
-    assert_eq!(stop, StopReason::Halted);
-    let n = be.stats().instructions.unwrap_or(0);
-    println!("compute: {n} instructions in {dt:.3} s wall = {:.0} MIPS", n as f64 / dt / 1e6);
-    if let Some(c) = cpu.filter(|&c| c > 0.0) {
-        println!("compute: {c:.2} s CPU time = {:.0} MIPS per CPU second", n as f64 / c / 1e6);
+    // Both tiers (`MIPS_JIT=off` skips the compiled one); their results must agree.
+    let modes: &[JitMode] = match std::env::var("MIPS_JIT").as_deref() {
+        Ok("off") => &[JitMode::Off],
+        Ok("only") => &[JitMode::Hot],
+        _ => &[JitMode::Off, JitMode::Hot],
+    };
+    let mut results = Vec::new();
+    for &mode in modes {
+        let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
+        m.ram.write(0x10000, &code).expect("code");
+        let mut be = InterpBackend::new().with_jit(mode);
+        be.set_state(&st).expect("state");
+        let t = Instant::now();
+        let c0 = cpu_time();
+        let stop = be.run(&mut m, RunLimits::UNBOUNDED);
+        let dt = t.elapsed().as_secs_f64();
+        let cpu = cpu_time().zip(c0).map(|(a, b)| a - b);
+        assert_eq!(stop, StopReason::Halted);
+        let n = be.stats().instructions.unwrap_or(0);
+        let tier = format!("{:?}", be.jit_mode());
+        println!("compute [jit {tier}]: {n} instructions in {dt:.3} s wall = {:.0} MIPS", n as f64 / dt / 1e6);
+        if let Some(c) = cpu.filter(|&c| c > 0.0) {
+            println!("compute [jit {tier}]: {c:.2} s CPU time = {:.0} MIPS per CPU second", n as f64 / c / 1e6);
+        }
+        println!("compute [jit {tier}]: {:?}", be.jit_stats());
+        let mut buf = vec![0u8; 0x2000];
+        m.ram.read(0x10000, &mut buf).expect("ram");
+        results.push((be.state().expect("state"), buf, n));
+    }
+    if let [(a, ra, na), (b, rb, nb)] = &results[..] {
+        assert_eq!(a, b, "interpreter and compiled tier disagree on the CPU state");
+        assert!(ra == rb, "interpreter and compiled tier disagree on memory");
+        assert_eq!(na, nb, "instruction counts differ");
+        println!("compute: both tiers agree (state, memory, instruction count)");
     }
 
     if std::env::var_os("MIPS_COMPUTE_ONLY").is_some() {
         return;
     }
+    let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
+    let mut be = InterpBackend::new();
     // rep movsw of 4 KiB blocks, 20000 times.
     let reps: u32 = 20_000;
     let code = build(|a| {

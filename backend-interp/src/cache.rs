@@ -9,13 +9,15 @@
 //!   blocks are dropped as soon as the current instruction retires (self-modifying code);
 //! * at the start of every run the copies are compared with RAM, so writes made between runs
 //!   by anyone (loaders, test harnesses, the other backend) are noticed too.
+use std::cell::Cell;
+
 use crate::op::Op;
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK: usize = 32;
 const PAGE: usize = 4096;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct BlockRef {
     start: u32,
     len: u16,
@@ -23,6 +25,8 @@ struct BlockRef {
     bytes: u16,
     /// Guest instructions the block retires when run to its end (fused ops count twice).
     insns: u16,
+    /// Compiled-tier state (`jit`): starts counted so far, `TIER_NO`, or `TIER_COMPILED | id`.
+    tier: Cell<u32>,
 }
 
 struct PageCache {
@@ -83,17 +87,29 @@ impl CodeCache {
         }
     }
 
-    /// The block starting at physical address `phys`: its ops, the bytes it covers and the
-    /// instructions it retires.
+    /// The block starting at physical address `phys`: its ops, the bytes it covers, the
+    /// instructions it retires and its compiled-tier state.
     #[inline(always)]
-    pub fn lookup(&self, phys: usize) -> Option<(&[Op], u32, u64)> {
+    pub fn lookup(&self, phys: usize) -> Option<(&[Op], u32, u64, &Cell<u32>)> {
         let pc = self.pages.get(phys / PAGE)?.as_ref()?;
         let id = pc.index[phys % PAGE];
         if id == 0 {
             return None;
         }
-        let b = pc.blocks[id as usize - 1];
-        Some((&pc.ops[b.start as usize..b.start as usize + b.len as usize], b.bytes as u32, b.insns as u64))
+        let b = &pc.blocks[id as usize - 1];
+        Some((&pc.ops[b.start as usize..b.start as usize + b.len as usize], b.bytes as u32, b.insns as u64, &b.tier))
+    }
+
+    /// Forgets every block's compiled code (the code buffer was emptied); blocks count their
+    /// starts again.
+    pub fn reset_tiers(&mut self) {
+        for &pg in &self.live {
+            if let Some(pc) = &self.pages[pg] {
+                for b in &pc.blocks {
+                    b.tier.set(0);
+                }
+            }
+        }
     }
 
     /// Stores a block of `ops` (covering `bytes` bytes, retiring `insns` instructions)
@@ -122,7 +138,7 @@ impl CodeCache {
         let Some(pc) = slot.as_mut() else { return false };
         let start = pc.ops.len() as u32;
         pc.ops.extend_from_slice(ops);
-        pc.blocks.push(BlockRef { start, len: ops.len() as u16, bytes: bytes as u16, insns });
+        pc.blocks.push(BlockRef { start, len: ops.len() as u16, bytes: bytes as u16, insns, tier: Cell::new(0) });
         pc.index[phys % PAGE] = pc.blocks.len() as u16;
         true
     }
@@ -149,7 +165,7 @@ mod tests {
         c.sync(&ram, u32::MAX);
         assert!(c.lookup(0x1234).is_none());
         assert!(c.insert(0x1234, &[op(), op()], 2, 2, &ram));
-        assert_eq!(c.lookup(0x1234).map(|(o, b, _)| (o.len(), b)), Some((2, 2)));
+        assert_eq!(c.lookup(0x1234).map(|(o, b, _, _)| (o.len(), b)), Some((2, 2)));
         c.invalidate(1);
         assert!(c.lookup(0x1234).is_none());
         assert_eq!(c.live_pages(), 0);

@@ -24,7 +24,9 @@
 //! the run stops `Halted` first; there is no interrupt controller, so IF and the STI shadow
 //! have no visible effect beyond the flag itself; segment loads keep the hidden limit (386
 //! "unreal mode" behaviour); the stack is always 16-bit (SP).
-#![forbid(unsafe_code)]
+// No unsafe code, except the compiled-block tier's executable memory (`jit/exec.rs`, which
+// opts in with its own `allow`; the benchmark that justifies it is in BENCHMARKS.md).
+#![deny(unsafe_code)]
 
 mod arith;
 mod bcd;
@@ -35,6 +37,7 @@ mod decode;
 mod flags;
 mod interrupt;
 mod io;
+mod jit;
 mod logic;
 mod muldiv;
 mod op;
@@ -59,8 +62,10 @@ use picoqemu_core::{
 use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::{Cpu, CS};
 use crate::op::{Flow, Op};
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+use crate::jit::{JitTier, JIT_PAGES, TIER_COMPILED, TIER_NO};
+use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
 
+pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};
 pub use crate::system::CPUID_FEATURES;
 
 /// How many instructions run between two looks at the wall clock.
@@ -80,6 +85,8 @@ pub struct InterpBackend {
     scratch_fx: Vec<decode::Fx>,
     /// Force A20 wrapping regardless of the machine's configuration.
     force_a20_wrap: bool,
+    /// The compiled-block tier.
+    jit: JitTier,
 }
 
 impl std::fmt::Debug for InterpBackend {
@@ -105,7 +112,25 @@ impl InterpBackend {
             scratch: Vec::with_capacity(MAX_BLOCK),
             scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
+            jit: JitTier::new(JitMode::default()),
         }
+    }
+
+    /// Selects when hot loops are compiled to host code ([`JitMode::Hot`] by default;
+    /// [`JitMode::Off`] everywhere but x86-64 Linux with BMI2).
+    pub fn with_jit(mut self, mode: JitMode) -> Self {
+        self.jit = JitTier::new(mode);
+        self
+    }
+
+    /// The compiled-block tier's mode in effect (after the host check).
+    pub fn jit_mode(&self) -> JitMode {
+        self.jit.mode()
+    }
+
+    /// What the compiled-block tier did so far.
+    pub fn jit_stats(&self) -> JitStats {
+        self.jit.stats
     }
 
     /// Wraps physical addresses at 1 MiB (A20 disabled) even when the machine does not ask
@@ -153,6 +178,15 @@ impl Backend for InterpBackend {
         // Page flags: MMIO from the bus, CODE for what the cache still holds.
         self.pages.clear();
         self.pages.resize(ram_len / 4096, 0);
+        // Compiled code indexes the table by linear page up to JIT_PAGES: what is not plain
+        // RAM there (beyond RAM, above 1 MiB with A20 wrapping) is PG_SLOW.
+        let ram_pages = self.pages.len();
+        self.pages.resize(ram_pages.max(JIT_PAGES), PG_SLOW);
+        if a20 != u32::MAX {
+            for f in &mut self.pages[0x100..] {
+                *f |= PG_SLOW;
+            }
+        }
         for (base, len) in machine.bus.mmio_regions() {
             let end = base.saturating_add(len);
             let mut p = base / 4096;
@@ -186,6 +220,8 @@ impl Backend for InterpBackend {
         let scratch = &mut self.scratch;
         let scratch_fx = &mut self.scratch_fx;
         let mut single_op = [Op::new(system::nop, 0)];
+        let jit = &mut self.jit;
+        let jit_threshold = jit.threshold();
 
         let stop = loop {
             if cx.icount >= next_event {
@@ -209,6 +245,56 @@ impl Backend for InterpBackend {
             let eip = cx.c.eip;
             let phys = (cs.base.wrapping_add(eip) & a20) as usize;
             let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
+            // Compiled tier: count the block's starts, compile it once hot, run it when compiled.
+            if let (Some(th), false) = (jit_threshold, tf) {
+                let mut compiled = None;
+                let mut to_compile = None;
+                if let Some((_, bytes, k, tier)) = cache.lookup(phys) {
+                    let t = tier.get();
+                    if t & TIER_COMPILED != 0 {
+                        if t != TIER_NO {
+                            compiled = Some(t);
+                        }
+                    } else if t >= th {
+                        to_compile = Some((bytes as usize, k));
+                    } else {
+                        tier.set(t + 1);
+                    }
+                }
+                if let Some((bytes, k)) = to_compile {
+                    let (t, flushed) = match cx.ram.get(phys..phys + bytes) {
+                        Some(code) if fits(bytes as u32) => jit.compile(code, eip, k),
+                        _ => (TIER_NO, false),
+                    };
+                    if flushed {
+                        cache.reset_tiers();
+                    }
+                    if let Some((.., tier)) = cache.lookup(phys) {
+                        tier.set(t);
+                    }
+                    if t != TIER_NO {
+                        compiled = Some(t);
+                    }
+                }
+                if let Some(t) = compiled {
+                    let budget = (limit - cx.icount).min(TIME_CHECK_INTERVAL);
+                    if fits(0) && budget >= jit.insns(t) {
+                        match jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) {
+                            Some(0) => {
+                                // Its first instruction needs the interpreter: stay interpreted.
+                                if let Some((.., tier)) = cache.lookup(phys) {
+                                    tier.set(TIER_NO);
+                                }
+                            }
+                            Some(n) => {
+                                cx.icount += n;
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
             // Physical address of the running block when it is cached (usize::MAX when not)
             // and the instructions it retires.
             let mut cur_phys = phys;
@@ -216,11 +302,11 @@ impl Backend for InterpBackend {
             // Cached blocks may be optimised (opt.rs) and are only run whole: with TF or a
             // budget that ends inside the block, single raw instructions are decoded instead.
             let hit = match cache.lookup(phys) {
-                Some((ops, bytes, k)) if fits(bytes) => Some((ops, k)),
+                Some((ops, bytes, k, tier)) if fits(bytes) => Some((ops, k, tier)),
                 _ => None,
             };
             let mut ops: &[Op] = match hit {
-                Some((ops, k)) if !tf && k <= remaining => {
+                Some((ops, k, _)) if !tf && k <= remaining => {
                     cur_insns = k;
                     ops
                 }
@@ -274,7 +360,7 @@ impl Backend for InterpBackend {
                         if cache.insert(phys, scratch, bytes, k, cx.ram) {
                             cx.pages[phys >> 12] |= PG_CODE;
                             if !tf && k as u64 <= remaining {
-                                run_cached = cache.lookup(phys).map(|(ops, _, k)| (ops, k));
+                                run_cached = cache.lookup(phys).map(|(ops, _, k, _)| (ops, k));
                             }
                         }
                     }
@@ -291,6 +377,11 @@ impl Backend for InterpBackend {
                 }
             };
 
+            // The running block's compiled-tier state (for the loop-back shortcut below).
+            let mut cur_tier = match cur_phys {
+                usize::MAX => None,
+                _ => cache.lookup(cur_phys).map(|(.., tier)| tier),
+            };
             let mut start_eip = eip;
             let mut flow;
             let mut last_len;
@@ -334,18 +425,29 @@ impl Backend for InterpBackend {
                     // A loop back to the start of this block skips the cache lookup (the cache
                     // only changes in the outer loop).
                     let rem = limit - cx.icount;
-                    let next = if nphys == cur_phys {
-                        let l = &ops[ops.len() - 1];
-                        Some((ops, (l.off + l.len as u16) as u32, cur_insns))
-                    } else {
-                        cache.lookup(nphys)
+                    let next = match cur_tier {
+                        Some(tier) if nphys == cur_phys => {
+                            let l = &ops[ops.len() - 1];
+                            Some((ops, (l.off + l.len as u16) as u32, cur_insns, tier))
+                        }
+                        _ => cache.lookup(nphys),
                     };
-                    if let Some((o, bytes, k)) = next {
+                    if let Some((o, bytes, k, tier)) = next {
                         if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 && k <= rem {
+                            if let Some(th) = jit_threshold {
+                                let t = tier.get();
+                                if t < th {
+                                    tier.set(t + 1);
+                                } else if t != TIER_NO {
+                                    // Hot or compiled: the outer loop compiles or runs it.
+                                    break;
+                                }
+                            }
                             ops = o;
                             start_eip = neip;
                             cur_phys = nphys;
                             cur_insns = k;
+                            cur_tier = Some(tier);
                             cx.c.inhibit = false;
                             cx.rep_budget = rem;
                             continue;

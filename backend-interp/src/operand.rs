@@ -16,6 +16,9 @@ pub const PG_MMIO: u8 = 1;
 pub const PG_CODE: u8 = 2;
 /// Page flag: a code page was written; its cached instructions must be dropped.
 pub const PG_DIRTY: u8 = 4;
+/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping);
+/// the interpreter itself never looks at it (its own checks cover those cases).
+pub const PG_SLOW: u8 = 8;
 
 /// Everything an instruction handler can touch during one run.
 pub struct Ctx<'m> {

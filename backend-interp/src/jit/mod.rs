@@ -1,0 +1,213 @@
+//! The compiled-block tier: hot self-looping blocks become host x86-64 code.
+//!
+//! The interpreter counts how often each cached block starts; a block that reaches the
+//! threshold ([`JitMode`]) is handed to `translate.rs`, which either produces host code or
+//! declines (then the block stays interpreted for good). A compiled block runs whole passes of
+//! its loop until the loop ends, the instruction budget would be overrun, or a memory access
+//! needs the interpreter (MMIO, a page holding code, a segment-limit overrun, A20 wrap): then
+//! it returns to the step loop with EIP at the first instruction not run, so the interpreter
+//! resumes exactly there. Results are identical to the interpreter's, flags included, except
+//! flags the SDM leaves undefined, which come from the host CPU (as under KVM's emulator);
+//! `docs/known-differences.md` lists that.
+//!
+//! Only built for x86-64 Linux hosts with BMI2; elsewhere [`JitTier::new`] returns a tier that
+//! never compiles. `exec.rs` holds the only `unsafe` code of this crate.
+mod exec;
+mod translate;
+
+use crate::cpu::Cpu;
+use crate::operand::{PG_MMIO, PG_SLOW};
+
+pub use exec::JitCtx;
+
+/// Pages the page-flag table must cover for compiled code: every linear address a 16-bit
+/// offset can reach from a segment base up to 0xFFFF0 (plus a 4-byte access), 0x10FFF3.
+pub const JIT_PAGES: usize = 0x111;
+
+/// Bytes of host code kept at once; when full, every compiled block is dropped.
+const CODE_BYTES: usize = 4 << 20;
+
+/// When blocks get compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JitMode {
+    /// Never: pure interpreter.
+    Off,
+    /// After a block started [`HOT_THRESHOLD`] times (the default).
+    #[default]
+    Hot,
+    /// The first time a block runs (for testing the tier on short programs).
+    Eager,
+}
+
+/// Starts of a block before it is compiled in [`JitMode::Hot`].
+pub const HOT_THRESHOLD: u32 = 64;
+
+/// Block tier value: translation was declined.
+pub const TIER_NO: u32 = u32::MAX;
+/// Block tier bit: compiled, the low bits are the entry id.
+pub const TIER_COMPILED: u32 = 0x8000_0000;
+
+/// What the tier did so far (cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitStats {
+    /// Blocks translated to host code.
+    pub compiled: u64,
+    /// Hot blocks the translator declined.
+    pub declined: u64,
+    /// Entries into compiled code.
+    pub runs: u64,
+    /// Guest instructions retired by compiled code.
+    pub instructions: u64,
+    /// Times the code buffer filled up and was emptied.
+    pub flushes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    off: usize,
+    insns: u32,
+}
+
+/// Compiled code and its bookkeeping.
+#[derive(Debug)]
+pub struct JitTier {
+    mode: JitMode,
+    buf: Option<exec::ExecBuf>,
+    entries: Vec<Entry>,
+    tables: [u8; 56],
+    pub stats: JitStats,
+}
+
+impl JitTier {
+    /// A tier in `mode` (forced to `Off` where the host cannot run compiled code).
+    pub fn new(mode: JitMode) -> JitTier {
+        let supported = cfg!(all(target_arch = "x86_64", target_os = "linux")) && host_has_bmi2();
+        let mode = if supported { mode } else { JitMode::Off };
+        let mut tables = [0u8; 56];
+        // "Offset wraps": indexed by (16-bit offset of the last byte) >> 12, 0x10 past 0xFFFF.
+        for (i, t) in tables[..24].iter_mut().enumerate() {
+            *t = u8::from(i >= 0x10);
+        }
+        // "Read must exit" / "write must exit" by page-flag value.
+        for f in 0..16u8 {
+            tables[24 + f as usize] = u8::from(f & (PG_MMIO | PG_SLOW) != 0);
+            tables[40 + f as usize] = u8::from(f != 0);
+        }
+        JitTier { mode, buf: None, entries: Vec::new(), tables, stats: JitStats::default() }
+    }
+
+    pub fn mode(&self) -> JitMode {
+        self.mode
+    }
+
+    /// Block starts before compiling (`None`: never).
+    #[inline(always)]
+    pub fn threshold(&self) -> Option<u32> {
+        match self.mode {
+            JitMode::Off => None,
+            JitMode::Hot => Some(HOT_THRESHOLD),
+            JitMode::Eager => Some(0),
+        }
+    }
+
+    /// Translates the block `bytes` (EIP `start_eip`, `insns` instructions). Returns the tier
+    /// value to store in the block (`TIER_COMPILED | id`, or [`TIER_NO`]) and whether the code
+    /// buffer was emptied on the way (then every other block's compiled tier is stale).
+    pub fn compile(&mut self, bytes: &[u8], start_eip: u32, insns: u64) -> (u32, bool) {
+        if self.buf.is_none() {
+            match exec::ExecBuf::new(CODE_BYTES) {
+                Ok(b) => self.buf = Some(b),
+                Err(_) => {
+                    self.mode = JitMode::Off;
+                    return (TIER_NO, false);
+                }
+            }
+        }
+        let Some(buf) = self.buf.as_mut() else { return (TIER_NO, false) };
+        let mut flushed = false;
+        loop {
+            let Some(c) = translate::translate(bytes, start_eip, insns, buf.next_addr()) else {
+                self.stats.declined += 1;
+                return (TIER_NO, flushed);
+            };
+            match buf.append(&c.code) {
+                Ok(Some(off)) if self.entries.len() < (TIER_COMPILED - 1) as usize => {
+                    self.entries.push(Entry { off, insns: c.insns });
+                    self.stats.compiled += 1;
+                    return (TIER_COMPILED | (self.entries.len() as u32 - 1), flushed);
+                }
+                Ok(_) if !flushed => {
+                    // Full: start over (the caller resets every block's tier).
+                    buf.clear();
+                    self.entries.clear();
+                    self.stats.flushes += 1;
+                    flushed = true;
+                }
+                _ => {
+                    // mprotect failed, or a block larger than the whole buffer: stop compiling.
+                    self.mode = JitMode::Off;
+                    return (TIER_NO, flushed);
+                }
+            }
+        }
+    }
+
+    /// Instructions one pass of compiled block `tier` retires.
+    pub fn insns(&self, tier: u32) -> u64 {
+        self.entries.get((tier & !TIER_COMPILED) as usize).map_or(u64::MAX, |e| e.insns as u64)
+    }
+
+    /// Runs compiled block `tier` from EIP `start_eip` with at most `budget` instructions.
+    /// Returns the instructions retired, or `None` when the CPU state does not allow compiled
+    /// code now (segment bases above 0xFFFF0 or limits below 0xFFFF, EIP above 0xFFFF) or the
+    /// budget is below one pass: the caller interprets the block instead.
+    pub fn run(&mut self, tier: u32, c: &mut Cpu, ram: &mut [u8], pages: &[u8], start_eip: u32, budget: u64) -> Option<u64> {
+        let e = *self.entries.get((tier & !TIER_COMPILED) as usize)?;
+        let buf = self.buf.as_ref()?;
+        if budget < e.insns as u64
+            || start_eip > 0xFFFF
+            || pages.len() < JIT_PAGES
+            || ram.len() < 0x1000
+            || c.segs.iter().any(|s| s.base > 0xF_FFF0 || s.limit < 0xFFFF)
+        {
+            return None;
+        }
+        let mut ctx = JitCtx {
+            regs: [0; 8],
+            seg_base: [0; 6],
+            tables: self.tables,
+            flags: (c.flags.get() & picoqemu_core::flags::STATUS) as u64 | 2,
+            ram: ram.as_mut_ptr() as u64,
+            pages: pages.as_ptr() as u64,
+            budget,
+            exit: 0,
+        };
+        ctx.regs.copy_from_slice(&c.regs[..8]);
+        for (b, s) in ctx.seg_base.iter_mut().zip(c.segs.iter()) {
+            *b = s.base;
+        }
+        // The pages a compiled block may touch are the ones the table marks plain RAM: those
+        // lie below `ram.len()` because `InterpBackend::run` marks every page at or beyond it
+        // PG_SLOW, and `pages` outlives the call.
+        buf.call(e.off, &mut ctx);
+        c.regs[..8].copy_from_slice(&ctx.regs);
+        let status = picoqemu_core::flags::STATUS;
+        let f = c.flags.get();
+        c.flags.set((f & !status) | (ctx.flags as u32 & status));
+        c.eip = start_eip.wrapping_add(ctx.exit as u32) & 0xFFFF;
+        let retired = budget - ctx.budget;
+        self.stats.runs += 1;
+        self.stats.instructions += retired;
+        Some(retired)
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn host_has_bmi2() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2")
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn host_has_bmi2() -> bool {
+    false
+}

@@ -1,0 +1,674 @@
+//! Guest block → host x86-64 code: the translator of the compiled-block tier (safe Rust; the
+//! bytes it returns run through `exec.rs`).
+//!
+//! Scope: a block that loops back to its own first instruction (`jcc`/`jmp`/`loop*` to the
+//! block start) made of the instructions whose host encoding has exactly the guest's
+//! semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and rotates, LEA,
+//! MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate bit,
+//! CLC/STC/CMC, NOP — with 16-bit addressing. Anything else makes the block ineligible and it
+//! stays interpreted. Each guest instruction is re-encoded for the host with its registers
+//! renamed, so flags come from the host CPU exactly as KVM's emulator computes them.
+//!
+//! Host register use while a block runs:
+//!
+//! | guest | EAX | ECX | EDX | EBX | ESP  | EBP  | ESI  | EDI  |
+//! |-------|-----|-----|-----|-----|------|------|------|------|
+//! | host  | rax | rbp | rdx | rbx | r12  | r13  | r14  | r15  |
+//!
+//! `rcx`, `rdi` are scratch for address checks (`rcx` so that `jrcxz` can branch without
+//! touching flags), `rsi` holds the host address of the current memory operand, `r8` the RAM
+//! base, `r9` the page-flag table, `r10` the instruction budget and `r11` the constant 44
+//! (a BMI2 `shrx` count: 12 as a 32-bit count, 44 as a 64-bit one). Guest CH has no host
+//! encoding (rbp has no high byte), so an instruction using CH is ineligible, as is one mixing
+//! AH/BH/DH with a register that needs a REX prefix.
+//!
+//! Guest EFLAGS status bits live in the host RFLAGS for the whole block: every check is done
+//! with flag-neutral instructions (`lea`, `mov`, `movzx`, `shrx`, `jrcxz`), so the native ALU
+//! instructions read and write the real guest flags. A memory access first checks that its
+//! 16-bit offset does not run past 0xFFFF and that every page it touches is plain RAM (and, for
+//! writes, holds no decoded code), using the frame's tables; otherwise the block exits *before*
+//! the instruction and the interpreter runs it (MMIO, self-modifying code, segment faults,
+//! A20 wrap all stay the interpreter's business). Consecutive accesses to the same operand
+//! with unchanged address registers share one check (done for writing if any of them writes).
+use std::mem::offset_of;
+
+use iced_x86::code_asm::*;
+use iced_x86::{
+    Code, ConditionCode, Decoder, DecoderOptions, Instruction, MemoryOperand, Mnemonic, OpKind, Register, RflagsBits,
+};
+
+use super::exec::JitCtx;
+
+/// Stack frame of a running block: segment bases, the three lookup tables, the ctx pointer.
+const FRAME: i32 = 88;
+const F_SEG: i32 = 0;
+const F_WRAP: i32 = 24;
+const F_RD: i32 = 48;
+const F_WR: i32 = 64;
+const F_CTX: i32 = 80;
+
+/// The six status flags in iced's `RflagsBits` encoding.
+const STATUS6: u32 = RflagsBits::OF | RflagsBits::SF | RflagsBits::ZF | RflagsBits::AF | RflagsBits::CF | RflagsBits::PF;
+
+/// A translated block.
+#[derive(Debug)]
+pub struct Compiled {
+    pub code: Vec<u8>,
+    /// Guest instructions one pass through the block retires.
+    pub insns: u32,
+}
+
+/// Host register of guest GPR `g` (0 = EAX .. 7 = EDI), 64-bit name.
+fn host64(g: usize) -> AsmRegister64 {
+    [rax, rbp, rdx, rbx, r12, r13, r14, r15][g & 7]
+}
+
+/// Host register of guest GPR `g`, 32-bit name.
+fn host32(g: usize) -> AsmRegister32 {
+    [eax, ebp, edx, ebx, r12d, r13d, r14d, r15d][g & 7]
+}
+
+/// Renames a guest operand register to its host register (`None`: not representable).
+fn map_reg(r: Register) -> Option<Register> {
+    use Register::*;
+    Some(match r {
+        AL | AH | AX | EAX | DL | DH | DX | EDX | BL | BH | BX | EBX => r,
+        CL => BPL,
+        CX => BP,
+        ECX => EBP,
+        SP => R12W,
+        ESP => R12D,
+        BP => R13W,
+        EBP => R13D,
+        SI => R14W,
+        ESI => R14D,
+        DI => R15W,
+        EDI => R15D,
+        _ => return Option::None,
+    })
+}
+
+/// Guest GPR index of a 16-bit addressing register.
+fn addr_reg(r: Register) -> Option<Option<usize>> {
+    Some(match r {
+        Register::None => None,
+        Register::BX => Some(3),
+        Register::BP => Some(5),
+        Register::SI => Some(6),
+        Register::DI => Some(7),
+        _ => return None,
+    })
+}
+
+/// Guest GPR index (0..7) of any general register.
+fn gpr_index(r: Register) -> Option<usize> {
+    let f = r.full_register32();
+    if (Register::EAX..=Register::EDI).contains(&f) {
+        Some(f as usize - Register::EAX as usize)
+    } else {
+        None
+    }
+}
+
+/// Segment index (ES, CS, SS, DS, FS, GS order) of a segment register.
+fn seg_index(r: Register) -> Option<usize> {
+    Some(match r {
+        Register::ES => 0,
+        Register::CS => 1,
+        Register::SS => 2,
+        Register::DS => 3,
+        Register::FS => 4,
+        Register::GS => 5,
+        _ => return None,
+    })
+}
+
+/// A memory operand as the checks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemRef {
+    seg: usize,
+    base: Option<usize>,
+    index: Option<usize>,
+    disp: u16,
+    size: u32,
+}
+
+/// How one guest instruction is emitted.
+#[derive(Debug, Clone, Copy)]
+enum Emit {
+    /// Re-encode the (renamed) instruction.
+    Native(Instruction),
+    /// Same, after copying guest CL into host CL (shift/rotate by CL).
+    NativeCl(Instruction),
+    /// LEA: the 16-bit effective address into a register of `width` bytes.
+    Lea { dst: usize, width: u32, base: Option<usize>, index: Option<usize>, disp: u16 },
+    /// Nothing (NOP).
+    Nothing,
+}
+
+/// One guest instruction, planned.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    emit: Emit,
+    mem: Option<MemRef>,
+    write: bool,
+    /// Guest GPRs the instruction writes explicitly (bit per register).
+    writes: u8,
+    /// Byte offset from the block start.
+    off: u32,
+}
+
+/// How the block loops back.
+#[derive(Debug, Clone, Copy)]
+enum Back {
+    Jcc(ConditionCode),
+    Jmp,
+    Loop,
+    Loope,
+    Loopne,
+}
+
+fn is_high8(r: Register) -> bool {
+    matches!(r, Register::AH | Register::BH | Register::DH)
+}
+
+fn needs_rex(r: Register) -> bool {
+    matches!(r, Register::BPL | Register::SPL | Register::SIL | Register::DIL)
+        || (Register::R8L..=Register::R15L).contains(&r)
+        || (Register::R8W..=Register::R15W).contains(&r)
+        || (Register::R8D..=Register::R15D).contains(&r)
+        || (Register::R8..=Register::R15).contains(&r)
+}
+
+/// Mnemonics whose memory operand `op0` is only read.
+fn op0_read_only(m: Mnemonic) -> bool {
+    matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Bt | Mnemonic::Mul | Mnemonic::Imul)
+}
+
+fn is_shift(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr
+    )
+}
+
+fn allowed(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(
+        m,
+        Mov | Add
+            | Or
+            | Adc
+            | Sbb
+            | And
+            | Sub
+            | Xor
+            | Cmp
+            | Test
+            | Inc
+            | Dec
+            | Neg
+            | Not
+            | Shl
+            | Shr
+            | Sar
+            | Rol
+            | Ror
+            | Rcl
+            | Rcr
+            | Lea
+            | Movzx
+            | Movsx
+            | Xchg
+            | Cbw
+            | Cwde
+            | Cwd
+            | Cdq
+            | Mul
+            | Imul
+            | Nop
+            | Clc
+            | Stc
+            | Cmc
+            | Bt
+            | Bts
+            | Btr
+            | Btc
+            | Seto
+            | Setno
+            | Setb
+            | Setae
+            | Sete
+            | Setne
+            | Setbe
+            | Seta
+            | Sets
+            | Setns
+            | Setp
+            | Setnp
+            | Setl
+            | Setge
+            | Setle
+            | Setg
+    )
+}
+
+/// Plans one straight-line guest instruction (`None`: not translatable).
+fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
+    let m = ins.mnemonic();
+    if !allowed(m) || ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
+        return None;
+    }
+    if m == Mnemonic::Nop {
+        return Some(Planned { emit: Emit::Nothing, mem: None, write: false, writes: 0, off });
+    }
+    // Memory operand (16-bit addressing only).
+    let mut mem = None;
+    let mut mem_op = None;
+    for i in 0..ins.op_count() {
+        if ins.op_kind(i) == OpKind::Memory {
+            let base = addr_reg(ins.memory_base())?;
+            let index = addr_reg(ins.memory_index())?;
+            let size = ins.memory_size().size() as u32;
+            if !matches!(size, 1 | 2 | 4) && m != Mnemonic::Lea {
+                return None;
+            }
+            let seg = seg_index(ins.memory_segment())?;
+            mem = Some(MemRef { seg, base, index, disp: ins.memory_displacement32() as u16, size });
+            mem_op = Some(i);
+        }
+    }
+    let mut writes = 0u8;
+    let mut note_write = |r: Register| {
+        if let Some(g) = gpr_index(r) {
+            writes |= 1 << g;
+        }
+    };
+    if m == Mnemonic::Lea {
+        let mr = mem?;
+        let dst = ins.op0_register();
+        let width = dst.size() as u32;
+        let g = gpr_index(dst)?;
+        if !matches!(width, 2 | 4) {
+            return None;
+        }
+        note_write(dst);
+        let emit = Emit::Lea { dst: g, width, base: mr.base, index: mr.index, disp: mr.disp };
+        return Some(Planned { emit, mem: None, write: false, writes, off });
+    }
+    if matches!(m, Mnemonic::Bt | Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc)
+        && mem.is_some()
+        && ins.op1_kind() == OpKind::Register
+    {
+        // A register bit offset can reach outside the operand.
+        return None;
+    }
+    // Rebuild the instruction for the host.
+    let cl_shift = is_shift(m) && ins.op_count() == 2 && ins.op1_kind() == OpKind::Register;
+    if cl_shift && ins.op1_register() != Register::CL {
+        return None;
+    }
+    let host_mem = MemoryOperand::with_base(Register::RSI);
+    let mut h = match ins.code() {
+        Code::Inc_r16 => Instruction::with1(Code::Inc_rm16, ins.op0_register()).ok()?,
+        Code::Inc_r32 => Instruction::with1(Code::Inc_rm32, ins.op0_register()).ok()?,
+        Code::Dec_r16 => Instruction::with1(Code::Dec_rm16, ins.op0_register()).ok()?,
+        Code::Dec_r32 => Instruction::with1(Code::Dec_rm32, ins.op0_register()).ok()?,
+        Code::Mov_AL_moffs8 => Instruction::with2(Code::Mov_r8_rm8, Register::AL, host_mem).ok()?,
+        Code::Mov_AX_moffs16 => Instruction::with2(Code::Mov_r16_rm16, Register::AX, host_mem).ok()?,
+        Code::Mov_EAX_moffs32 => Instruction::with2(Code::Mov_r32_rm32, Register::EAX, host_mem).ok()?,
+        Code::Mov_moffs8_AL => Instruction::with2(Code::Mov_rm8_r8, host_mem, Register::AL).ok()?,
+        Code::Mov_moffs16_AX => Instruction::with2(Code::Mov_rm16_r16, host_mem, Register::AX).ok()?,
+        Code::Mov_moffs32_EAX => Instruction::with2(Code::Mov_rm32_r32, host_mem, Register::EAX).ok()?,
+        _ => *ins,
+    };
+    let (mut high, mut rex) = (false, false);
+    for i in 0..h.op_count() {
+        match h.op_kind(i) {
+            OpKind::Register => {
+                let r = h.op_register(i);
+                if cl_shift && i == 1 {
+                    continue;
+                }
+                let is_write = i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Bt)
+                    || (i == 1 && m == Mnemonic::Xchg);
+                if is_write {
+                    note_write(r);
+                }
+                let hr = map_reg(r)?;
+                high |= is_high8(hr);
+                rex |= needs_rex(hr);
+                h.set_op_register(i, hr);
+            }
+            OpKind::Memory => {
+                h.set_memory_base(Register::RSI);
+                h.set_memory_index(Register::None);
+                h.set_memory_index_scale(1);
+                h.set_memory_displacement64(0);
+                h.set_memory_displ_size(0);
+                h.set_segment_prefix(Register::None);
+            }
+            OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8_2nd => {}
+            _ => return None,
+        }
+    }
+    if high && rex {
+        return None;
+    }
+    let write = match mem_op {
+        Some(0) => !op0_read_only(m),
+        Some(_) => false,
+        None => false,
+    };
+    let emit = if cl_shift { Emit::NativeCl(h) } else { Emit::Native(h) };
+    Some(Planned { emit, mem, write, writes, off })
+}
+
+/// The status flags an instruction certainly overwrites (shifts by CL or by a multiple of
+/// 32 may leave them alone).
+fn kills(ins: &Instruction) -> u32 {
+    if is_shift(ins.mnemonic()) {
+        match ins.op1_kind() {
+            OpKind::Register => return 0,
+            OpKind::Immediate8 if ins.immediate8() & 0x1F == 0 => return 0,
+            _ => {}
+        }
+    }
+    ins.rflags_modified() & STATUS6
+}
+
+/// Whether the guest flags are live at the block start (read before all six are rewritten).
+fn flags_live_at_head(insns: &[Instruction]) -> bool {
+    let mut killed = 0;
+    for ins in insns {
+        if ins.rflags_read() & STATUS6 & !killed != 0 {
+            return true;
+        }
+        killed |= kills(ins);
+    }
+    killed != STATUS6
+}
+
+/// Decodes `bytes` (one cached block at EIP `start_eip`) and translates it when it is a
+/// self-loop of translatable instructions; `expect` is the instruction count the cache has
+/// for the block. `addr` is where the code will live.
+pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option<Compiled> {
+    let mut dec = Decoder::with_ip(16, bytes, start_eip as u64, DecoderOptions::NONE);
+    let mut insns = Vec::with_capacity(32);
+    while dec.can_decode() {
+        let ins = dec.decode();
+        if ins.is_invalid() {
+            return None;
+        }
+        insns.push(ins);
+    }
+    if insns.len() as u64 != expect || insns.len() < 2 {
+        return None;
+    }
+    let (last, body) = insns.split_last()?;
+    let target_is_start = |ins: &Instruction| {
+        ins.op0_kind() == OpKind::NearBranch16 && (ins.near_branch16() as u32).wrapping_sub(start_eip) & 0xFFFF == 0
+    };
+    if !target_is_start(last) {
+        return None;
+    }
+    let back = match last.code() {
+        Code::Jmp_rel8_16 | Code::Jmp_rel16 => Back::Jmp,
+        Code::Loop_rel8_16_CX => Back::Loop,
+        Code::Loope_rel8_16_CX => Back::Loope,
+        Code::Loopne_rel8_16_CX => Back::Loopne,
+        _ if last.mnemonic() != Mnemonic::Jmp && last.condition_code() != ConditionCode::None && last.is_jcc_short_or_near() => {
+            Back::Jcc(last.condition_code())
+        }
+        _ => return None,
+    };
+    let mut plans = Vec::with_capacity(body.len());
+    for ins in body {
+        plans.push(plan(ins, (ins.ip() as u32).wrapping_sub(start_eip) & 0xFFFF)?);
+    }
+    let end_off = (last.ip() as u32).wrapping_sub(start_eip).wrapping_add(last.len() as u32) & 0xFFFF;
+    let live = flags_live_at_head(&insns);
+    let code = emit(&plans, back, end_off, insns.len() as u32, live, addr).ok()?;
+    Some(Compiled { code, insns: insns.len() as u32 })
+}
+
+/// For each planned access: whether its check must allow writing (some later access to the
+/// same operand, before its address registers change, writes) and whether it can reuse the
+/// previous access's check.
+fn check_groups(plans: &[Planned]) -> Vec<(bool, bool)> {
+    let mut out = vec![(false, false); plans.len()];
+    let mut cur: Option<(MemRef, usize)> = None;
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(mr) = p.mem {
+            match cur {
+                Some((c, leader)) if c == mr => {
+                    out[i].1 = true;
+                    if p.write {
+                        out[leader].0 = true;
+                    }
+                }
+                _ => {
+                    out[i].0 = p.write;
+                    cur = Some((mr, i));
+                }
+            }
+        }
+        if let Some((c, _)) = cur {
+            let regs = c.base.map_or(0, |b| 1u8 << b) | c.index.map_or(0, |x| 1u8 << x);
+            if p.writes & regs != 0 {
+                cur = None;
+            }
+        }
+    }
+    out
+}
+
+/// `esi`/`edi` ← the 16-bit effective address `base + index + disp`.
+fn emit_ea(
+    a: &mut CodeAssembler,
+    dst: AsmRegister32,
+    base: Option<usize>,
+    index: Option<usize>,
+    disp: u16,
+) -> Result<(), IcedError> {
+    let d = disp as i32;
+    match (base, index) {
+        (None, None) => return a.mov(dst, disp as u32),
+        (Some(b), None) | (None, Some(b)) => a.lea(dst, ptr(host64(b) + d))?,
+        (Some(b), Some(x)) => a.lea(dst, ptr(host64(b) + host64(x) + d))?,
+    }
+    let dst16 = if dst == esi { si } else { di };
+    a.movzx(dst, dst16)
+}
+
+/// Emits the whole function.
+fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, flags_live: bool, addr: u64) -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    let o_regs = offset_of!(JitCtx, regs) as i32;
+    let o_seg = offset_of!(JitCtx, seg_base) as i32;
+    let o_flags = offset_of!(JitCtx, flags) as i32;
+    let o_ram = offset_of!(JitCtx, ram) as i32;
+    let o_pages = offset_of!(JitCtx, pages) as i32;
+    let o_budget = offset_of!(JitCtx, budget) as i32;
+    let o_exit = offset_of!(JitCtx, exit) as i32;
+    debug_assert_eq!(offset_of!(JitCtx, tables) as i32 - o_seg, F_WRAP);
+    debug_assert_eq!(o_flags - o_seg, F_CTX);
+
+    // Prologue: save callee-saved registers, build the frame, load the guest state.
+    for r in [rbx, rbp, r12, r13, r14, r15] {
+        a.push(r)?;
+    }
+    a.sub(rsp, FRAME)?;
+    a.mov(qword_ptr(rsp + F_CTX), rdi)?;
+    for q in 0..(F_CTX / 8) {
+        a.mov(rax, qword_ptr(rdi + (o_seg + 8 * q)))?;
+        a.mov(qword_ptr(rsp + 8 * q), rax)?;
+    }
+    a.mov(r8, qword_ptr(rdi + o_ram))?;
+    a.mov(r9, qword_ptr(rdi + o_pages))?;
+    a.mov(r10, qword_ptr(rdi + o_budget))?;
+    a.mov(r11d, 44u32)?;
+    a.push(qword_ptr(rdi + o_flags))?;
+    a.popfq()?;
+    for g in 0..8 {
+        a.mov(host32(g), dword_ptr(rdi + (o_regs + 4 * g as i32)))?;
+    }
+
+    let mut head = a.create_label();
+    let mut common = a.create_label();
+    let mut budget_exit = a.create_label();
+    // Side exits: (label, eip offset, instructions to refund).
+    let mut exits: Vec<(CodeLabel, u32, u32)> = Vec::new();
+
+    // Loop head: charge one pass against the budget.
+    a.set_label(&mut head)?;
+    if flags_live {
+        a.lea(r10, ptr(r10 - k as i32))?;
+        a.mov(rcx, r10)?;
+        a.shrx(rcx, rcx, r11)?;
+        let mut ok = a.create_label();
+        a.jrcxz(ok)?;
+        a.jmp(budget_exit)?;
+        a.set_label(&mut ok)?;
+    } else {
+        a.sub(r10, k as i32)?;
+        a.jb(budget_exit)?;
+    }
+
+    let groups = check_groups(plans);
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(mr) = p.mem {
+            let (for_write, reuse) = groups[i];
+            if !reuse {
+                let exit = a.create_label();
+                exits.push((exit, p.off, k - i as u32));
+                emit_ea(&mut a, esi, mr.base, mr.index, mr.disp)?;
+                let tab = if for_write { F_WR } else { F_RD };
+                let s = mr.size as i32;
+                if s > 1 {
+                    a.lea(edi, ptr(rsi + (s - 1)))?;
+                    a.shrx(edi, edi, r11d)?;
+                    a.movzx(edi, byte_ptr(rsp + rdi + F_WRAP))?;
+                }
+                a.mov(ecx, dword_ptr(rsp + (F_SEG + 4 * mr.seg as i32)))?;
+                a.lea(esi, ptr(rsi + rcx))?;
+                a.mov(ecx, esi)?;
+                a.shrx(ecx, ecx, r11d)?;
+                a.movzx(ecx, byte_ptr(r9 + rcx))?;
+                a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
+                if s > 1 {
+                    a.lea(edi, ptr(rdi + rcx))?;
+                    a.lea(ecx, ptr(rsi + (s - 1)))?;
+                    a.shrx(ecx, ecx, r11d)?;
+                    a.movzx(ecx, byte_ptr(r9 + rcx))?;
+                    a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
+                    a.lea(ecx, ptr(rcx + rdi))?;
+                }
+                let mut ok = a.create_label();
+                a.jrcxz(ok)?;
+                a.jmp(exit)?;
+                a.set_label(&mut ok)?;
+                a.lea(rsi, ptr(rsi + r8))?;
+            }
+        }
+        match p.emit {
+            Emit::Native(h) => a.add_instruction(h)?,
+            Emit::NativeCl(h) => {
+                a.mov(ecx, ebp)?;
+                a.add_instruction(h)?;
+            }
+            Emit::Lea { dst, width, base, index, disp } => {
+                emit_ea(&mut a, edi, base, index, disp)?;
+                if width == 4 {
+                    a.mov(host32(dst), edi)?;
+                } else {
+                    let d16 = [ax, bp, dx, bx, r12w, r13w, r14w, r15w][dst & 7];
+                    a.mov(d16, di)?;
+                }
+            }
+            Emit::Nothing => {}
+        }
+    }
+
+    // The branch back to the head; falling through leaves the block at its end.
+    match back {
+        Back::Jmp => a.jmp(head)?,
+        Back::Jcc(cc) => jcc(&mut a, cc, head)?,
+        Back::Loop | Back::Loope | Back::Loopne => {
+            // CX -= 1 without touching flags; leave when it reaches 0.
+            a.lea(ecx, ptr(rbp - 1))?;
+            a.mov(bp, cx)?;
+            a.movzx(ecx, cx)?;
+            let mut fall = a.create_label();
+            a.jrcxz(fall)?;
+            match back {
+                Back::Loope => a.je(head)?,
+                Back::Loopne => a.jne(head)?,
+                _ => a.jmp(head)?,
+            }
+            // Not taken (ZF condition) falls through to the block end as well.
+            a.set_label(&mut fall)?;
+        }
+    }
+    if !matches!(back, Back::Jmp) {
+        a.mov(ecx, end_off)?;
+        a.mov(edi, 0u32)?;
+        a.jmp(common)?;
+    }
+    a.set_label(&mut budget_exit)?;
+    a.mov(ecx, 0u32)?;
+    a.mov(edi, k)?;
+    a.jmp(common)?;
+    for (mut l, off, refund) in exits {
+        a.set_label(&mut l)?;
+        a.mov(ecx, off)?;
+        a.mov(edi, refund)?;
+        a.jmp(common)?;
+    }
+
+    // Common exit: refund, store the guest state, restore the host registers.
+    a.set_label(&mut common)?;
+    a.lea(r10, ptr(r10 + rdi))?;
+    a.mov(rsi, qword_ptr(rsp + F_CTX))?;
+    for g in 0..8 {
+        a.mov(dword_ptr(rsi + (o_regs + 4 * g as i32)), host32(g))?;
+    }
+    a.pushfq()?;
+    a.pop(qword_ptr(rsi + o_flags))?;
+    a.mov(qword_ptr(rsi + o_exit), rcx)?;
+    a.mov(qword_ptr(rsi + o_budget), r10)?;
+    a.add(rsp, FRAME)?;
+    for r in [r15, r14, r13, r12, rbp, rbx] {
+        a.pop(r)?;
+    }
+    a.ret()?;
+    a.assemble(addr)
+}
+
+/// `jcc head` for a guest condition.
+fn jcc(a: &mut CodeAssembler, cc: ConditionCode, head: CodeLabel) -> Result<(), IcedError> {
+    match cc {
+        ConditionCode::o => a.jo(head),
+        ConditionCode::no => a.jno(head),
+        ConditionCode::b => a.jb(head),
+        ConditionCode::ae => a.jae(head),
+        ConditionCode::e => a.je(head),
+        ConditionCode::ne => a.jne(head),
+        ConditionCode::be => a.jbe(head),
+        ConditionCode::a => a.ja(head),
+        ConditionCode::s => a.js(head),
+        ConditionCode::ns => a.jns(head),
+        ConditionCode::p => a.jp(head),
+        ConditionCode::np => a.jnp(head),
+        ConditionCode::l => a.jl(head),
+        ConditionCode::ge => a.jge(head),
+        ConditionCode::le => a.jle(head),
+        ConditionCode::g => a.jg(head),
+        ConditionCode::None => a.jmp(head),
+    }
+}
