@@ -1,11 +1,13 @@
 //! `compute`: the 10-instruction register/memory loop of `picoqemu::guests::compute_loop`
 //! for a known dynamic instruction count; criterion's element rate is MIPS (Melem/s).
+//! `interp` is the default interpreter (its compiled-block tier runs the loop as host code),
+//! `interp-nojit` the interpreter tier alone.
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use picoqemu::guests::{compute_instruction_count, compute_loop};
-use picoqemu_interp::InterpBackend;
+use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::baseline::RawConfig;
 use picoqemu_kvm::KvmBackend;
 
@@ -26,6 +28,10 @@ pub fn bench(c: &mut Criterion) {
     let mut interp = InterpBackend::new();
     g.throughput(Throughput::Elements(insns));
     g.bench_function("interp", |b| b.iter(|| run_to_halt(black_box(&mut interp), &mut m, &start)));
+    assert!(interp.jit_stats().compiled >= 1 || interp.jit_mode() == JitMode::Off, "the loop was not compiled");
+    // The interpreter tier alone (no compiled code), for the ratio the compiled tier buys.
+    let mut plain = InterpBackend::new().with_jit(JitMode::Off);
+    g.bench_function("interp-nojit", |b| b.iter(|| run_to_halt(black_box(&mut plain), &mut m, &start)));
 
     if kvm_usable() {
         let image = compute_loop(KVM_ITERATIONS).expect("guest");
