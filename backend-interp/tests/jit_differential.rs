@@ -22,3 +22,110 @@ fn jit_matches_interpreter_on_random_loops() {
     let cfg = CampaignConfig::from_env(0x5EED_0001_D1FF_2024, 3000);
     campaign(&cfg);
 }
+
+// ---- Targeted reproducers of mismatches the campaign found (kept as regression tests). ----
+
+use iced_x86::code_asm::*;
+use picoqemu_core::{
+    flags, Backend, CpuState, IoBus, Machine, MachineConfig, RunLimits, Segment, StopReason,
+};
+use picoqemu_interp::{InterpBackend, JitMode};
+
+/// Runs `code` (loaded at 0000:1000, every interrupt vector → `hlt` at 0000:0500) from `init`
+/// under `mode` with `limit` instructions; returns the stop, the state and 64 KiB of RAM at
+/// 20000h (where the tests put DS and SS).
+fn run_small(
+    code: &[u8],
+    init: &CpuState,
+    mode: JitMode,
+    limit: u64,
+) -> (StopReason, CpuState, u64, Vec<u8>) {
+    let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
+    let ram = m.ram.as_mut_slice();
+    for v in 0..256 {
+        ram[v * 4..v * 4 + 4].copy_from_slice(&[0x00, 0x05, 0, 0]);
+    }
+    ram[0x500] = 0xF4;
+    ram[0x1000..0x1000 + code.len()].copy_from_slice(code);
+    let mut be = InterpBackend::new().with_jit(mode);
+    be.set_state(init).expect("set_state");
+    let stop = be.run(&mut m, RunLimits::instructions(limit));
+    let st = be.state().expect("state");
+    let n = be.stats().instructions.unwrap_or(0);
+    (stop, st, n, m.ram.as_slice()[0x20000..0x30000].to_vec())
+}
+
+fn asm16(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(16).expect("assembler");
+    f(&mut a).expect("assembly");
+    a.assemble(0x1000).expect("assemble")
+}
+
+fn small_init(eflags: u32) -> CpuState {
+    let mut s = CpuState::default();
+    s.eip = 0x1000;
+    s.eflags = flags::FIXED | eflags;
+    s.segs[3] = Segment::real(0x2000);
+    s.segs[2] = Segment::real(0x2000);
+    s.gpr[4] = 0x8000;
+    s
+}
+
+/// Compiled loop whose flags are dead at its head (every flag is written before it is read):
+/// an instruction budget that ends between two passes must still show the guest's flags, not
+/// those of the block's own budget check (`sub r10, k`).
+#[test]
+fn budget_stop_between_compiled_passes_keeps_guest_flags() {
+    // head: sub ah, bh ; jmp head
+    let code = asm16(|a| {
+        let mut head = a.create_label();
+        a.set_label(&mut head)?;
+        a.sub(ah, bh)?;
+        a.jmp(head)
+    });
+    let mut init = small_init(flags::OF | flags::SF | flags::AF | flags::CF);
+    init.gpr[3] = 2; // BH = 0, BL = 2
+    for limit in [4, 9, 10, 11, 64] {
+        let off = run_small(&code, &init, JitMode::Off, limit);
+        let jit = run_small(&code, &init, JitMode::Eager, limit);
+        assert_eq!(off.0, StopReason::BudgetExhausted);
+        assert_eq!(
+            (jit.0, jit.1, jit.2),
+            (off.0, off.1, off.2),
+            "budget {limit}: compiled tier differs (EFLAGS {:#x} vs {:#x})",
+            jit.1.eflags,
+            off.1.eflags
+        );
+    }
+}
+
+/// Same block shape, ended by a side exit on a later pass (a word read at DS:FFFF, which the
+/// interpreter turns into #GP): the FLAGS image the fault pushes must be the guest's.
+#[test]
+fn fault_after_side_exit_pushes_guest_flags() {
+    // head: mov ax, [si] ; add si, 4000h ; jmp head      (SI = 7FFFh: faults in pass 3)
+    let code = asm16(|a| {
+        let mut head = a.create_label();
+        a.set_label(&mut head)?;
+        a.mov(ax, word_ptr(si))?;
+        a.add(si, 0x4000)?;
+        a.jmp(head)
+    });
+    let mut init = small_init(0);
+    init.gpr[6] = 0x7FFF;
+    let off = run_small(&code, &init, JitMode::Off, 1000);
+    let jit = run_small(&code, &init, JitMode::Eager, 1000);
+    assert_eq!(off.0, StopReason::Halted);
+    assert_eq!(off.1.eip, 0x501, "the reference run should end in the #GP handler");
+    let top = (off.1.gpr[4] & 0xFFFF) as usize;
+    let pushed = |r: &[u8]| u16::from_le_bytes([r[top + 4], r[top + 5]]);
+    assert_eq!(
+        pushed(&jit.3),
+        pushed(&off.3),
+        "FLAGS pushed by #GP: compiled tier {:#06x}, interpreter {:#06x}",
+        pushed(&jit.3),
+        pushed(&off.3)
+    );
+    assert_eq!((jit.0, jit.1, jit.2), (off.0, off.1, off.2));
+    assert!(jit.3 == off.3, "RAM differs");
+}

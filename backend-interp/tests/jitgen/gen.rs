@@ -8,8 +8,8 @@
 //! segments point at a random-filled area from 20000h, except in the side-exit classes.
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::{
-    Code, ConditionCode, Decoder, DecoderOptions, EncodingKind, IcedError, Instruction, InstructionInfoFactory,
-    MemoryOperand, Mnemonic, OpAccess, OpCodeOperandKind, OpKind, Register,
+    Code, ConditionCode, Decoder, DecoderOptions, EncodingKind, IcedError, Instruction,
+    InstructionInfoFactory, MemoryOperand, Mnemonic, OpAccess, OpCodeOperandKind, OpKind, Register,
 };
 use picoqemu_core::{flags, CpuState, Segment};
 
@@ -101,13 +101,38 @@ pub struct Built {
 }
 
 /// Registers by width and guest GPR index.
-const R8: [Register; 8] =
-    [Register::AL, Register::CL, Register::DL, Register::BL, Register::AH, Register::CH, Register::DH, Register::BH];
-const R16: [Register; 8] =
-    [Register::AX, Register::CX, Register::DX, Register::BX, Register::SP, Register::BP, Register::SI, Register::DI];
-const R32: [Register; 8] =
-    [Register::EAX, Register::ECX, Register::EDX, Register::EBX, Register::ESP, Register::EBP, Register::ESI, Register::EDI];
-const SEGS: [Register; 6] = [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
+const R8: [Register; 8] = [
+    Register::AL,
+    Register::CL,
+    Register::DL,
+    Register::BL,
+    Register::AH,
+    Register::CH,
+    Register::DH,
+    Register::BH,
+];
+const R16: [Register; 8] = [
+    Register::AX,
+    Register::CX,
+    Register::DX,
+    Register::BX,
+    Register::SP,
+    Register::BP,
+    Register::SI,
+    Register::DI,
+];
+const R32: [Register; 8] = [
+    Register::EAX,
+    Register::ECX,
+    Register::EDX,
+    Register::EBX,
+    Register::ESP,
+    Register::EBP,
+    Register::ESI,
+    Register::EDI,
+];
+const SEGS: [Register; 6] =
+    [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
 
 fn gpr(r: Register) -> usize {
     r.full_register32() as usize - Register::EAX as usize
@@ -241,7 +266,7 @@ impl Catalogue {
     }
 
     /// Number of encodings in the catalogue.
-    pub fn len(&self) -> usize {
+    pub fn encodings(&self) -> usize {
         self.groups.iter().map(|g| g.1.len()).sum()
     }
 }
@@ -309,9 +334,7 @@ fn mem_operand(rng: &mut Rng, cx: &Ctx) -> MemoryOperand {
     let forms: Vec<(Register, Register)> = FORMS
         .iter()
         .copied()
-        .filter(|&(b, i)| {
-            [b, i].iter().all(|&r| r == Register::None || cx.bases & (1 << gpr(r)) != 0)
-        })
+        .filter(|&(b, i)| [b, i].iter().all(|&r| r == Register::None || cx.bases & (1 << gpr(r)) != 0))
         .collect();
     let (base, index) = rng.pick(&forms);
     let seg = rng.pick(&cx.segs);
@@ -358,11 +381,21 @@ fn shift_count(rng: &mut Rng) -> u32 {
 }
 
 fn is_shift(m: Mnemonic) -> bool {
-    matches!(m, Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr)
+    matches!(
+        m,
+        Mnemonic::Shl
+            | Mnemonic::Shr
+            | Mnemonic::Sar
+            | Mnemonic::Rol
+            | Mnemonic::Ror
+            | Mnemonic::Rcl
+            | Mnemonic::Rcr
+    )
 }
 
-/// Register operands that make the compiled tier decline the block (CH; AH/BH/DH together with
-/// a register that needs a REX prefix on the host).
+/// Instructions that make the compiled tier decline the block: CH; AH/BH/DH together with a
+/// register that needs a REX prefix on the host; BT* with a memory operand and a register bit
+/// offset; the 82h encodings.
 fn declines(ins: &Instruction) -> bool {
     let mut high = false;
     let mut rex = false;
@@ -380,7 +413,9 @@ fn declines(ins: &Instruction) -> bool {
     let bt_mem_reg = matches!(ins.mnemonic(), Mnemonic::Bt | Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc)
         && ins.op0_kind() == OpKind::Memory
         && ins.op1_kind() == OpKind::Register;
-    (high && rex) || bt_mem_reg
+    // 82h is an alias of 80h that does not exist in 64-bit mode: the host cannot re-encode it.
+    let op82 = format!("{:?}", ins.code()).ends_with("_82");
+    (high && rex) || bt_mem_reg || op82
 }
 
 /// Guest GPRs `ins` writes (explicitly or implicitly).
@@ -388,7 +423,11 @@ fn written_gprs(info: &mut InstructionInfoFactory, ins: &Instruction) -> u8 {
     let mut w = 0u8;
     for u in info.info(ins).used_registers() {
         let r = u.register();
-        if r.is_gpr() && matches!(u.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite)
+        if r.is_gpr()
+            && matches!(
+                u.access(),
+                OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+            )
         {
             let f = r.full_register32();
             if (Register::EAX..=Register::EDI).contains(&f) {
@@ -431,7 +470,15 @@ fn gen_insn(rng: &mut Rng, cat: &Catalogue, cx: &Ctx, info: &mut InstructionInfo
                         Disp::Small => rng.below(0x1000),
                         Disp::Any => rng.value(16) as u64,
                     };
-                    Opnd::M(MemoryOperand::new(Register::None, Register::None, 1, d as i64, 2, false, rng.pick(&cx.segs)))
+                    Opnd::M(MemoryOperand::new(
+                        Register::None,
+                        Register::None,
+                        1,
+                        d as i64,
+                        2,
+                        false,
+                        rng.pick(&cx.segs),
+                    ))
                 }
                 K::mem => Opnd::M(mem_operand(rng, cx)),
                 _ => Opnd::I(0),
@@ -565,7 +612,8 @@ pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
         if reads & u != 0 {
             match p.term {
                 Term::Jcc(_) => {
-                    let ok: Vec<ConditionCode> = CONDS.iter().copied().filter(|&c| cond_reads(c) & u == 0).collect();
+                    let ok: Vec<ConditionCode> =
+                        CONDS.iter().copied().filter(|&c| cond_reads(c) & u == 0).collect();
                     if ok.is_empty() {
                         p.body.push(definer(rng));
                     } else {
@@ -641,15 +689,23 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         5 => Term::Loopne,
         6 if rng.chance(1, 4) => Term::Jmp,
         _ => {
-            let candidates: Vec<usize> =
-                (0..8).filter(|&g| g != 4 || rng.chance(1, 2)).filter(|&g| roaming || bases & (1 << g) == 0).collect();
+            let candidates: Vec<usize> = (0..8)
+                .filter(|&g| g != 4 || rng.chance(1, 2))
+                .filter(|&g| roaming || bases & (1 << g) == 0)
+                .collect();
             let g = rng.pick(&candidates);
             bases &= !(1 << g);
             Term::DecJnz(if rng.chance(1, 2) { R16[g] } else { R32[g] })
         }
     };
     let smc_heavy = matches!(class, Class::Smc | Class::SmcPatch);
-    let iters = if smc_heavy { rng.range(1, 40) } else if rng.chance(1, 4) { rng.range(1, 8) } else { rng.range(1, 300) };
+    let iters = if smc_heavy {
+        rng.range(1, 40)
+    } else if rng.chance(1, 4) {
+        rng.range(1, 8)
+    } else {
+        rng.range(1, 300)
+    };
     let mut no_write = if roaming { 0 } else { bases };
     match term {
         Term::Loop | Term::Loope | Term::Loopne => {
@@ -659,7 +715,8 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         Term::DecJnz(r) => {
             let g = gpr(r);
             no_write |= 1 << g;
-            init.gpr[g] = if r.size() == 2 { (init.gpr[g] & 0xFFFF_0000) | iters as u32 } else { iters as u32 };
+            init.gpr[g] =
+                if r.size() == 2 { (init.gpr[g] & 0xFFFF_0000) | iters as u32 } else { iters as u32 };
         }
         Term::Jcc(_) | Term::Jmp => {}
     }
@@ -723,7 +780,11 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
                     && (0..ins.op_count()).any(|k| {
                         matches!(
                             ins.op_kind(k),
-                            OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate8to16 | OpKind::Immediate8to32
+                            OpKind::Immediate8
+                                | OpKind::Immediate16
+                                | OpKind::Immediate32
+                                | OpKind::Immediate8to16
+                                | OpKind::Immediate8to32
                         )
                     })
             })
@@ -741,18 +802,8 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         }
     }
     let fixed_cap = rng.range(2_000, 12_000);
-    let mut p = Program {
-        class,
-        prefix,
-        body,
-        term,
-        init,
-        a20_wrap,
-        mmio,
-        fill_seed: rng.next_u64(),
-        cap: 0,
-        patch,
-    };
+    let mut p =
+        Program { class, prefix, body, term, init, a20_wrap, mmio, fill_seed: rng.next_u64(), cap: 0, patch };
     make_flag_safe(&mut p, rng);
     let pass = p.body.len() as u64 + 2;
     p.cap = match p.term {

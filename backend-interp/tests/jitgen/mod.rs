@@ -10,7 +10,10 @@ use picoqemu_core::devices::{MmioConsole, Sink};
 use picoqemu_core::{Backend, CpuState, IoBus, Machine, MachineConfig, RunLimits, StopReason};
 use picoqemu_interp::{InterpBackend, JitMode};
 
-use gen::{build, generate, Built, Catalogue, Class, Program, Term, CODE_IP, CODE_LINEAR, FILL_BASE, FILL_LEN, HANDLER, MMIO_BASE};
+use gen::{
+    build, generate, Built, Catalogue, Class, Program, Term, CODE_IP, CODE_LINEAR, FILL_BASE, FILL_LEN,
+    HANDLER, MMIO_BASE,
+};
 use rng::Rng;
 
 /// Seed and size of a campaign.
@@ -193,6 +196,14 @@ fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
             }
             lost
         }
+        StopReason::TripleFault if cs.selector == gen::CODE_SEG => {
+            // The state is the faulting instruction's (nothing pushed survives a shutdown);
+            // it may or may not have been counted.
+            (s.icount.saturating_sub(2)..=s.icount)
+                .rev()
+                .find(|&c| next_ip(c) == eip)
+                .map_or(lost, |c| Mask { flags: undefined_after(b, c), pushed: None, lost: false })
+        }
         _ => lost,
     }
 }
@@ -218,7 +229,13 @@ fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
             }
             // The FLAGS image a fault pushed: only the masked bits may differ.
             if let Some(f) = mask.pushed {
-                let bits = if i == f { mask.flags & 0xFF } else if i == f + 1 { mask.flags >> 8 } else { 0 };
+                let bits = if i == f {
+                    mask.flags & 0xFF
+                } else if i == f + 1 {
+                    mask.flags >> 8
+                } else {
+                    0
+                };
                 if (i == f || i == f + 1) && (ra[i] ^ rb[i]) as u32 & !bits == 0 {
                     continue;
                 }
@@ -231,7 +248,15 @@ fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
     out
 }
 
-fn compare(p: &Program, b: &Built, what: &str, r: &Stop, rm: &Machine, o: &Stop, om: &Machine) -> Result<Mask, String> {
+fn compare(
+    p: &Program,
+    b: &Built,
+    what: &str,
+    r: &Stop,
+    rm: &Machine,
+    o: &Stop,
+    om: &Machine,
+) -> Result<Mask, String> {
     let mask = mask_for(p, b, r, rm);
     let mut diffs = Vec::new();
     if r.reason != o.reason {
@@ -252,7 +277,11 @@ fn compare(p: &Program, b: &Built, what: &str, r: &Stop, rm: &Machine, o: &Stop,
     if diffs.is_empty() {
         return Ok(mask);
     }
-    let masked = if mask.lost { "stop not on the modelled path: nothing masked".to_string() } else { format!("masked flags {}", picoqemu_core::cpu::flag_string(mask.flags | 0x2)) };
+    let masked = if mask.lost {
+        "stop not on the modelled path: nothing masked".to_string()
+    } else {
+        format!("masked flags {}", picoqemu_core::cpu::flag_string(mask.flags | 0x2))
+    };
     Err(format!(
         "{what}: Off -> other differ at {} after {} instructions ({masked}):\n    {}",
         r.reason,
@@ -325,7 +354,15 @@ fn check(p: &Program, b: &Built, hot: bool, budget_seed: Option<u64>) -> Result<
             let e = run(&mut eager, n);
             out.budget_stops += 1;
             done += n;
-            compare(p, b, &format!("budgeted run, slice {i} of {n} (total {done})"), &r, &off.m, &e, &eager.m)?;
+            compare(
+                p,
+                b,
+                &format!("budgeted run, slice {i} of {n} (total {done})"),
+                &r,
+                &off.m,
+                &e,
+                &eager.m,
+            )?;
             if !matches!(r.reason, StopReason::BudgetExhausted | StopReason::StepDone) {
                 break;
             }
@@ -496,9 +533,10 @@ pub fn campaign(cfg: &CampaignConfig) {
         }
     }
     eprintln!(
-        "jit_differential: {} programs ({} not assembled), classes {:?}; Eager runs: {} instructions, {} by compiled code ({:.1}%), {} blocks compiled, {} declined, {} entries; {} budgeted stops, {} Hot runs, {} runs ending with masked flags, {} ending in a fault handler",
+        "jit_differential: {} programs ({} not assembled) from {} encodings, classes {:?}; Eager runs: {} instructions, {} by compiled code ({:.1}%), {} blocks compiled, {} declined, {} entries; {} budgeted stops, {} Hot runs, {} runs ending with masked flags, {} ending in a fault handler",
         t.programs,
         t.skipped,
+        cat.encodings(),
         t.by_class,
         t.eager_insns,
         t.jit_insns,
@@ -512,7 +550,12 @@ pub fn campaign(cfg: &CampaignConfig) {
         t.faults
     );
     if !failures.is_empty() {
-        panic!("{} of {} programs differ between JitMode::Off and the compiled tier:\n\n{}", failures.len(), t.programs, failures.join("\n\n"));
+        panic!(
+            "{} of {} programs differ between JitMode::Off and the compiled tier:\n\n{}",
+            failures.len(),
+            t.programs,
+            failures.join("\n\n")
+        );
     }
     if mode == JitMode::Off {
         eprintln!("SKIP (compiled-tier share): this host cannot run compiled code (JitMode::Off in effect)");
