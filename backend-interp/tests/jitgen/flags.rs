@@ -85,7 +85,7 @@ pub fn flag_fx(ins: &Instruction) -> FlagFx {
                     undefined |= flags::CF;
                     defined &= !flags::CF;
                 }
-                if matches!(m, Mnemonic::Rcl | Mnemonic::Rcr) && c != 0 && c % (bits + 1) == 0 {
+                if matches!(m, Mnemonic::Rcl | Mnemonic::Rcr) && c != 0 && c.is_multiple_of(bits + 1) {
                     // iced reports "no flags" here; the SDM only says the masked count is
                     // nonzero, so OF may change (undefined) and CF keeps its value.
                     undefined |= flags::OF;

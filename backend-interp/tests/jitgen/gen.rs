@@ -16,11 +16,13 @@ use picoqemu_core::{flags, CpuState, Segment};
 use super::flags::{flag_fx, FlagFx};
 use super::rng::Rng;
 
-/// Code segment selector (base 1000h) and the IP of the first instruction.
+/// Code segment selector (base 1000h) and the usual IP of the first instruction.
 pub const CODE_SEG: u16 = 0x0100;
 pub const CODE_IP: u16 = 0x8000;
-/// Linear address of the first instruction.
-pub const CODE_LINEAR: usize = 0x1000 + CODE_IP as usize;
+/// Linear address of CS:0.
+pub const CODE_BASE: usize = 0x1000;
+/// Linear address of the first instruction at the usual IP.
+pub const CODE_LINEAR: usize = CODE_BASE + CODE_IP as usize;
 /// Linear address of the `hlt` every interrupt vector points at (0000:0500).
 pub const HANDLER: usize = 0x0500;
 /// Random-filled data area.
@@ -80,6 +82,10 @@ pub struct Program {
     /// Self-modifying store: (index of the store in `body`, index of the instruction whose
     /// immediate it overwrites).
     pub patch: Option<(usize, usize)>,
+    /// IP of the first instruction.
+    pub code_ip: u16,
+    /// Place the program so that it ends this many bytes below the end of the code segment.
+    pub top: Option<u16>,
 }
 
 /// One instruction of the assembled program, in path order.
@@ -98,6 +104,8 @@ pub struct Built {
     pub prefix_len: usize,
     /// IP of the final `hlt`.
     pub hlt_ip: u16,
+    /// IP of the first instruction.
+    pub ip: u16,
 }
 
 /// Registers by width and guest GPR index.
@@ -661,10 +669,16 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         92..=95 => Class::A20,
         _ => Class::Hma,
     };
-    let mut init = CpuState::default();
-    init.eflags = flags::FIXED | (rng.next_u32() & flags::STATUS);
+    let mut init =
+        CpuState { eflags: flags::FIXED | (rng.next_u32() & flags::STATUS), ..CpuState::default() };
     init.segs[1] = seg(CODE_SEG);
-    init.eip = CODE_IP as u32;
+    let (code_ip, top) = match rng.below(10) {
+        _ if matches!(class, Class::Smc | Class::SmcPatch) => (CODE_IP, None),
+        0 | 1 => (CODE_IP + rng.below(0x7000) as u16, None),
+        2 => (CODE_IP, Some(rng.below(4) as u16)),
+        _ => (CODE_IP, None),
+    };
+    init.eip = code_ip as u32;
     for g in 0..8 {
         init.gpr[g] = rng.value(32);
     }
@@ -683,6 +697,8 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     }
     // The loop counter.
     let term = match rng.below(10) {
+        // The store's source is CL: the code changes on every pass.
+        _ if class == Class::SmcPatch => Term::Loop,
         0..=2 => Term::Jcc(rng.pick(&CONDS)),
         3 => Term::Loop,
         4 => Term::Loope,
@@ -699,7 +715,10 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         }
     };
     let smc_heavy = matches!(class, Class::Smc | Class::SmcPatch);
-    let iters = if smc_heavy {
+    let long = !smc_heavy && rng.chance(1, 50);
+    let iters = if long {
+        rng.range(1_000, 70_000)
+    } else if smc_heavy {
         rng.range(1, 40)
     } else if rng.chance(1, 4) {
         rng.range(1, 8)
@@ -710,13 +729,16 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     match term {
         Term::Loop | Term::Loope | Term::Loopne => {
             no_write |= 1 << 1;
-            init.gpr[1] = (init.gpr[1] & 0xFFFF_0000) | iters as u32;
+            init.gpr[1] = (init.gpr[1] & 0xFFFF_0000) | (iters as u32 & 0xFFFF);
         }
         Term::DecJnz(r) => {
             let g = gpr(r);
             no_write |= 1 << g;
-            init.gpr[g] =
-                if r.size() == 2 { (init.gpr[g] & 0xFFFF_0000) | iters as u32 } else { iters as u32 };
+            init.gpr[g] = if r.size() == 2 {
+                (init.gpr[g] & 0xFFFF_0000) | (iters as u32 & 0xFFFF)
+            } else {
+                iters as u32
+            };
         }
         Term::Jcc(_) | Term::Jmp => {}
     }
@@ -769,7 +791,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     let mut info = InstructionInfoFactory::new();
     let n_prefix = if rng.chance(1, 2) { rng.range(1, 3) } else { 0 };
     let prefix: Vec<Instruction> = (0..n_prefix).map(|_| gen_insn(rng, cat, &cx, &mut info)).collect();
-    let n_body = rng.range(1, 25) as usize;
+    let n_body = rng.range(1, if long { 5 } else { 25 }) as usize;
     let mut body: Vec<Instruction> = (0..n_body).map(|_| gen_insn(rng, cat, &cx, &mut info)).collect();
     if class == Class::SmcPatch {
         // Target: a non-shift instruction with an immediate; the store goes before or after it.
@@ -789,9 +811,36 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
                     })
             })
             .collect();
+        // Or an accumulator in memory, so that every rewrite of its immediate shows.
+        let acc = Instruction::with2(
+            Code::Add_rm16_imm16,
+            MemoryOperand::new(
+                Register::None,
+                Register::None,
+                1,
+                0x0F00 + rng.below(0x100) as i64,
+                2,
+                false,
+                Register::None,
+            ),
+            rng.value(16),
+        );
+        let targets = match acc {
+            Ok(acc) if targets.is_empty() || rng.chance(1, 2) => {
+                let at = rng.below(body.len() as u64 + 1) as usize;
+                body.insert(at, acc);
+                vec![at]
+            }
+            _ => targets,
+        };
         if !targets.is_empty() {
             let t = rng.pick(&targets);
-            let src = rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH]);
+            // The counter's low byte changes every pass, so the code really changes.
+            let src = match term {
+                Term::Loop | Term::Loope | Term::Loopne => Register::CL,
+                Term::DecJnz(r) if gpr(r) < 4 => R8[gpr(r)],
+                _ => rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH]),
+            };
             let mem = MemoryOperand::new(Register::None, Register::None, 1, 0, 2, false, Register::CS);
             if let Ok(store) = Instruction::with2(Code::Mov_rm8_r8, mem, src) {
                 let at = rng.below(body.len() as u64 + 1) as usize;
@@ -801,9 +850,31 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
             }
         }
     }
-    let fixed_cap = rng.range(2_000, 12_000);
-    let mut p =
-        Program { class, prefix, body, term, init, a20_wrap, mmio, fill_seed: rng.next_u64(), cap: 0, patch };
+    let fixed_cap = if long { rng.range(100_000, 300_000) } else { rng.range(2_000, 12_000) };
+    // Passes a 16-bit counter really gives (0 means 65536).
+    let iters = match term {
+        Term::Loop | Term::Loope | Term::Loopne => {
+            (iters & 0xFFFF).max(1) + if iters & 0xFFFF == 0 { 0xFFFF } else { 0 }
+        }
+        Term::DecJnz(r) if r.size() == 2 => {
+            (iters & 0xFFFF).max(1) + if iters & 0xFFFF == 0 { 0xFFFF } else { 0 }
+        }
+        _ => iters,
+    };
+    let mut p = Program {
+        class,
+        prefix,
+        body,
+        term,
+        init,
+        a20_wrap,
+        mmio,
+        fill_seed: rng.next_u64(),
+        cap: 0,
+        patch,
+        code_ip,
+        top,
+    };
     make_flag_safe(&mut p, rng);
     let pass = p.body.len() as u64 + 2;
     p.cap = match p.term {
@@ -852,6 +923,23 @@ fn emit_term(a: &mut CodeAssembler, t: Term, head: CodeLabel) -> Result<(), Iced
 }
 
 fn assemble_once(p: &Program) -> Result<Vec<u8>, IcedError> {
+    let code = assemble_at(p, p.code_ip)?;
+    match p.top {
+        // Lengths do not depend on the origin (branches are relative).
+        Some(gap) => assemble_at(p, (0x1_0000 - code.len() - gap as usize) as u16),
+        None => Ok(code),
+    }
+}
+
+/// IP of the first instruction once placed.
+pub fn placed_ip(p: &Program, code_len: usize) -> u16 {
+    match p.top {
+        Some(gap) => (0x1_0000 - code_len - gap as usize) as u16,
+        None => p.code_ip,
+    }
+}
+
+fn assemble_at(p: &Program, origin: u16) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(16)?;
     for ins in &p.prefix {
         a.add_instruction(*ins)?;
@@ -863,11 +951,11 @@ fn assemble_once(p: &Program) -> Result<Vec<u8>, IcedError> {
     }
     emit_term(&mut a, p.term, head)?;
     a.hlt()?;
-    a.assemble(CODE_IP as u64)
+    a.assemble(origin as u64)
 }
 
-fn decode_all(code: &[u8]) -> Vec<Instruction> {
-    let mut d = Decoder::with_ip(16, code, CODE_IP as u64, DecoderOptions::NONE);
+fn decode_all(code: &[u8], ip: u16) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(16, code, ip as u64, DecoderOptions::NONE);
     let mut v = Vec::new();
     while d.can_decode() {
         v.push(d.decode());
@@ -893,11 +981,11 @@ pub fn build(p: &mut Program) -> Option<Built> {
         }
     };
     let mut code = code;
-    let mut decoded = decode_all(&code);
+    let mut decoded = decode_all(&code, placed_ip(p, code.len()));
     if let Some((s, t)) = p.patch {
         // Point the store's disp16 at the target's immediate.
         let n = p.prefix.len();
-        let mut d = Decoder::with_ip(16, &code, CODE_IP as u64, DecoderOptions::NONE);
+        let mut d = Decoder::with_ip(16, &code, placed_ip(p, code.len()) as u64, DecoderOptions::NONE);
         let mut target = None;
         let mut i = 0;
         while d.can_decode() {
@@ -913,7 +1001,7 @@ pub fn build(p: &mut Program) -> Option<Built> {
         if let Some(addr) = target {
             p.body[s].set_memory_displacement32(addr as u32);
             code = assemble_once(p).ok()?;
-            decoded = decode_all(&code);
+            decoded = decode_all(&code, placed_ip(p, code.len()));
         } else {
             p.patch = None;
         }
@@ -929,5 +1017,7 @@ pub fn build(p: &mut Program) -> Option<Built> {
     let items: Vec<Item> =
         decoded[..expect - 1].iter().map(|ins| Item { ip: ins.ip() as u16, fx: flag_fx(ins) }).collect();
     let hlt_ip = decoded[expect - 1].ip() as u16;
-    Some(Built { code, items, prefix_len: p.prefix.len(), hlt_ip })
+    let ip = placed_ip(p, code.len());
+    p.init.eip = ip as u32;
+    Some(Built { code, items, prefix_len: p.prefix.len(), hlt_ip, ip })
 }

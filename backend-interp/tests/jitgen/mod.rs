@@ -11,8 +11,8 @@ use picoqemu_core::{Backend, CpuState, IoBus, Machine, MachineConfig, RunLimits,
 use picoqemu_interp::{InterpBackend, JitMode};
 
 use gen::{
-    build, generate, Built, Catalogue, Class, Program, Term, CODE_IP, CODE_LINEAR, FILL_BASE, FILL_LEN,
-    HANDLER, MMIO_BASE,
+    build, generate, Built, Catalogue, Class, Program, Term, CODE_LINEAR, FILL_BASE, FILL_LEN, HANDLER,
+    MMIO_BASE,
 };
 use rng::Rng;
 
@@ -117,7 +117,8 @@ fn rig(p: &Program, b: &Built, mode: JitMode) -> Rig {
         ram[v * 4 + 2..v * 4 + 4].copy_from_slice(&[0, 0]);
     }
     ram[HANDLER] = 0xF4; // hlt
-    ram[CODE_LINEAR..CODE_LINEAR + b.code.len()].copy_from_slice(&b.code);
+    let at = gen::CODE_BASE + b.ip as usize;
+    ram[at..at + b.code.len()].copy_from_slice(&b.code);
     let mut be = InterpBackend::new().with_jit(mode);
     be.set_state(&p.init).expect("set_state");
     Rig { m, be }
@@ -447,8 +448,8 @@ fn shrink(p: &Program, hot: bool, budget_seed: Option<u64>) -> Program {
     best
 }
 
-fn disasm(code: &[u8]) -> String {
-    let mut d = Decoder::with_ip(16, code, CODE_IP as u64, DecoderOptions::NONE);
+fn disasm(code: &[u8], ip: u16) -> String {
+    let mut d = Decoder::with_ip(16, code, ip as u64, DecoderOptions::NONE);
     let mut f = NasmFormatter::new();
     let mut s = String::new();
     while d.can_decode() {
@@ -475,13 +476,13 @@ fn report(p: &Program, hot: bool, budget_seed: Option<u64>, why: &str) -> String
         p.cap,
         budget_seed.map(|s| schedule(&q, &b, s)),
         gen::CODE_SEG,
-        CODE_IP,
-        CODE_LINEAR,
+        b.ip,
+        gen::CODE_BASE + b.ip as usize,
         HANDLER,
         p.fill_seed,
         hex.join(" "),
-        disasm(&b.code),
-        p.init.to_string().lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"),
+        disasm(&b.code, b.ip),
+        q.init.to_string().lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"),
     )
 }
 
