@@ -249,7 +249,7 @@ impl Backend for InterpBackend {
             if let (Some(th), false) = (jit_threshold, tf) {
                 let mut compiled = None;
                 let mut to_compile = None;
-                if let Some((_, bytes, k, tier)) = cache.lookup(phys) {
+                if let Some((_, bytes, k, tier)) = cache.lookup(phys).filter(|b| fits(b.1)) {
                     let t = tier.get();
                     if t & TIER_COMPILED != 0 {
                         if t != TIER_NO {
@@ -263,8 +263,8 @@ impl Backend for InterpBackend {
                 }
                 if let Some((bytes, k)) = to_compile {
                     let (t, flushed) = match cx.ram.get(phys..phys + bytes) {
-                        Some(code) if fits(bytes as u32) => jit.compile(code, eip, k),
-                        _ => (TIER_NO, false),
+                        Some(code) => jit.compile(code, eip, k),
+                        None => (TIER_NO, false),
                     };
                     if flushed {
                         cache.reset_tiers();
@@ -278,19 +278,16 @@ impl Backend for InterpBackend {
                 }
                 if let Some(t) = compiled {
                     let budget = (limit - cx.icount).min(TIME_CHECK_INTERVAL);
-                    if fits(0) && budget >= jit.insns(t) {
-                        match jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) {
-                            Some(0) => {
-                                // Its first instruction needs the interpreter: stay interpreted.
-                                if let Some((.., tier)) = cache.lookup(phys) {
-                                    tier.set(TIER_NO);
-                                }
+                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) {
+                        cx.icount += r.retired;
+                        if r.demote {
+                            // It keeps leaving early: the interpreter is better at this block.
+                            if let Some((.., tier)) = cache.lookup(phys) {
+                                tier.set(TIER_NO);
                             }
-                            Some(n) => {
-                                cx.icount += n;
-                                continue;
-                            }
-                            None => {}
+                        }
+                        if r.retired > 0 {
+                            continue;
                         }
                     }
                 }

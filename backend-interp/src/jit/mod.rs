@@ -66,6 +66,20 @@ pub struct JitStats {
 struct Entry {
     off: usize,
     insns: u32,
+    /// Runs that ended before one whole pass (a side exit).
+    early: u32,
+}
+
+/// Early exits after which a compiled block is given back to the interpreter.
+const MAX_EARLY_EXITS: u32 = 16;
+
+/// The outcome of [`JitTier::run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitRun {
+    /// Guest instructions retired (0: the first instruction needs the interpreter).
+    pub retired: u64,
+    /// The block should stay interpreted from now on (it keeps exiting early).
+    pub demote: bool,
 }
 
 /// Compiled code and its bookkeeping.
@@ -132,7 +146,7 @@ impl JitTier {
             };
             match buf.append(&c.code) {
                 Ok(Some(off)) if self.entries.len() < (TIER_COMPILED - 1) as usize => {
-                    self.entries.push(Entry { off, insns: c.insns });
+                    self.entries.push(Entry { off, insns: c.insns, early: 0 });
                     self.stats.compiled += 1;
                     return (TIER_COMPILED | (self.entries.len() as u32 - 1), flushed);
                 }
@@ -152,16 +166,11 @@ impl JitTier {
         }
     }
 
-    /// Instructions one pass of compiled block `tier` retires.
-    pub fn insns(&self, tier: u32) -> u64 {
-        self.entries.get((tier & !TIER_COMPILED) as usize).map_or(u64::MAX, |e| e.insns as u64)
-    }
-
     /// Runs compiled block `tier` from EIP `start_eip` with at most `budget` instructions.
-    /// Returns the instructions retired, or `None` when the CPU state does not allow compiled
+    /// Returns what happened, or `None` when the CPU state does not allow compiled
     /// code now (segment bases above 0xFFFF0 or limits below 0xFFFF, EIP above 0xFFFF) or the
     /// budget is below one pass: the caller interprets the block instead.
-    pub fn run(&mut self, tier: u32, c: &mut Cpu, ram: &mut [u8], pages: &[u8], start_eip: u32, budget: u64) -> Option<u64> {
+    pub fn run(&mut self, tier: u32, c: &mut Cpu, ram: &mut [u8], pages: &[u8], start_eip: u32, budget: u64) -> Option<JitRun> {
         let e = *self.entries.get((tier & !TIER_COMPILED) as usize)?;
         let buf = self.buf.as_ref()?;
         if budget < e.insns as u64
@@ -198,7 +207,14 @@ impl JitTier {
         let retired = budget - ctx.budget;
         self.stats.runs += 1;
         self.stats.instructions += retired;
-        Some(retired)
+        let mut demote = retired == 0;
+        if retired < e.insns as u64 {
+            if let Some(entry) = self.entries.get_mut((tier & !TIER_COMPILED) as usize) {
+                entry.early += 1;
+                demote |= entry.early >= MAX_EARLY_EXITS;
+            }
+        }
+        Some(JitRun { retired, demote })
     }
 }
 

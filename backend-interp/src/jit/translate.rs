@@ -34,7 +34,7 @@ use std::mem::offset_of;
 
 use iced_x86::code_asm::*;
 use iced_x86::{
-    Code, ConditionCode, Decoder, DecoderOptions, Instruction, MemoryOperand, Mnemonic, OpKind, Register, RflagsBits,
+    Code, ConditionCode, Decoder, DecoderOptions, Instruction, MemoryOperand, Mnemonic, OpKind, Register,
 };
 
 use super::exec::JitCtx;
@@ -46,9 +46,6 @@ const F_WRAP: i32 = 24;
 const F_RD: i32 = 48;
 const F_WR: i32 = 64;
 const F_CTX: i32 = 80;
-
-/// The six status flags in iced's `RflagsBits` encoding.
-const STATUS6: u32 = RflagsBits::OF | RflagsBits::SF | RflagsBits::ZF | RflagsBits::AF | RflagsBits::CF | RflagsBits::PF;
 
 /// A translated block.
 #[derive(Debug)]
@@ -322,6 +319,8 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
         Code::Mov_moffs32_EAX => Instruction::with2(Code::Mov_rm32_r32, host_mem, Register::EAX).ok()?,
         _ => *ins,
     };
+    // The assembler identifies labels by instruction IP: a copied guest IP could collide.
+    h.set_ip(0);
     let (mut high, mut rex) = (false, false);
     for i in 0..h.op_count() {
         match h.op_kind(i) {
@@ -369,31 +368,6 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     Some(Planned { emit, mem, write, writes, off })
 }
 
-/// The status flags an instruction certainly overwrites (shifts by CL or by a multiple of
-/// 32 may leave them alone).
-fn kills(ins: &Instruction) -> u32 {
-    if is_shift(ins.mnemonic()) {
-        match ins.op1_kind() {
-            OpKind::Register => return 0,
-            OpKind::Immediate8 if ins.immediate8() & 0x1F == 0 => return 0,
-            _ => {}
-        }
-    }
-    ins.rflags_modified() & STATUS6
-}
-
-/// Whether the guest flags are live at the block start (read before all six are rewritten).
-fn flags_live_at_head(insns: &[Instruction]) -> bool {
-    let mut killed = 0;
-    for ins in insns {
-        if ins.rflags_read() & STATUS6 & !killed != 0 {
-            return true;
-        }
-        killed |= kills(ins);
-    }
-    killed != STATUS6
-}
-
 /// Decodes `bytes` (one cached block at EIP `start_eip`) and translates it when it is a
 /// self-loop of translatable instructions; `expect` is the instruction count the cache has
 /// for the block. `addr` is where the code will live.
@@ -432,8 +406,7 @@ pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option
         plans.push(plan(ins, (ins.ip() as u32).wrapping_sub(start_eip) & 0xFFFF)?);
     }
     let end_off = (last.ip() as u32).wrapping_sub(start_eip).wrapping_add(last.len() as u32) & 0xFFFF;
-    let live = flags_live_at_head(&insns);
-    let code = emit(&plans, back, end_off, insns.len() as u32, live, addr).ok()?;
+    let code = emit(&plans, back, end_off, insns.len() as u32, addr).ok()?;
     Some(Compiled { code, insns: insns.len() as u32 })
 }
 
@@ -487,7 +460,7 @@ fn emit_ea(
 }
 
 /// Emits the whole function.
-fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, flags_live: bool, addr: u64) -> Result<Vec<u8>, IcedError> {
+fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let o_regs = offset_of!(JitCtx, regs) as i32;
     let o_seg = offset_of!(JitCtx, seg_base) as i32;
@@ -525,20 +498,16 @@ fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, flags_live: bool, a
     // Side exits: (label, eip offset, instructions to refund).
     let mut exits: Vec<(CodeLabel, u32, u32)> = Vec::new();
 
-    // Loop head: charge one pass against the budget.
+    // Loop head: charge one pass against the budget, flag-neutrally (a budget exit shows the
+    // guest flags). Budgets are below 2^44, so "went negative" is "bits 44.. are set".
     a.set_label(&mut head)?;
-    if flags_live {
-        a.lea(r10, ptr(r10 - k as i32))?;
-        a.mov(rcx, r10)?;
-        a.shrx(rcx, rcx, r11)?;
-        let mut ok = a.create_label();
-        a.jrcxz(ok)?;
-        a.jmp(budget_exit)?;
-        a.set_label(&mut ok)?;
-    } else {
-        a.sub(r10, k as i32)?;
-        a.jb(budget_exit)?;
-    }
+    a.lea(r10, ptr(r10 - k as i32))?;
+    a.mov(rcx, r10)?;
+    a.shrx(rcx, rcx, r11)?;
+    let mut ok = a.create_label();
+    a.jrcxz(ok)?;
+    a.jmp(budget_exit)?;
+    a.set_label(&mut ok)?;
 
     let groups = check_groups(plans);
     for (i, p) in plans.iter().enumerate() {
@@ -670,5 +639,68 @@ fn jcc(a: &mut CodeAssembler, cc: ConditionCode, head: CodeLabel) -> Result<(), 
         ConditionCode::le => a.jle(head),
         ConditionCode::g => a.jg(head),
         ConditionCode::None => a.jmp(head),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Assembles a 16-bit self-loop at 0x100 from `body` + `back`.
+    fn block(body: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>, back: fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>) -> Vec<u8> {
+        let mut a = CodeAssembler::new(16).expect("asm");
+        let mut top = a.create_label();
+        a.set_label(&mut top).expect("label");
+        body(&mut a).expect("body");
+        back(&mut a, top).expect("back");
+        a.assemble(0x100).expect("assemble")
+    }
+
+    fn count(bytes: &[u8]) -> u64 {
+        let mut d = Decoder::with_ip(16, bytes, 0x100, DecoderOptions::NONE);
+        let mut n = 0;
+        while d.can_decode() {
+            d.decode();
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn translates_each_back_branch_kind() {
+        let backs: [fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>; 5] =
+            [|a, l| a.loop_(l), |a, l| a.loope(l), |a, l| a.loopne(l), |a, l| a.jmp(l), |a, l| a.jnz(l)];
+        for back in backs {
+            let b = block(
+                |a| {
+                    a.add(ax, 3u32)?;
+                    a.cmp(ax, 0x30u32)?;
+                    a.lea(bx, word_ptr(bx + si + 5))?;
+                    a.imul_3(dx, bx, 7)
+                },
+                back,
+            );
+            assert!(translate(&b, 0x100, count(&b), 0x1000).is_some(), "{b:02x?}");
+            // Guest IPs must not matter (the assembler keys labels by IP).
+            for eip in [0u32, 1, 2, 3, 7, 0xFFF0] {
+                assert!(translate(&b, eip, count(&b), 0x1000).is_some(), "eip {eip:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn declines_what_it_cannot_express() {
+        let uses_ch = block(|a| a.add(ch, al), |a, l| a.jnz(l));
+        assert!(translate(&uses_ch, 0x100, count(&uses_ch), 0).is_none());
+        let high_rex = block(|a| a.mov(ah, cl), |a, l| a.jnz(l));
+        assert!(translate(&high_rex, 0x100, count(&high_rex), 0).is_none());
+        let div = block(|a| a.div(bx), |a, l| a.jnz(l));
+        assert!(translate(&div, 0x100, count(&div), 0).is_none());
+        let not_a_loop = block(|a| a.add(ax, bx), |a, _| a.jnz(0x200u64));
+        assert!(translate(&not_a_loop, 0x100, count(&not_a_loop), 0).is_none());
+        let ok = block(|a| a.add(ax, bx), |a, l| a.jnz(l));
+        assert!(translate(&ok, 0x100, count(&ok), 0).is_some());
+        // The count must match what the cache has.
+        assert!(translate(&ok, 0x100, count(&ok) + 1, 0).is_none());
     }
 }
