@@ -15,7 +15,7 @@
 //! On a mismatch the program is shrunk and printed (bytes, disassembly, initial state).
 mod jitgen;
 
-use jitgen::{campaign, CampaignConfig};
+use jitgen::{campaign, flush_campaign, CampaignConfig};
 
 #[test]
 fn jit_matches_interpreter_on_random_loops() {
@@ -23,6 +23,18 @@ fn jit_matches_interpreter_on_random_loops() {
     let count = if cfg!(debug_assertions) { 400 } else { 4000 };
     let cfg = CampaignConfig::from_env(0x5EED_0001_D1FF_2024, count);
     campaign(&cfg);
+}
+
+/// Fills the compiled-code buffer until it is flushed, on one long-lived backend: results stay
+/// those of the interpreter before, across and after the flush.
+#[test]
+fn jit_code_buffer_flush_keeps_results() {
+    let Some(stats) = flush_campaign(0xF1A5_4000) else {
+        eprintln!("SKIP: this host cannot run compiled code (JitMode::Off in effect)");
+        return;
+    };
+    eprintln!("flush campaign: {stats:?}");
+    assert!(stats.flushes > 0, "the code buffer never filled up: {stats:?}");
 }
 
 // ---- Targeted reproducers of mismatches the campaign found (kept as regression tests). ----

@@ -1021,3 +1021,83 @@ pub fn build(p: &mut Program) -> Option<Built> {
     p.init.eip = ip as u32;
     Some(Built { code, items, prefix_len: p.prefix.len(), hlt_ip, ip })
 }
+
+/// A "fat" program for filling the code buffer: `loops` loops one after the other, each
+/// `mov cx, 3; cmp r8, imm8; head: body (25 instructions, mostly memory operands); dec cx; jnz
+/// head`,
+/// then `cmp al, 0; hlt` (all six flags defined at the end). Returns the initial state and the
+/// code (at IP `origin`).
+pub fn generate_fat(
+    rng: &mut Rng,
+    cat: &Catalogue,
+    loops: usize,
+    origin: u16,
+) -> Option<(CpuState, Vec<u8>)> {
+    let mut init =
+        CpuState { eflags: flags::FIXED | (rng.next_u32() & flags::STATUS), ..CpuState::default() };
+    init.segs[1] = seg(CODE_SEG);
+    init.eip = origin as u32;
+    for g in 0..8 {
+        init.gpr[g] = rng.value(32);
+    }
+    for s in [0, 2, 3, 4, 5] {
+        init.segs[s] = data_seg(rng);
+    }
+    for g in [3usize, 5, 6, 7] {
+        init.gpr[g] = (init.gpr[g] & 0xFFFF_0000) | rng.below(0x400) as u32;
+    }
+    let mut segs = vec![Register::None; 6];
+    segs.extend_from_slice(&SEGS[..1]);
+    segs.extend_from_slice(&SEGS[2..]);
+    let cx = Ctx { no_write: 0b1110_1010, bases: 0b1110_1000, disp: Disp::Small, segs, mem_pct: 80 };
+    let mut info = InstructionInfoFactory::new();
+    let mut a = CodeAssembler::new(16).ok()?;
+    for _ in 0..loops {
+        let mut p = Program {
+            class: Class::Normal,
+            prefix: Vec::new(),
+            body: (0..25).map(|_| gen_insn(rng, cat, &cx, &mut info)).collect(),
+            term: Term::DecJnz(Register::CX),
+            init,
+            a20_wrap: false,
+            mmio: false,
+            fill_seed: 0,
+            cap: 0,
+            patch: None,
+            code_ip: CODE_IP,
+            top: None,
+        };
+        make_flag_safe(&mut p, rng);
+        a.mov(iced_x86::code_asm::cx, 3u32).ok()?;
+        a.add_instruction(definer(rng)).ok()?;
+        let mut head = a.create_label();
+        a.set_label(&mut head).ok()?;
+        for ins in &p.body {
+            a.add_instruction(*ins).ok()?;
+        }
+        emit_term(&mut a, p.term, head).ok()?;
+    }
+    a.cmp(iced_x86::code_asm::al, 0).ok()?;
+    a.hlt().ok()?;
+    Some((init, a.assemble(origin as u64).ok()?))
+}
+
+impl Program {
+    /// A program of class Normal around already assembled code at [`CODE_IP`].
+    pub fn plain(init: CpuState, fill_seed: u64, cap: u64) -> Program {
+        Program {
+            class: Class::Normal,
+            prefix: Vec::new(),
+            body: Vec::new(),
+            term: Term::Jmp,
+            init,
+            a20_wrap: false,
+            mmio: false,
+            fill_seed,
+            cap,
+            patch: None,
+            code_ip: CODE_IP,
+            top: None,
+        }
+    }
+}

@@ -101,6 +101,11 @@ fn compare_ranges(class: Class) -> Vec<(usize, usize)> {
 }
 
 fn rig(p: &Program, b: &Built, mode: JitMode) -> Rig {
+    rig_with(p, b, InterpBackend::new().with_jit(mode))
+}
+
+/// Sets up `p` on a fresh machine for the backend `be` (which may have run other programs).
+fn rig_with(p: &Program, b: &Built, mut be: InterpBackend) -> Rig {
     let cfg = MachineConfig { a20_wrap: p.a20_wrap, ..MachineConfig::default() };
     let mut bus = IoBus::capturing();
     if p.mmio {
@@ -119,7 +124,6 @@ fn rig(p: &Program, b: &Built, mode: JitMode) -> Rig {
     ram[HANDLER] = 0xF4; // hlt
     let at = gen::CODE_BASE + b.ip as usize;
     ram[at..at + b.code.len()].copy_from_slice(&b.code);
-    let mut be = InterpBackend::new().with_jit(mode);
     be.set_state(&p.init).expect("set_state");
     Rig { m, be }
 }
@@ -372,6 +376,20 @@ fn check(p: &Program, b: &Built, hot: bool, budget_seed: Option<u64>) -> Result<
     Ok(out)
 }
 
+/// Runs `p` on `shared`, an Eager backend that keeps its code cache and compiled code from the
+/// programs before (so compiled blocks accumulate until the code buffer is flushed), against a
+/// fresh `JitMode::Off` run. Returns the backend for the next program.
+fn marathon_step(p: &Program, b: &Built, shared: InterpBackend) -> (InterpBackend, Result<(), String>) {
+    let mut off = rig(p, b, JitMode::Off);
+    let r = run(&mut off, p.cap);
+    let mut s = rig_with(p, b, shared);
+    let before = s.be.stats().instructions.unwrap_or(0);
+    let mut o = run(&mut s, p.cap);
+    o.icount -= before;
+    let res = compare(p, b, "run on a long-lived Eager backend", &r, &off.m, &o, &s.m).map(|_| ());
+    (s.be, res)
+}
+
 /// Whether `p` reads no possibly-undefined flag (the shrinker must keep that true).
 fn flag_safe(p: &Program) -> bool {
     let mut q = p.clone();
@@ -497,6 +515,7 @@ pub fn campaign(cfg: &CampaignConfig) {
     let mut t = Totals::default();
     let mut failures = Vec::new();
     let mut mode = JitMode::Eager;
+    let mut shared = Some(InterpBackend::new().with_jit(JitMode::Eager));
     for n in 0..cfg.count {
         let mut p = generate(&mut rng, &cat);
         let Some(b) = build(&mut p) else {
@@ -509,6 +528,16 @@ pub fn campaign(cfg: &CampaignConfig) {
         t.by_class[p.class as usize] += 1;
         match check(&p, &b, hot, budget_seed) {
             Ok(o) => {
+                if let Some(be) = shared.take() {
+                    let (be, res) = marathon_step(&p, &b, be);
+                    shared = Some(be);
+                    if let Err(why) = res {
+                        failures.push(format!(
+                            "program #{n} (long-lived backend, no shrinking):\n  {}",
+                            report(&p, false, None, &why)
+                        ));
+                    }
+                }
                 t.eager_insns += o.eager_insns;
                 t.jit_insns += o.jit.instructions;
                 t.jit_compiled += o.jit.compiled;
@@ -533,6 +562,11 @@ pub fn campaign(cfg: &CampaignConfig) {
             mode = rig(&p, &b, JitMode::Eager).be.jit_mode();
         }
     }
+    let long_lived = shared.map(|be| be.jit_stats()).unwrap_or_default();
+    eprintln!(
+        "jit_differential: long-lived Eager backend: {} programs, {} blocks compiled, {} code-buffer flushes",
+        t.programs, long_lived.compiled, long_lived.flushes
+    );
     eprintln!(
         "jit_differential: {} programs ({} not assembled) from {} encodings, classes {:?}; Eager runs: {} instructions, {} by compiled code ({:.1}%), {} blocks compiled, {} declined, {} entries; {} budgeted stops, {} Hot runs, {} runs ending with masked flags, {} ending in a fault handler",
         t.programs,
@@ -569,4 +603,79 @@ pub fn campaign(cfg: &CampaignConfig) {
         t.jit_insns,
         t.eager_insns
     );
+}
+
+/// One run of a fat program on the long-lived backend, compared with a fresh Off run; `extra`
+/// is code loaded too (at its IP) without being run, so that its cached pages stay valid.
+fn fat_step(p: &Program, b: &Built, extra: &Built, shared: InterpBackend, what: &str) -> InterpBackend {
+    let load = |m: &mut Machine| {
+        let at = gen::CODE_BASE + extra.ip as usize;
+        m.ram.as_mut_slice()[at..at + extra.code.len()].copy_from_slice(&extra.code);
+    };
+    let mut off = rig(p, b, JitMode::Off);
+    load(&mut off.m);
+    let r = run(&mut off, p.cap);
+    let mut s = rig_with(p, b, shared);
+    load(&mut s.m);
+    let before = s.be.stats().instructions.unwrap_or(0);
+    let o = run(&mut s, p.cap);
+    let mut diffs = Vec::new();
+    if (&r.reason, r.icount) != (&o.reason, o.icount - before) {
+        diffs.push(format!(
+            "stop {} after {} -> {} after {}",
+            r.reason,
+            r.icount,
+            o.reason,
+            o.icount - before
+        ));
+    }
+    diffs.extend(state_diff(&r.state, &o.state, 0));
+    diffs.extend(ram_diff(p, &off.m, &s.m, &Mask::default()));
+    assert!(
+        diffs.is_empty() && r.reason == StopReason::Halted,
+        "{what} differs on the long-lived backend (stats {:?}):\n    {}\n{}",
+        s.be.jit_stats(),
+        diffs.join("\n    "),
+        disasm(&b.code, b.ip)
+    );
+    s.be
+}
+
+/// Fills the code buffer of one long-lived Eager backend until it is flushed and partly
+/// refilled, with "fat" programs (150 distinct compiled loops each) at IP 0100h, then runs
+/// again the fat program that ran first (at IP 8000h, its pages still cached): its blocks
+/// were compiled before the flush and must be compiled afresh, not run from entries that now
+/// hold other code. Every run is compared with a fresh `JitMode::Off` run (all flags are
+/// defined at the end: nothing is masked). Returns the backend's statistics, or `None` when
+/// the host cannot run compiled code.
+pub fn flush_campaign(seed: u64) -> Option<picoqemu_interp::JitStats> {
+    let cat = Catalogue::new();
+    let mut rng = Rng::new(seed);
+    let mut shared = InterpBackend::new().with_jit(JitMode::Eager);
+    if shared.jit_mode() == JitMode::Off {
+        return None;
+    }
+    let fat = |rng: &mut Rng, ip: u16| loop {
+        if let Some((init, code)) = gen::generate_fat(rng, &cat, 150, ip) {
+            let p = Program::plain(init, rng.next_u64(), 1_000_000);
+            break (p, Built { code, items: Vec::new(), prefix_len: 0, hlt_ip: 0, ip });
+        }
+    };
+    let (pa, ba) = fat(&mut rng, gen::CODE_IP);
+    let none = Built { code: Vec::new(), items: Vec::new(), prefix_len: 0, hlt_ip: 0, ip: 0 };
+    shared = fat_step(&pa, &ba, &none, shared, "first fat program");
+    let mut after_flush = 0;
+    for n in 0..200 {
+        let (p, b) = fat(&mut rng, 0x0100);
+        assert!(0x0100 + b.code.len() < gen::CODE_IP as usize, "filler overlaps the first program");
+        shared = fat_step(&p, &b, &ba, shared, &format!("filler #{n}"));
+        if shared.jit_stats().flushes > 0 {
+            after_flush += 1;
+            if after_flush > 2 {
+                break;
+            }
+        }
+    }
+    shared = fat_step(&pa, &ba, &none, shared, "first fat program after the flush");
+    Some(shared.jit_stats())
 }
