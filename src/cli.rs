@@ -22,7 +22,7 @@ use picoqemu_core::{
     load_image, Backend, CoreError, ImageKind, IoBus, LoadError, Machine, MachineConfig, RunLimits,
     StopReason, DEFAULT_MEM_SIZE, MIN_MEM_SIZE,
 };
-use picoqemu_interp::InterpBackend;
+use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::KvmBackend;
 use thiserror::Error;
 
@@ -98,6 +98,28 @@ pub enum BackendChoice {
     Auto,
 }
 
+/// When the interpreter compiles hot loops to host code (its compiled-block tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum JitChoice {
+    /// Never: every instruction is interpreted.
+    Off,
+    /// Loops that started 64 times (the default).
+    #[default]
+    Hot,
+    /// Every eligible loop, the first time it runs (for testing the tier).
+    Eager,
+}
+
+impl From<JitChoice> for JitMode {
+    fn from(c: JitChoice) -> JitMode {
+        match c {
+            JitChoice::Off => JitMode::Off,
+            JitChoice::Hot => JitMode::Hot,
+            JitChoice::Eager => JitMode::Eager,
+        }
+    }
+}
+
 /// When and how to print the VGA text screen at the end of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScreenMode {
@@ -117,6 +139,9 @@ pub struct MachineArgs {
     /// CPU backend.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+    /// Interpreter only: when hot loops are compiled to host code (x86-64 Linux hosts).
+    #[arg(long, value_enum, default_value_t = JitChoice::Hot)]
+    pub jit: JitChoice,
     /// Guest RAM size: bytes, or with a K/M/G suffix (e.g. 2M, 1088K). At least 1088K.
     #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_size)]
     pub mem: usize,
@@ -145,6 +170,7 @@ impl Default for MachineArgs {
     fn default() -> Self {
         MachineArgs {
             backend: BackendChoice::Auto,
+            jit: JitChoice::Hot,
             mem: DEFAULT_MEM_SIZE,
             screen: ScreenMode::Auto,
             timeout: None,
@@ -349,9 +375,9 @@ fn read_image(path: &Path, kind: ImageKind, limit: usize) -> Result<Vec<u8>, Cli
 }
 
 /// Creates the backend `choice` asks for.
-pub fn select_backend(choice: BackendChoice, machine: &Machine) -> Result<Box<dyn Backend>, CliError> {
+pub fn select_backend(choice: BackendChoice, jit: JitChoice, machine: &Machine) -> Result<Box<dyn Backend>, CliError> {
     match choice {
-        BackendChoice::Interp => Ok(Box::new(InterpBackend::new())),
+        BackendChoice::Interp => Ok(Box::new(InterpBackend::new().with_jit(jit.into()))),
         BackendChoice::Kvm => {
             KvmBackend::probe().map_err(|e| CliError::KvmUnavailable(e.to_string()))?;
             let kvm = KvmBackend::new(machine).map_err(|e| CliError::KvmUnavailable(e.to_string()))?;
@@ -361,7 +387,7 @@ pub fn select_backend(choice: BackendChoice, machine: &Machine) -> Result<Box<dy
             Ok(kvm) => Ok(Box::new(kvm)),
             Err(e) => {
                 report(&format!("picoqemu: KVM unavailable ({e}); using the interpreter\n"));
-                Ok(Box::new(InterpBackend::new()))
+                Ok(Box::new(InterpBackend::new().with_jit(jit.into())))
             }
         },
     }
@@ -404,7 +430,7 @@ fn run_image(
     let mut machine = build_machine(opts)?;
     let start = load_image(&mut machine, image, kind)
         .map_err(|source_err| CliError::BadImage { path: source.path(), source: source_err })?;
-    let mut backend = select_backend(opts.backend, &machine)?;
+    let mut backend = select_backend(opts.backend, opts.jit, &machine)?;
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
     let limits = RunLimits { max_instructions: opts.max_instructions, timeout: opts.timeout };
     let stop = backend.run(&mut machine, limits);

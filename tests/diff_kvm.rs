@@ -11,7 +11,7 @@ use iced_x86::{Code, Instruction, Register};
 use picoqemu::diff::{self, known, DiffArgs};
 use picoqemu::fuzz::harness::Verdict;
 use picoqemu::fuzz::program::{InitState, Insn, Program, Unit, SP0};
-use picoqemu::fuzz::{campaign, kvm_worker, FuzzArgs, Outcome};
+use picoqemu::fuzz::{campaign, kvm_worker, kvm_worker_with, FuzzArgs, Outcome};
 
 fn args(image: &std::path::Path, raw: bool, lockstep: bool) -> DiffArgs {
     DiffArgs {
@@ -20,6 +20,7 @@ fn args(image: &std::path::Path, raw: bool, lockstep: bool) -> DiffArgs {
         mem: 2 << 20,
         lockstep,
         max_instructions: None,
+        jit: picoqemu::cli::JitChoice::Hot,
         timeout: Duration::from_secs(20),
         image: image.to_path_buf(),
     }
@@ -274,12 +275,46 @@ fn fixed_seed_campaign_has_no_unexplained_divergence() {
     }
     let out = temp_dir("fuzz-kvm");
     for (lockstep, count) in [(false, 600u64), (true, 150)] {
-        let a = FuzzArgs { seed: 2024, count, jobs: Some(2), out: out.clone(), lockstep };
+        let jit = picoqemu::cli::JitChoice::Hot;
+        let a = FuzzArgs { seed: 2024, count, jobs: Some(2), out: out.clone(), lockstep, jit };
         let outcomes = campaign(&a, || kvm_worker(lockstep), &|_| {}).unwrap();
         let s = picoqemu::fuzz::report(&outcomes, a.seed);
         let divergent: Vec<_> = outcomes.iter().filter(|o| matches!(o, Outcome::Divergent { .. })).collect();
         assert!(divergent.is_empty(), "lockstep={lockstep}: {s}: {divergent:?}");
         assert!(s.same > count * 9 / 10, "{s}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn compiled_tier_campaign_matches_kvm() {
+    // The interpreter side compiles every eligible loop the first time it runs, so the fuzzer's
+    // loop units run as host code and are compared with KVM.
+    if !kvm_available("compiled_tier_campaign_matches_kvm") {
+        return;
+    }
+    let out = temp_dir("fuzz-kvm-jit");
+    let mut w = kvm_worker_with(false, picoqemu_interp::JitMode::Eager).unwrap();
+    let mut plain = kvm_worker_with(false, picoqemu_interp::JitMode::Off).unwrap();
+    let (mut same, mut not_tier, count) = (0u64, 0u64, 500u64);
+    for k in 0..count {
+        match picoqemu::fuzz::fuzz_one(&mut w, 77, k, &out).unwrap() {
+            Outcome::Same => same += 1,
+            o @ Outcome::Divergent { .. } => {
+                // Only a divergence the plain interpreter does not have is the tier's.
+                let again = picoqemu::fuzz::fuzz_one(&mut plain, 77, k, &out).unwrap();
+                assert!(matches!(again, Outcome::Divergent { .. }), "program {k} of seed 77 (tier only): {o:?}");
+                eprintln!("note: program {k} of seed 77 diverges without the compiled tier too: {o:?}");
+                not_tier += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(same + not_tier > count * 9 / 10, "only {same} of {count} compared equal");
+    let jit = w.candidate.backend.jit_stats();
+    if w.candidate.backend.jit_mode() != picoqemu_interp::JitMode::Off {
+        // The fuzzer's loops are short (a few passes each), so this counts blocks and entries.
+        assert!(jit.compiled >= 20 && jit.runs >= 20, "the compiled tier hardly ran: {jit:?}");
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -87,7 +87,14 @@ fn identical_backends_are_the_same_on_every_program() {
 fn campaigns_are_deterministic_for_any_job_count() {
     let out = temp_dir("fuzz-determinism");
     let run = |jobs| {
-        let args = FuzzArgs { seed: 11, count: 40, jobs: Some(jobs), out: out.clone(), lockstep: false };
+        let args = FuzzArgs {
+            seed: 11,
+            count: 40,
+            jobs: Some(jobs),
+            out: out.clone(),
+            lockstep: false,
+            jit: picoqemu::cli::JitChoice::Hot,
+        };
         campaign(&args, || planted_worker(false), &|_| {}).unwrap()
     };
     let one = run(1);

@@ -270,7 +270,11 @@ fn flags_carried_around_the_loop_agree() {
 fn back_branch_kinds_agree() {
     type Build = fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>;
     // (name, the compare before the branch, the branch): LOOPE needs ZF=1 to go on, LOOPNE 0.
-    let kinds: [(&str, u32, Build); 5] = [
+    let kinds: [(&str, u32, Build); 6] = [
+        ("loop ecx", 0x30, |a, l| {
+            a.db(&[0x67])?;
+            a.loop_(l)
+        }),
         ("loop", 0x30, |a, l| a.loop_(l)),
         ("loope", 0, |a, l| a.loope(l)),
         ("loopne", 0x7FFF, |a, l| a.loopne(l)),
@@ -280,7 +284,7 @@ fn back_branch_kinds_agree() {
     for (name, cmp_with, back) in kinds {
         let code = asm(|a| {
             let mut top = a.create_label();
-            a.mov(cx, 100u32)?;
+            a.mov(ecx, 100u32)?;
             a.set_label(&mut top)?;
             a.add(ax, 3u32)?;
             a.lea(bx, word_ptr(bx + si + 5))?;

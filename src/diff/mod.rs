@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use picoqemu_core::{load_image, CpuState, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason};
-use picoqemu_interp::InterpBackend;
+use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::KvmBackend;
 
 pub use error::DiffError;
@@ -79,6 +79,9 @@ pub struct DiffArgs {
     /// Stop both runs after this many instructions (no verdict: exit 4 if no difference yet).
     #[arg(long, value_name = "N")]
     pub max_instructions: Option<u64>,
+    /// When the interpreter compiles loops to host code (`eager` tests that tier).
+    #[arg(long, value_enum, default_value_t = crate::cli::JitChoice::Hot)]
+    pub jit: crate::cli::JitChoice,
     /// Wall-clock limit for each run (e.g. 500ms, 10s).
     #[arg(long, value_parser = parse::parse_duration, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,
@@ -120,10 +123,15 @@ pub fn machine_with(image: &[u8], kind: ImageKind, mem: usize) -> Result<(Machin
 
 /// Loads `image` on two fresh machines and creates the KVM VM and the interpreter.
 pub fn prepare(image: &[u8], kind: ImageKind, mem: usize) -> Result<Prepared, DiffError> {
+    prepare_with(image, kind, mem, JitMode::default())
+}
+
+/// [`prepare`] with the interpreter's compiled-block tier in `jit` mode.
+pub fn prepare_with(image: &[u8], kind: ImageKind, mem: usize, jit: JitMode) -> Result<Prepared, DiffError> {
     let (mk, start) = machine_with(image, kind, mem)?;
     let (mi, _) = machine_with(image, kind, mem)?;
     let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
-    Ok(Prepared { kvm: Side::new(kvm, mk), interp: Side::new(InterpBackend::new(), mi), start })
+    Ok(Prepared { kvm: Side::new(kvm, mk), interp: Side::new(InterpBackend::new().with_jit(jit), mi), start })
 }
 
 /// Exit status and report text for a whole-run comparison.
@@ -275,7 +283,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let kind = args.kind();
-    let mut p = match prepare(&image, kind, args.mem) {
+    let mut p = match prepare_with(&image, kind, args.mem, args.jit.into()) {
         Ok(p) => p,
         Err(DiffError::KvmUnavailable(m)) => {
             eprintln!("picoqemu: KVM is not available ({m}); diff compares KVM with the interpreter and needs /dev/kvm");
@@ -304,7 +312,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
                 "picoqemu: the guest sets TF at instruction #{step} ({cs:04x}:{ip:04x}); KVM swallows a guest's own \
                  single-step trap while it single-steps, so lockstep cannot compare it: falling back to a whole-run comparison"
             );
-            p = match prepare(&image, kind, args.mem) {
+            p = match prepare_with(&image, kind, args.mem, args.jit.into()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("picoqemu: {e}");

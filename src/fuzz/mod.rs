@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use picoqemu_core::{IoBus, Machine, MachineConfig};
-use picoqemu_interp::InterpBackend;
+use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::KvmBackend;
 
 use crate::diff::stepper::StepBackend;
@@ -45,6 +45,9 @@ pub struct FuzzArgs {
     /// Compare after every instruction instead of at the end of each program.
     #[arg(long)]
     pub lockstep: bool,
+    /// When the interpreter side compiles loops to host code (`eager` tests that tier).
+    #[arg(long, value_enum, default_value_t = crate::cli::JitChoice::Hot)]
+    pub jit: crate::cli::JitChoice,
 }
 
 /// Parses a seed: decimal or `0x` hex.
@@ -117,11 +120,16 @@ pub fn fuzz_one<R: StepBackend, C: StepBackend>(
 
 /// A KVM/interpreter worker on fresh machines.
 pub fn kvm_worker(lockstep: bool) -> Result<Worker<KvmBackend, InterpBackend>, DiffError> {
+    kvm_worker_with(lockstep, JitMode::default())
+}
+
+/// [`kvm_worker`] with the interpreter's compiled-block tier in `jit` mode.
+pub fn kvm_worker_with(lockstep: bool, jit: JitMode) -> Result<Worker<KvmBackend, InterpBackend>, DiffError> {
     let config = MachineConfig { mem_size: program::FUZZ_MEM, a20_wrap: false };
     let mk = Machine::new(config, IoBus::capturing())?;
     let mi = Machine::new(config, IoBus::capturing())?;
     let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
-    Ok(Worker::new(Side::new(kvm, mk), Side::new(InterpBackend::new(), mi), lockstep))
+    Ok(Worker::new(Side::new(kvm, mk), Side::new(InterpBackend::new().with_jit(jit), mi), lockstep))
 }
 
 /// Runs a campaign with workers made by `make`, calling `progress` after each program.
@@ -250,7 +258,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<i32> {
     };
     let progress = |n: u64| bar.set_position(n);
     let lockstep = args.lockstep;
-    let outcomes = match campaign(args, || kvm_worker(lockstep), &progress) {
+    let outcomes = match campaign(args, || kvm_worker_with(lockstep, args.jit.into()), &progress) {
         Ok(o) => o,
         Err(e) => {
             bar.finish_and_clear();

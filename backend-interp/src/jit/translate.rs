@@ -1,7 +1,8 @@
 //! Guest block → host x86-64 code: the translator of the compiled-block tier (safe Rust; the
 //! bytes it returns run through `exec.rs`).
 //!
-//! Scope: a block that loops back to its own first instruction (`jcc`/`jmp`/`loop*` to the
+//! Scope: a block that loops back to its own first instruction (`jcc`/`jmp`/`loop*` with CX or
+//! ECX to the
 //! block start) made of the instructions whose host encoding has exactly the guest's
 //! semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and rotates, LEA,
 //! MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate bit,
@@ -155,14 +156,14 @@ struct Planned {
     off: u32,
 }
 
-/// How the block loops back.
+/// How the block loops back (`wide`: the LOOP counts with ECX, address-size prefix).
 #[derive(Debug, Clone, Copy)]
 enum Back {
     Jcc(ConditionCode),
     Jmp,
-    Loop,
-    Loope,
-    Loopne,
+    Loop { wide: bool },
+    Loope { wide: bool },
+    Loopne { wide: bool },
 }
 
 fn is_high8(r: Register) -> bool {
@@ -393,9 +394,12 @@ pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option
     }
     let back = match last.code() {
         Code::Jmp_rel8_16 | Code::Jmp_rel16 => Back::Jmp,
-        Code::Loop_rel8_16_CX => Back::Loop,
-        Code::Loope_rel8_16_CX => Back::Loope,
-        Code::Loopne_rel8_16_CX => Back::Loopne,
+        Code::Loop_rel8_16_CX => Back::Loop { wide: false },
+        Code::Loope_rel8_16_CX => Back::Loope { wide: false },
+        Code::Loopne_rel8_16_CX => Back::Loopne { wide: false },
+        Code::Loop_rel8_16_ECX => Back::Loop { wide: true },
+        Code::Loope_rel8_16_ECX => Back::Loope { wide: true },
+        Code::Loopne_rel8_16_ECX => Back::Loopne { wide: true },
         _ if last.mnemonic() != Mnemonic::Jmp && last.condition_code() != ConditionCode::None && last.is_jcc_short_or_near() => {
             Back::Jcc(last.condition_code())
         }
@@ -568,16 +572,20 @@ fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Resul
     match back {
         Back::Jmp => a.jmp(head)?,
         Back::Jcc(cc) => jcc(&mut a, cc, head)?,
-        Back::Loop | Back::Loope | Back::Loopne => {
-            // CX -= 1 without touching flags; leave when it reaches 0.
+        Back::Loop { wide } | Back::Loope { wide } | Back::Loopne { wide } => {
+            // CX (ECX) -= 1 without touching flags; leave when it reaches 0.
             a.lea(ecx, ptr(rbp - 1))?;
-            a.mov(bp, cx)?;
-            a.movzx(ecx, cx)?;
+            if wide {
+                a.mov(ebp, ecx)?;
+            } else {
+                a.mov(bp, cx)?;
+                a.movzx(ecx, cx)?;
+            }
             let mut fall = a.create_label();
             a.jrcxz(fall)?;
             match back {
-                Back::Loope => a.je(head)?,
-                Back::Loopne => a.jne(head)?,
+                Back::Loope { .. } => a.je(head)?,
+                Back::Loopne { .. } => a.jne(head)?,
                 _ => a.jmp(head)?,
             }
             // Not taken (ZF condition) falls through to the block end as well.
@@ -668,8 +676,18 @@ mod tests {
 
     #[test]
     fn translates_each_back_branch_kind() {
-        let backs: [fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>; 5] =
-            [|a, l| a.loop_(l), |a, l| a.loope(l), |a, l| a.loopne(l), |a, l| a.jmp(l), |a, l| a.jnz(l)];
+        let backs: [fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>; 6] = [
+            |a, l| a.loop_(l),
+            |a, l| a.loope(l),
+            |a, l| a.loopne(l),
+            |a, l| a.jmp(l),
+            |a, l| a.jnz(l),
+            // LOOP with an address-size prefix counts with ECX.
+            |a, l| {
+                a.db(&[0x67])?;
+                a.loop_(l)
+            },
+        ];
         for back in backs {
             let b = block(
                 |a| {
