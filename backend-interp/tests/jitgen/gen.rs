@@ -86,6 +86,8 @@ pub struct Program {
     pub code_ip: u16,
     /// Place the program so that it ends this many bytes below the end of the code segment.
     pub top: Option<u16>,
+    /// LOOP/LOOPE/LOOPNE count with ECX (address-size prefix) instead of CX.
+    pub ecx_loop: bool,
 }
 
 /// One instruction of the assembled program, in path order.
@@ -726,7 +728,13 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         rng.range(1, 300)
     };
     let mut no_write = if roaming { 0 } else { bases };
+    let ecx_loop = matches!(term, Term::Loop | Term::Loope | Term::Loopne) && rng.chance(1, 3);
     match term {
+        Term::Loop | Term::Loope | Term::Loopne if ecx_loop => {
+            no_write |= 1 << 1;
+            // Sometimes with upper bits, so counting with CX instead of ECX would show.
+            init.gpr[1] = iters as u32 | if rng.chance(1, 2) { (rng.range(1, 4) as u32) << 16 } else { 0 };
+        }
         Term::Loop | Term::Loope | Term::Loopne => {
             no_write |= 1 << 1;
             init.gpr[1] = (init.gpr[1] & 0xFFFF_0000) | (iters as u32 & 0xFFFF);
@@ -853,6 +861,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     let fixed_cap = if long { rng.range(100_000, 300_000) } else { rng.range(2_000, 12_000) };
     // Passes a 16-bit counter really gives (0 means 65536).
     let iters = match term {
+        Term::Loop | Term::Loope | Term::Loopne if ecx_loop => iters,
         Term::Loop | Term::Loope | Term::Loopne => {
             (iters & 0xFFFF).max(1) + if iters & 0xFFFF == 0 { 0xFFFF } else { 0 }
         }
@@ -874,6 +883,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         patch,
         code_ip,
         top,
+        ecx_loop,
     };
     make_flag_safe(&mut p, rng);
     let pass = p.body.len() as u64 + 2;
@@ -884,8 +894,12 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     p
 }
 
-fn emit_term(a: &mut CodeAssembler, t: Term, head: CodeLabel) -> Result<(), IcedError> {
+fn emit_term(a: &mut CodeAssembler, t: Term, ecx: bool, head: CodeLabel) -> Result<(), IcedError> {
     use ConditionCode as C;
+    if ecx && matches!(t, Term::Loop | Term::Loope | Term::Loopne) {
+        // Address-size prefix: the LOOP counts with ECX (same rel8: it is relative to the end).
+        a.db(&[0x67])?;
+    }
     match t {
         Term::Jcc(cc) => match cc {
             C::o => a.jo(head),
@@ -949,7 +963,7 @@ fn assemble_at(p: &Program, origin: u16) -> Result<Vec<u8>, IcedError> {
     for ins in &p.body {
         a.add_instruction(*ins)?;
     }
-    emit_term(&mut a, p.term, head)?;
+    emit_term(&mut a, p.term, p.ecx_loop, head)?;
     a.hlt()?;
     a.assemble(origin as u64)
 }
@@ -1066,6 +1080,7 @@ pub fn generate_fat(
             patch: None,
             code_ip: CODE_IP,
             top: None,
+            ecx_loop: false,
         };
         make_flag_safe(&mut p, rng);
         a.mov(iced_x86::code_asm::cx, 3u32).ok()?;
@@ -1075,7 +1090,7 @@ pub fn generate_fat(
         for ins in &p.body {
             a.add_instruction(*ins).ok()?;
         }
-        emit_term(&mut a, p.term, head).ok()?;
+        emit_term(&mut a, p.term, false, head).ok()?;
     }
     a.cmp(iced_x86::code_asm::al, 0).ok()?;
     a.hlt().ok()?;
@@ -1098,6 +1113,7 @@ impl Program {
             patch: None,
             code_ip: CODE_IP,
             top: None,
+            ecx_loop: false,
         }
     }
 }

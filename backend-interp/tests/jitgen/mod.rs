@@ -450,10 +450,12 @@ fn shrink(p: &Program, hot: bool, budget_seed: Option<u64>) -> Program {
                 }
                 let mut q = best.clone();
                 q.init.gpr[g] = (q.init.gpr[g] & 0xFFFF_0000) | cand;
-                if let Term::DecJnz(r) = q.term {
-                    if r.size() == 4 {
-                        q.init.gpr[g] = cand;
-                    }
+                let wide = match q.term {
+                    Term::DecJnz(r) => r.size() == 4,
+                    _ => q.ecx_loop,
+                };
+                if wide {
+                    q.init.gpr[g] = cand;
                 }
                 if fails(&q, hot, budget_seed).is_some() {
                     best = q;
