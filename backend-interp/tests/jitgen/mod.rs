@@ -142,11 +142,12 @@ fn run(r: &mut Rig, limit: u64) -> Stop {
     Stop { reason, state, icount }
 }
 
-/// Flags to mask at a stop, and the linear address of a FLAGS image a fault pushed.
-#[derive(Debug, Clone, Copy, Default)]
+/// Flags to mask at a stop, and the bytes of FLAGS images a fault pushed to RAM (linear
+/// address, bits that may differ).
+#[derive(Debug, Clone, Default)]
 struct Mask {
     flags: u32,
-    pushed: Option<usize>,
+    pushed: Vec<(usize, u8)>,
     /// The stop could not be placed on the program's path (nothing is masked then).
     lost: bool,
 }
@@ -171,43 +172,48 @@ fn undefined_after(b: &Built, completed: u64) -> u32 {
 
 /// Places the reference stop on the program's path and computes the mask.
 fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
-    let lost = Mask { flags: 0, pushed: None, lost: true };
+    let lost = Mask { flags: 0, pushed: Vec::new(), lost: true };
     let cs = s.state.segs[1];
     let eip = s.state.eip;
     let next_ip = |c: u64| b.items[item_at(b, c)].ip as u32;
+    let ss = s.state.segs[2];
+    let sp = s.state.gpr[4] & 0xFFFF;
+    let a20 = if p.a20_wrap { 0xF_FFFF } else { u32::MAX };
+    let lin = |off: u32| (ss.base.wrapping_add(off & 0xFFFF) & a20) as usize;
     match s.reason {
         StopReason::BudgetExhausted | StopReason::StepDone => {
             let c = s.icount;
             if cs.selector == gen::CODE_SEG && (eip == next_ip(c) || eip == b.hlt_ip as u32) {
-                return Mask { flags: undefined_after(b, c), pushed: None, lost: false };
+                return Mask { flags: undefined_after(b, c), pushed: Vec::new(), lost: false };
             }
             lost
         }
         StopReason::Halted if cs.selector == gen::CODE_SEG && eip == b.hlt_ip as u32 + 1 => {
-            Mask { flags: undefined_after(b, s.icount - 1), pushed: None, lost: false }
+            Mask { flags: undefined_after(b, s.icount - 1), pushed: Vec::new(), lost: false }
         }
         StopReason::Halted if cs.selector == 0 && eip == HANDLER as u32 + 1 && s.icount >= 2 => {
             let c = s.icount - 2;
-            let ss = s.state.segs[2];
-            let sp = s.state.gpr[4] & 0xFFFF;
-            let a20 = if p.a20_wrap { 0xF_FFFF } else { u32::MAX };
-            let lin = |off: u32| (ss.base.wrapping_add(off & 0xFFFF) & a20) as usize;
             let ram = m.ram.as_slice();
             let word = |a: usize, b2: usize| ram[a] as u32 | (ram[b2] as u32) << 8;
             let ip = word(lin(sp), lin(sp + 1));
             let pcs = word(lin(sp + 2), lin(sp + 3));
             if pcs == gen::CODE_SEG as u32 && ip == next_ip(c) {
-                return Mask { flags: undefined_after(b, c), pushed: Some(lin(sp + 4)), lost: false };
+                let f = undefined_after(b, c);
+                let pushed = vec![(lin(sp + 4), f as u8), (lin(sp + 5), (f >> 8) as u8)];
+                return Mask { flags: f, pushed, lost: false };
             }
             lost
         }
         StopReason::TripleFault if cs.selector == gen::CODE_SEG => {
-            // The state is the faulting instruction's (nothing pushed survives a shutdown);
-            // it may or may not have been counted.
-            (s.icount.saturating_sub(2)..=s.icount)
-                .rev()
-                .find(|&c| next_ip(c) == eip)
-                .map_or(lost, |c| Mask { flags: undefined_after(b, c), pushed: None, lost: false })
+            // The state is the faulting instruction's (it may or may not have been counted).
+            // The deliveries that failed may have pushed part of a FLAGS image just below SP
+            // (the stack wraps): there, any byte may hold either half of it.
+            (s.icount.saturating_sub(2)..=s.icount).rev().find(|&c| next_ip(c) == eip).map_or(lost, |c| {
+                let f = undefined_after(b, c);
+                let bits = (f as u8) | (f >> 8) as u8;
+                let pushed = (0..10).map(|k| (lin(sp.wrapping_sub(8).wrapping_add(k)), bits)).collect();
+                Mask { flags: f, pushed, lost: false }
+            })
         }
         _ => lost,
     }
@@ -233,17 +239,9 @@ fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
                 continue;
             }
             // The FLAGS image a fault pushed: only the masked bits may differ.
-            if let Some(f) = mask.pushed {
-                let bits = if i == f {
-                    mask.flags & 0xFF
-                } else if i == f + 1 {
-                    mask.flags >> 8
-                } else {
-                    0
-                };
-                if (i == f || i == f + 1) && (ra[i] ^ rb[i]) as u32 & !bits == 0 {
-                    continue;
-                }
+            let bits = mask.pushed.iter().filter(|&&(a, _)| a == i).fold(0u8, |acc, &(_, m)| acc | m);
+            if (ra[i] ^ rb[i]) & !bits == 0 {
+                continue;
             }
             if out.len() < 8 {
                 out.push(format!("ram[{i:#07x}]: {:02x} -> {:02x}", ra[i], rb[i]));
