@@ -40,9 +40,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// A picoqemu KVM machine for the boot sector `image` that reruns it each call.
-fn pico_boot(image: &[u8], mmio: Option<u32>, coalesced: bool) -> Box<dyn FnMut() -> f64> {
+fn pico_boot(image: &[u8], mmio: Option<u32>, options: KvmOptions) -> Box<dyn FnMut() -> f64> {
     let (mut m, start) = common::machine_with(image, ImageKind::Boot, mmio);
-    let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio: coalesced }).expect("KVM backend");
+    let mut b = KvmBackend::with_options(&m, options).expect("KVM backend");
     Box::new(move || timed(|| common::run_to_halt(&mut b, &mut m, &start)))
 }
 
@@ -69,16 +69,17 @@ fn main() {
         return;
     }
     const EXITS: u32 = 3_000;
+    /// Accesses per run that go to the coalesced ring.
+    const RING: u32 = 10_000;
     let mmio = common::MMIO_BASE;
     let hole = RawConfig { mmio_hole: Some(u64::from(mmio)), ..RawConfig::default() };
     let hello = guests::hello().expect("guest");
-    let hello_pico = move |coalesced: bool| -> Box<dyn FnMut() -> f64> {
+    let hello_pico = move |options: KvmOptions| -> Box<dyn FnMut() -> f64> {
         let image = hello.clone();
         Box::new(move || {
             timed(|| {
                 let (mut m, start) = common::machine_with(&image, ImageKind::Raw, None);
-                let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio: coalesced })
-                    .expect("KVM backend");
+                let mut b = KvmBackend::with_options(&m, options).expect("KVM backend");
                 common::run_to_halt(&mut b, &mut m, &start);
             })
         })
@@ -97,6 +98,10 @@ fn main() {
     };
     let out = guests::out_loop(EXITS).expect("guest");
     let store = guests::mmio_store_loop(mmio, EXITS).expect("guest");
+    let e9_ring = guests::out_port_loop(guests::DEBUGCON_PORT, RING).expect("guest");
+    let store_ring = guests::mmio_store_loop(mmio, RING).expect("guest");
+    let default = KvmOptions::default();
+    let exits = common::EVERY_ACCESS_EXITS;
     let compute = guests::compute_loop(10_000).expect("guest");
     let hlt = common::hlt_sector().expect("guest");
     let mut cases = vec![
@@ -104,36 +109,59 @@ fn main() {
             name: "port 0x80 OUT (exit)",
             units: u64::from(EXITS) + 1,
             unit: "exit",
-            pico: pico_boot(&out, None, true),
+            pico: pico_boot(&out, None, default),
             raw: raw_boot(&out, RawConfig::default()),
         },
         Case {
             name: "MMIO store (exit)",
             units: u64::from(EXITS) + 2,
             unit: "exit",
-            pico: pico_boot(&store, Some(mmio), true),
+            pico: pico_boot(&store, Some(mmio), exits),
             raw: raw_boot(&store, hole),
+        },
+        Case {
+            name: "port 0xE9 OUT (coalesced)",
+            units: u64::from(RING),
+            unit: "OUT",
+            pico: pico_boot(&e9_ring, None, default),
+            raw: raw_boot(
+                &e9_ring,
+                RawConfig { coalesced_port: Some(guests::DEBUGCON_PORT), ..RawConfig::default() },
+            ),
+        },
+        Case {
+            name: "MMIO store (coalesced)",
+            units: u64::from(RING) + 1,
+            unit: "store",
+            pico: pico_boot(&store_ring, Some(mmio), default),
+            raw: raw_boot(&store_ring, RawConfig { coalesce_mmio_hole: true, ..hole }),
         },
         Case {
             name: "compute loop",
             units: guests::compute_instruction_count(10_000),
             unit: "instruction",
-            pico: pico_boot(&compute, None, true),
+            pico: pico_boot(&compute, None, default),
             raw: raw_boot(&compute, RawConfig::default()),
         },
         Case {
             name: "rerun hlt (reuse)",
             units: 1,
             unit: "run",
-            pico: pico_boot(&hlt, None, true),
+            pico: pico_boot(&hlt, None, default),
             raw: raw_boot(&hlt, RawConfig::default()),
         },
-        Case { name: "hello from creation", units: 1, unit: "run", pico: hello_pico(true), raw: hello_raw() },
         Case {
-            name: "hello, no coalesced zones",
+            name: "hello from creation",
             units: 1,
             unit: "run",
-            pico: hello_pico(false),
+            pico: hello_pico(default),
+            raw: hello_raw(),
+        },
+        Case {
+            name: "hello, coalescing off",
+            units: 1,
+            unit: "run",
+            pico: hello_pico(exits),
             raw: hello_raw(),
         },
     ];

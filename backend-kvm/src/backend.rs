@@ -29,11 +29,18 @@ pub struct KvmOptions {
     /// before any exit is handled and at the end of every run, so device output and UART
     /// semantics (DLAB, loopback) are unchanged; reads of those ports still exit.
     pub coalesced_pio: bool,
+    /// Coalesce guest writes to the MMIO console's output-only data register (offsets 0–3,
+    /// [`picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT`]) in the same ring (on
+    /// by default; nothing to do when the machine has no MMIO console). Registered lazily on
+    /// the first write there, like the PIO zones. Reads (the count at offset 4 included)
+    /// still exit, and the ring is drained before they are served, so they see every earlier
+    /// write.
+    pub coalesced_mmio: bool,
 }
 
 impl Default for KvmOptions {
     fn default() -> Self {
-        KvmOptions { coalesced_pio: true }
+        KvmOptions { coalesced_pio: true, coalesced_mmio: true }
     }
 }
 
@@ -133,8 +140,21 @@ impl KvmBackend {
     pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
         let host = machine.ram.host_address();
         let holes = machine.bus.mmio_regions();
-        let mut vm =
-            Vm::new(host, machine.ram.len(), &holes, machine.config.a20_wrap, options.coalesced_pio)?;
+        let output = &picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT;
+        let mmio_zone = machine
+            .bus
+            .mmio_console
+            .as_ref()
+            .filter(|_| options.coalesced_mmio)
+            .map(|c| (c.base + output.start, output.end - output.start));
+        let mut vm = Vm::new(
+            host,
+            machine.ram.len(),
+            &holes,
+            machine.config.a20_wrap,
+            options.coalesced_pio,
+            mmio_zone,
+        )?;
         let tregs = vm.vcpu.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))?;
         let tsregs = vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
         let sync = vm.vcpu.sync_regs_mut();
@@ -166,6 +186,19 @@ impl KvmBackend {
     /// until the guest writes to one of them.
     pub fn coalesced_zones(&self) -> Vec<u16> {
         self.vm.coalesced_zones()
+    }
+
+    /// The coalesced MMIO zone `(guest-physical base, length)` once the guest has written to
+    /// the MMIO console's data register with coalescing on: `None` before that, without the
+    /// console, with the option off, or when the host lacks coalesced MMIO.
+    pub fn coalesced_mmio_zone(&self) -> Option<(u64, u64)> {
+        self.vm.coalesced_mmio_zone()
+    }
+
+    /// Whether MMIO console writes will be coalesced once the guest writes there (the
+    /// option, a machine with the console, and a host with coalesced MMIO).
+    pub fn coalesced_mmio(&self) -> bool {
+        self.vm.coalesce_mmio.is_some()
     }
 
     /// Detailed counters (exits by kind, steps, coalesced writes).
@@ -390,10 +423,15 @@ impl KvmBackend {
             }
             Exit::MmioWrite { addr, data, len } => {
                 self.stats.mmio_exits += 1;
-                match bus.mmio_write(addr, &data[..len]) {
-                    IoAction::Stop(r) => Ok(Some(r)),
-                    IoAction::Continue => Ok(None),
+                if let IoAction::Stop(r) = bus.mmio_write(addr, &data[..len]) {
+                    return Ok(Some(r));
                 }
+                if self.vm.wants_mmio_zone(addr, len) {
+                    // First write to the console's data register: handled above as an ordinary
+                    // exit; later ones go to the ring (drained before the next exit is handled).
+                    self.vm.coalesce_mmio(addr, len).map_err(|e| StopReason::HostError(e.to_string()))?;
+                }
+                Ok(None)
             }
             _ => Ok(None),
         }
@@ -419,7 +457,8 @@ impl KvmBackend {
             let len = (e.len as usize).min(e.data.len());
             // SAFETY: `pio`/`pad` are two names for the same u32 of a plain C union.
             let pio = unsafe { e.__bindgen_anon_1.pio } != 0;
-            // Only 0xE9 and 0x3F8 are coalesced; neither can stop the run.
+            // Only 0xE9, 0x3F8 and the MMIO console's data register are coalesced; none of
+            // them can stop the run.
             let _ = if pio {
                 bus.pio_write(e.phys_addr as u16, &e.data[..len])
             } else {
