@@ -121,10 +121,10 @@ fn count_guest(n: u16) -> Vec<u8> {
 
 /// The KVM configurations to compare with the interpreter (each coalescing option on/off).
 const KVM_OPTIONS: [KvmOptions; 4] = [
-    KvmOptions { coalesced_pio: true, coalesced_mmio: true },
-    KvmOptions { coalesced_pio: false, coalesced_mmio: true },
-    KvmOptions { coalesced_pio: true, coalesced_mmio: false },
-    KvmOptions { coalesced_pio: false, coalesced_mmio: false },
+    KvmOptions { coalesced_pio: true, coalesced_mmio: true, host_cpuid: false },
+    KvmOptions { coalesced_pio: false, coalesced_mmio: true, host_cpuid: false },
+    KvmOptions { coalesced_pio: true, coalesced_mmio: false, host_cpuid: false },
+    KvmOptions { coalesced_pio: false, coalesced_mmio: false, host_cpuid: false },
 ];
 
 /// A machine with a capturing bus and the MMIO console, `image` loaded as a boot sector.

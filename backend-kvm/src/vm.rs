@@ -5,7 +5,7 @@
 //! one only once the guest has written to it (see [`Vm::coalesce_port`], [`Vm::coalesce_mmio`]).
 use std::sync::OnceLock;
 
-use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::KvmError;
@@ -80,6 +80,49 @@ pub fn ram_slots(ram_len: u64, holes: &[(u64, u64)]) -> Vec<Slot> {
     slots
 }
 
+/// Checks the capabilities every VM needs: user memory slots and sync regs.
+pub fn check_capabilities(kvm: &Kvm) -> Result<(), KvmError> {
+    for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::SyncRegs, "KVM_CAP_SYNC_REGS")] {
+        if !kvm.check_extension(cap) {
+            return Err(KvmError::Unavailable(format!("the host lacks {name}")));
+        }
+    }
+    Ok(())
+}
+
+/// CPUID leaf 0 of picoqemu's CPU model: max leaf 1, vendor "PicoQEMU x86" (EBX, EDX, ECX).
+const MODEL_LEAF0: (u32, [u8; 4], [u8; 4], [u8; 4]) = (1, *b"Pico", *b" x86", *b"QEMU");
+/// CPUID leaf 1 EDX of the model: TSC (4), CX8 (8), CMOV (15).
+pub const MODEL_FEATURES: u32 = (1 << 4) | (1 << 8) | (1 << 15);
+
+/// picoqemu's own CPU model, the one the interpreter presents (`picoqemu-interp`'s `cpuid`):
+/// leaf 0 gives max leaf 1 and the vendor "PicoQEMU x86"; leaf 1 gives family 5, model 2,
+/// stepping 1 (`RESET_EDX`) with TSC, CX8 and CMOV. Built in user space: no
+/// `KVM_GET_SUPPORTED_CPUID` (about 0.3 ms per process here, the whole difference between
+/// `picoqemu run` and a bare KVM runner's start-up).
+fn model_cpuid() -> Result<CpuId, KvmError> {
+    let (max, ebx, ecx, edx) = MODEL_LEAF0;
+    let le = u32::from_le_bytes;
+    let entries = [
+        kvm_cpuid_entry2 {
+            function: 0,
+            eax: max,
+            ebx: le(ebx),
+            ecx: le(ecx),
+            edx: le(edx),
+            ..Default::default()
+        },
+        kvm_cpuid_entry2 {
+            function: 1,
+            eax: picoqemu_core::loader::RESET_EDX,
+            edx: MODEL_FEATURES,
+            ..Default::default()
+        },
+    ];
+    CpuId::from_entries(&entries)
+        .map_err(|e| KvmError::Unavailable(format!("building the CPUID table: {e:?}")))
+}
+
 /// The host's supported CPUID, asked once per process (the ioctl costs about 0.3 ms here).
 fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
     static CPUID: OnceLock<Result<CpuId, String>> = OnceLock::new();
@@ -110,7 +153,8 @@ pub struct Vm {
 
 impl Vm {
     /// Creates the VM, maps `ram_len` bytes at host address `host` around `holes`, creates
-    /// vCPU 0 with the host's supported CPUID and enables sync regs.
+    /// vCPU 0 with picoqemu's CPU model as its CPUID (the host's supported CPUID with
+    /// `host_cpuid`) and enables sync regs.
     pub fn new(
         host: *mut u8,
         ram_len: usize,
@@ -118,17 +162,14 @@ impl Vm {
         a20_wrap: bool,
         coalesce: bool,
         coalesce_mmio: Option<(u64, u64)>,
+        host_cpuid: bool,
     ) -> Result<Vm, KvmError> {
         let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
-        for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::SyncRegs, "KVM_CAP_SYNC_REGS")] {
-            if !kvm.check_extension(cap) {
-                return Err(KvmError::Unavailable(format!("the host lacks {name}")));
-            }
-        }
+        check_capabilities(&kvm)?;
         if (host as usize) & (PAGE as usize - 1) != 0 {
             return Err(KvmError::Memory(format!("guest RAM at host address {host:p} is not page aligned")));
         }
-        let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
+        let vm = kvm.create_vm().map_err(|e| KvmError::Unavailable(format!("KVM_CREATE_VM failed: {e}")))?;
         vm.set_tss_address(TSS_ADDR).map_err(KvmError::ioctl("KVM_SET_TSS_ADDR"))?;
         for (i, slot) in machine_slots(ram_len as u64, holes, a20_wrap).iter().enumerate() {
             let region = kvm_userspace_memory_region {
@@ -147,7 +188,7 @@ impl Vm {
                 .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let mut vcpu = vm.create_vcpu(0).map_err(KvmError::ioctl("KVM_CREATE_VCPU"))?;
-        let cpuid = supported_cpuid(&kvm)?;
+        let cpuid = if host_cpuid { supported_cpuid(&kvm)? } else { model_cpuid()? };
         vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         vcpu.set_sync_valid_reg(SyncReg::Register);
         vcpu.set_sync_valid_reg(SyncReg::SystemRegister);

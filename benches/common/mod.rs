@@ -15,7 +15,8 @@ use picoqemu_core::{
 use picoqemu_kvm::{KvmBackend, KvmOptions};
 
 /// KVM options with neither coalesced PIO nor coalesced MMIO: every access exits.
-pub const EVERY_ACCESS_EXITS: KvmOptions = KvmOptions { coalesced_pio: false, coalesced_mmio: false };
+pub const EVERY_ACCESS_EXITS: KvmOptions =
+    KvmOptions { coalesced_pio: false, coalesced_mmio: false, host_cpuid: false };
 
 /// Where the MMIO benchmarks map the MMIO console.
 pub const MMIO_BASE: u32 = guests::DEFAULT_MMIO_CONSOLE_BASE;
