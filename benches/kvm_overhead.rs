@@ -4,12 +4,19 @@
 //! median time of each side, the median per-round ratio and its interquartile range.
 //! Skips with a printed reason when /dev/kvm is unusable.
 //!
+//! The two `process` cases compare whole processes: `picoqemu run --backend kvm` (the binary
+//! cargo builds for benches) against this bench executable re-run as a bare KVM runner
+//! (`kvm_overhead --bare-process [--raw] IMAGE`: `RawVm` on the image, nothing else), both
+//! spawned with output discarded.
+//!
 //! ```text
 //! cargo bench --bench kvm_overhead [-- ROUNDS]      (default 31 rounds)
 //! ```
 #[path = "common/mod.rs"]
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use picoqemu::guests;
@@ -56,7 +63,67 @@ fn raw_boot(image: &[u8], config: RawConfig) -> Box<dyn FnMut() -> f64> {
     })
 }
 
+/// `--bare-process [--raw] IMAGE`: runs IMAGE on a bare `RawVm` (raw layout at 0, or a boot
+/// sector at 0x7C00) and exits 0 when it halted.
+fn bare_process(args: &[String]) -> ! {
+    let raw = args.iter().any(|a| a == "--raw");
+    let Some(path) = args.iter().find(|a| !a.starts_with("--")) else {
+        eprintln!("kvm_overhead --bare-process [--raw] IMAGE");
+        std::process::exit(2);
+    };
+    let image = std::fs::read(path).expect("reading the image");
+    let origin: u16 = if raw { 0 } else { guests::BOOT_ORIGIN };
+    let mut v = RawVm::new(RawConfig::default()).expect("bare KVM VM");
+    v.load(usize::from(origin), &image).expect("the image fits");
+    v.start(0, origin, origin).expect("KVM_SET_SREGS/REGS");
+    let r = v.run().expect("bare KVM run");
+    std::process::exit(if r.end == picoqemu_kvm::baseline::RawEnd::Halted { 0 } else { 1 });
+}
+
+/// Spawns `program args` with output discarded and times it; panics unless it exits with 0.
+fn spawn_timed(program: &Path, args: &[&str]) -> f64 {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let t = Instant::now();
+    let status = cmd.status().expect("spawn");
+    let dt = t.elapsed().as_secs_f64();
+    assert!(status.success(), "{} {args:?}: {status}", program.display());
+    dt
+}
+
+/// A whole-process case: `picoqemu run --backend kvm [--raw] IMAGE` against this executable
+/// as a bare runner on the same file.
+fn process_case(name: &'static str, image: &[u8], raw: bool, dir: &Path) -> Case {
+    let file = dir.join(format!("{}.img", if raw { "hello" } else { "hlt" }));
+    std::fs::write(&file, image).expect("writing the image");
+    let f = file.to_str().expect("UTF-8 temporary path").to_string();
+    let me = std::env::current_exe().expect("current executable");
+    let pico_args: Vec<String> = ["run", "--backend", "kvm"]
+        .into_iter()
+        .map(String::from)
+        .chain(raw.then(|| "--raw".to_string()))
+        .chain([f.clone()])
+        .collect();
+    let bare_args: Vec<String> = ["--bare-process".to_string()]
+        .into_iter()
+        .chain(raw.then(|| "--raw".to_string()))
+        .chain([f])
+        .collect();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_picoqemu"));
+    Case {
+        name,
+        units: 1,
+        unit: "process",
+        pico: Box::new(move || spawn_timed(&bin, &pico_args.iter().map(String::as_str).collect::<Vec<_>>())),
+        raw: Box::new(move || spawn_timed(&me, &bare_args.iter().map(String::as_str).collect::<Vec<_>>())),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--bare-process") {
+        bare_process(&args[1..]);
+    }
     let rounds: usize = match std::env::args().skip(1).find(|a| !a.starts_with("--")).map(|s| s.parse()) {
         None => 31,
         Some(Ok(n)) if n > 0 => n,
@@ -165,6 +232,10 @@ fn main() {
             raw: hello_raw(),
         },
     ];
+    let dir = std::env::temp_dir().join(format!("picoqemu-kvm-overhead-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    cases.push(process_case("process: hello (--raw)", &guests::hello().expect("guest"), true, &dir));
+    cases.push(process_case("process: start-up (hlt)", &hlt, false, &dir));
     println!(
         "kvm_overhead: {rounds} interleaved rounds per guest; load average {}",
         std::fs::read_to_string("/proc/loadavg")
@@ -209,4 +280,5 @@ fn main() {
             c.unit
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
