@@ -8,7 +8,7 @@ use kvm_bindings::{
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_SYNC_X86_EVENTS,
     KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW,
 };
-use kvm_ioctls::VcpuExit;
+use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
     Backend, BackendError, BackendStats, CpuState, IoAction, IoBus, Machine, RunLimits, StopReason,
 };
@@ -76,6 +76,13 @@ pub struct KvmStats {
     pub free_runs: u64,
 }
 
+/// Exits of a free run during which KVM copies the special registers into the sync-regs area
+/// on every exit, as it always does for the general ones. After that many the run stops asking
+/// for them (the copy is about 2 % of a port-I/O exit here: `pvm_get_segment` for six
+/// segments) and fetches them once with `KVM_GET_SREGS` when it ends (about 5 µs), so short
+/// runs pay nothing and exit-heavy runs save the copy on all but their first exits.
+const FULL_SYNC_EXITS: u32 = 64;
+
 /// What `KVM_RUN` returned, copied out of the borrowed `VcpuExit`.
 enum Exit {
     IoOut { port: u16, data: *const u8, len: usize },
@@ -125,6 +132,9 @@ pub struct KvmBackend {
     kvm_cs_base: u64,
     /// The last exit was port I/O or MMIO that KVM completes only on the next `KVM_RUN`.
     io_pending: bool,
+    /// False while a long free run has switched off the per-exit copy of the special
+    /// registers (see [`FULL_SYNC_EXITS`]): the sync-regs area's `sregs` are then stale.
+    sregs_synced: bool,
     watchdog: Watchdog,
     stats: KvmStats,
 }
@@ -185,6 +195,7 @@ impl KvmBackend {
             single_step: false,
             kvm_cs_base: tsregs.cs.base,
             io_pending: false,
+            sregs_synced: true,
             watchdog: Watchdog::default(),
             stats: KvmStats::default(),
         };
@@ -383,8 +394,11 @@ impl KvmBackend {
             Err(e) if e.errno() == libc::EINTR => Exit::Interrupted,
             Err(e) => Exit::Other(format!("KVM_RUN failed: {e}")),
         };
-        // KVM stores the registers it runs with into the sync-regs area on every return.
-        self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
+        // KVM stores the registers it runs with into the sync-regs area on every return (the
+        // special ones only while `sregs_synced`).
+        if self.sregs_synced {
+            self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
+        }
         if matches!(
             exit,
             Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
@@ -567,25 +581,61 @@ impl KvmBackend {
         }
     }
 
-    /// Runs without a budget until a stop.
+    /// Runs without a budget until a stop. After [`FULL_SYNC_EXITS`] exits KVM stops copying
+    /// the special registers on each exit; they are fetched again before anything reads them
+    /// (a terminal exit, a stop requested by the bus, the end of the run).
     fn run_free(&mut self, machine: &mut Machine) -> StopReason {
-        loop {
+        let mut exits = 0u32;
+        let reason = loop {
+            if exits == FULL_SYNC_EXITS {
+                self.stop_sregs_sync();
+            }
+            exits = exits.saturating_add(1);
             let exit = self.kvm_run();
             self.drain_coalesced(&mut machine.bus);
             match exit {
                 Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
                     match self.handle_io(&mut machine.bus, &exit) {
                         Ok(None) => {}
-                        Ok(Some(r)) | Err(r) => return r,
+                        Ok(Some(r)) | Err(r) => break r,
                     }
                 }
                 other => {
+                    // `terminal` may read the state (an emulation failure names CS:IP).
+                    if let Err(e) = self.resync_sregs() {
+                        break StopReason::HostError(e.to_string());
+                    }
                     if let Some(r) = self.terminal(machine, other) {
-                        return r;
+                        break r;
                     }
                 }
             }
+        };
+        match self.resync_sregs() {
+            Ok(()) => reason,
+            Err(e) => StopReason::HostError(e.to_string()),
         }
+    }
+
+    /// Switches KVM's per-exit copy of the special registers off: the sync-regs area's
+    /// `sregs` go stale until [`KvmBackend::resync_sregs`].
+    fn stop_sregs_sync(&mut self) {
+        self.vm.vcpu.clear_sync_valid_reg(SyncReg::SystemRegister);
+        self.sregs_synced = false;
+    }
+
+    /// Switches the per-exit copy of the special registers back on, fetching them with
+    /// `KVM_GET_SREGS` into the sync-regs area if they are stale.
+    fn resync_sregs(&mut self) -> Result<(), KvmError> {
+        if self.sregs_synced {
+            return Ok(());
+        }
+        let sregs = self.vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
+        self.vm.vcpu.sync_regs_mut().sregs = sregs;
+        self.kvm_cs_base = sregs.cs.base;
+        self.vm.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+        self.sregs_synced = true;
+        Ok(())
     }
 
     /// Runs at most `budget` instructions by single step.
