@@ -8,7 +8,7 @@ use kvm_bindings::{
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_SYNC_X86_EVENTS,
     KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW,
 };
-use kvm_ioctls::VcpuExit;
+use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
     Backend, BackendError, BackendStats, CpuState, IoAction, IoBus, Machine, RunLimits, StopReason,
 };
@@ -29,11 +29,29 @@ pub struct KvmOptions {
     /// before any exit is handled and at the end of every run, so device output and UART
     /// semantics (DLAB, loopback) are unchanged; reads of those ports still exit.
     pub coalesced_pio: bool,
+    /// Coalesce guest writes to the MMIO console's output-only data register (offsets 0–3,
+    /// [`picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT`]) in the same ring (on
+    /// by default; nothing to do when the machine has no MMIO console). Registered lazily on
+    /// the first write there, like the PIO zones. Reads (the count at offset 4 included)
+    /// still exit, and the ring is drained before they are served, so they see every earlier
+    /// write.
+    pub coalesced_mmio: bool,
+    /// Give the guest the host's supported CPUID (`KVM_GET_SUPPORTED_CPUID`, as
+    /// `qemu -cpu host` does) instead of picoqemu's own CPU model, the one the interpreter
+    /// presents (leaf 0: max leaf 1, "PicoQEMU x86"; leaf 1: family 5 model 2 stepping 1,
+    /// TSC, CX8, CMOV). Off by default: the model makes CPUID the same on both backends and
+    /// on every host, and asking KVM costs about 0.3 ms per process here, which made
+    /// `picoqemu run` start slower than a bare KVM runner. Measured on our PVM hosts: leaf 0
+    /// and every leaf's EAX/EBX follow the model, but leaf 1 ECX/EDX still report the host's
+    /// feature bits (PVM fills them in), and FXSAVE, MOVBE (#UD) and RDTSCP (emulation
+    /// failure) behave the same under both tables. On VMX/SVM hosts KVM's emulator gates a
+    /// few instructions (MOVBE, FXSAVE, RDPID) on the guest's CPUID.
+    pub host_cpuid: bool,
 }
 
 impl Default for KvmOptions {
     fn default() -> Self {
-        KvmOptions { coalesced_pio: true }
+        KvmOptions { coalesced_pio: true, coalesced_mmio: true, host_cpuid: false }
     }
 }
 
@@ -57,6 +75,13 @@ pub struct KvmStats {
     /// Runs without an instruction budget (their instructions cannot be counted).
     pub free_runs: u64,
 }
+
+/// Exits of a free run during which KVM copies the special registers into the sync-regs area
+/// on every exit, as it always does for the general ones. After that many the run stops asking
+/// for them (the copy is about 2 % of a port-I/O exit here: `pvm_get_segment` for six
+/// segments) and fetches them once with `KVM_GET_SREGS` when it ends (about 5 µs), so short
+/// runs pay nothing and exit-heavy runs save the copy on all but their first exits.
+const FULL_SYNC_EXITS: u32 = 64;
 
 /// What `KVM_RUN` returned, copied out of the borrowed `VcpuExit`.
 enum Exit {
@@ -107,12 +132,19 @@ pub struct KvmBackend {
     kvm_cs_base: u64,
     /// The last exit was port I/O or MMIO that KVM completes only on the next `KVM_RUN`.
     io_pending: bool,
+    /// False while a long free run has switched off the per-exit copy of the special
+    /// registers (see [`FULL_SYNC_EXITS`]): the sync-regs area's `sregs` are then stale.
+    sregs_synced: bool,
     watchdog: Watchdog,
     stats: KvmStats,
 }
 
 impl KvmBackend {
-    /// Checks that /dev/kvm can be opened and used.
+    /// Checks that /dev/kvm can be opened, speaks API version 12 and has the capabilities
+    /// the backend needs (user memory, sync regs). It creates no VM: creating and destroying
+    /// one costs about 0.6 ms here, a sixth of `picoqemu run`'s whole start-up; a host that
+    /// passes the probe but refuses `KVM_CREATE_VM` makes [`KvmBackend::new`] fail with
+    /// [`KvmError::Unavailable`] instead.
     pub fn probe() -> Result<(), KvmError> {
         let kvm = kvm_ioctls::Kvm::new()
             .map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
@@ -120,7 +152,7 @@ impl KvmBackend {
         if v != 12 {
             return Err(KvmError::Unavailable(format!("unexpected KVM API version {v}")));
         }
-        kvm.create_vm().map(drop).map_err(KvmError::ioctl("KVM_CREATE_VM"))
+        crate::vm::check_capabilities(&kvm)
     }
 
     /// Creates a VM whose memory is `machine`'s RAM, with default [`KvmOptions`].
@@ -133,8 +165,22 @@ impl KvmBackend {
     pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
         let host = machine.ram.host_address();
         let holes = machine.bus.mmio_regions();
-        let mut vm =
-            Vm::new(host, machine.ram.len(), &holes, machine.config.a20_wrap, options.coalesced_pio)?;
+        let output = &picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT;
+        let mmio_zone = machine
+            .bus
+            .mmio_console
+            .as_ref()
+            .filter(|_| options.coalesced_mmio)
+            .map(|c| (c.base + output.start, output.end - output.start));
+        let mut vm = Vm::new(
+            host,
+            machine.ram.len(),
+            &holes,
+            machine.config.a20_wrap,
+            options.coalesced_pio,
+            mmio_zone,
+            options.host_cpuid,
+        )?;
         let tregs = vm.vcpu.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))?;
         let tsregs = vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
         let sync = vm.vcpu.sync_regs_mut();
@@ -149,6 +195,7 @@ impl KvmBackend {
             single_step: false,
             kvm_cs_base: tsregs.cs.base,
             io_pending: false,
+            sregs_synced: true,
             watchdog: Watchdog::default(),
             stats: KvmStats::default(),
         };
@@ -166,6 +213,19 @@ impl KvmBackend {
     /// until the guest writes to one of them.
     pub fn coalesced_zones(&self) -> Vec<u16> {
         self.vm.coalesced_zones()
+    }
+
+    /// The coalesced MMIO zone `(guest-physical base, length)` once the guest has written to
+    /// the MMIO console's data register with coalescing on: `None` before that, without the
+    /// console, with the option off, or when the host lacks coalesced MMIO.
+    pub fn coalesced_mmio_zone(&self) -> Option<(u64, u64)> {
+        self.vm.coalesced_mmio_zone()
+    }
+
+    /// Whether MMIO console writes will be coalesced once the guest writes there (the
+    /// option, a machine with the console, and a host with coalesced MMIO).
+    pub fn coalesced_mmio(&self) -> bool {
+        self.vm.coalesce_mmio.is_some()
     }
 
     /// Detailed counters (exits by kind, steps, coalesced writes).
@@ -334,8 +394,11 @@ impl KvmBackend {
             Err(e) if e.errno() == libc::EINTR => Exit::Interrupted,
             Err(e) => Exit::Other(format!("KVM_RUN failed: {e}")),
         };
-        // KVM stores the registers it runs with into the sync-regs area on every return.
-        self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
+        // KVM stores the registers it runs with into the sync-regs area on every return (the
+        // special ones only while `sregs_synced`).
+        if self.sregs_synced {
+            self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
+        }
         if matches!(
             exit,
             Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
@@ -390,10 +453,15 @@ impl KvmBackend {
             }
             Exit::MmioWrite { addr, data, len } => {
                 self.stats.mmio_exits += 1;
-                match bus.mmio_write(addr, &data[..len]) {
-                    IoAction::Stop(r) => Ok(Some(r)),
-                    IoAction::Continue => Ok(None),
+                if let IoAction::Stop(r) = bus.mmio_write(addr, &data[..len]) {
+                    return Ok(Some(r));
                 }
+                if self.vm.wants_mmio_zone(addr, len) {
+                    // First write to the console's data register: handled above as an ordinary
+                    // exit; later ones go to the ring (drained before the next exit is handled).
+                    self.vm.coalesce_mmio(addr, len).map_err(|e| StopReason::HostError(e.to_string()))?;
+                }
+                Ok(None)
             }
             _ => Ok(None),
         }
@@ -419,7 +487,8 @@ impl KvmBackend {
             let len = (e.len as usize).min(e.data.len());
             // SAFETY: `pio`/`pad` are two names for the same u32 of a plain C union.
             let pio = unsafe { e.__bindgen_anon_1.pio } != 0;
-            // Only 0xE9 and 0x3F8 are coalesced; neither can stop the run.
+            // Only 0xE9, 0x3F8 and the MMIO console's data register are coalesced; none of
+            // them can stop the run.
             let _ = if pio {
                 bus.pio_write(e.phys_addr as u16, &e.data[..len])
             } else {
@@ -512,25 +581,61 @@ impl KvmBackend {
         }
     }
 
-    /// Runs without a budget until a stop.
+    /// Runs without a budget until a stop. After [`FULL_SYNC_EXITS`] exits KVM stops copying
+    /// the special registers on each exit; they are fetched again before anything reads them
+    /// (a terminal exit, a stop requested by the bus, the end of the run).
     fn run_free(&mut self, machine: &mut Machine) -> StopReason {
-        loop {
+        let mut exits = 0u32;
+        let reason = loop {
+            if exits == FULL_SYNC_EXITS {
+                self.stop_sregs_sync();
+            }
+            exits = exits.saturating_add(1);
             let exit = self.kvm_run();
             self.drain_coalesced(&mut machine.bus);
             match exit {
                 Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
                     match self.handle_io(&mut machine.bus, &exit) {
                         Ok(None) => {}
-                        Ok(Some(r)) | Err(r) => return r,
+                        Ok(Some(r)) | Err(r) => break r,
                     }
                 }
                 other => {
+                    // `terminal` may read the state (an emulation failure names CS:IP).
+                    if let Err(e) = self.resync_sregs() {
+                        break StopReason::HostError(e.to_string());
+                    }
                     if let Some(r) = self.terminal(machine, other) {
-                        return r;
+                        break r;
                     }
                 }
             }
+        };
+        match self.resync_sregs() {
+            Ok(()) => reason,
+            Err(e) => StopReason::HostError(e.to_string()),
         }
+    }
+
+    /// Switches KVM's per-exit copy of the special registers off: the sync-regs area's
+    /// `sregs` go stale until [`KvmBackend::resync_sregs`].
+    fn stop_sregs_sync(&mut self) {
+        self.vm.vcpu.clear_sync_valid_reg(SyncReg::SystemRegister);
+        self.sregs_synced = false;
+    }
+
+    /// Switches the per-exit copy of the special registers back on, fetching them with
+    /// `KVM_GET_SREGS` into the sync-regs area if they are stale.
+    fn resync_sregs(&mut self) -> Result<(), KvmError> {
+        if self.sregs_synced {
+            return Ok(());
+        }
+        let sregs = self.vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
+        self.vm.vcpu.sync_regs_mut().sregs = sregs;
+        self.kvm_cs_base = sregs.cs.base;
+        self.vm.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+        self.sregs_synced = true;
+        Ok(())
     }
 
     /// Runs at most `budget` instructions by single step.

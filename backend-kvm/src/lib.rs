@@ -3,29 +3,43 @@
 //! One VM with one vCPU per [`KvmBackend`]. Guest RAM is the [`picoqemu_core::Machine`]'s own
 //! allocation, registered as memslots around the bus's MMIO holes (an access there exits to
 //! the bus, bounded to the at most 8 bytes KVM hands over); the vCPU state travels through
-//! sync regs (`kvm_valid_regs`/`kvm_dirty_regs`) so loading and reading state costs no ioctl.
+//! sync regs (`kvm_valid_regs`/`kvm_dirty_regs`) so loading and reading state costs no ioctl
+//! (a free run with more than 64 exits stops the per-exit copy of the special registers and
+//! fetches them once with `KVM_GET_SREGS` at its end: the copy costs about 2 % of an exit here).
 //! Port I/O exits go to the bus one access at a time: for string I/O the width and count are
 //! read from `kvm_run.io` (kvm-ioctls only gives `size * count` bytes). Every run with a
 //! timeout is bounded by a watchdog (a POSIX timer signalling the vCPU thread, plus
 //! `immediate_exit`), and `RunLimits::max_instructions` is honoured by single-stepping.
 //!
-//! Modules: `vm` (VM, memslots, coalesced PIO), `regs` (`CpuState` <-> kvm regs), `exits`
+//! Modules: `vm` (VM, memslots, coalesced PIO/MMIO zones), `regs` (`CpuState` <-> kvm regs), `exits`
 //! (exit-shape checks, instruction bytes), `step` ([`StepEvent`] classification), `watchdog`
 //! (deadline timer and signal), and `backend` (the run loop and the public API).
 //!
-//! # Coalesced PIO
-//! On by default ([`KvmOptions::coalesced_pio`]): byte writes to port 0xE9 and COM1's THR
-//! 0x3F8 go to KVM's coalesced ring instead of exiting (about 2 µs instead of 8.5 µs each
-//! here). Zones are registered lazily, one per port on the guest's first write to it (that
-//! write exits and is handled as usual): each zone adds 13–17 ms to the VM's destruction on
-//! our hosts, which a guest that never uses the port should not pay
-//! ([`KvmBackend::coalesced_zones`] lists them). The ring is drained through the bus, in
-//! order, before any exit is handled and at the end of every run and step, so the output
-//! order between ports and the UART's register semantics (DLAB, loopback: every write is
-//! replayed in program order before the next read is served) are unchanged. Reads of those
-//! ports and wider writes still exit. The debug-exit port 0xF4 is never coalesced. A stop
-//! requested by a replayed write is ignored (neither device can request one). A failed zone
-//! registration ends the run with `HostError` (the write that triggered it was delivered).
+//! # Coalesced PIO and MMIO
+//! On by default ([`KvmOptions::coalesced_pio`], [`KvmOptions::coalesced_mmio`]): byte writes
+//! to port 0xE9 and COM1's THR 0x3F8, and writes to the MMIO console's output-only data
+//! register (offsets 0–3 of its page), go to KVM's coalesced ring instead of exiting (about
+//! 2 µs instead of 8.5–10 µs each here). Zones are registered lazily, one per port or
+//! register on the guest's first write to it (that write exits and is handled as usual): each
+//! zone adds 13–17 ms to the VM's destruction on our hosts, which a guest that never uses the
+//! port should not pay ([`KvmBackend::coalesced_zones`], [`KvmBackend::coalesced_mmio_zone`]
+//! list them). PIO and MMIO entries share one ring, in guest order. The ring is drained
+//! through the bus, in order, before any exit is handled and at the end of every run and
+//! step, so the output order between ports and MMIO, the UART's register semantics (DLAB,
+//! loopback: every write is replayed in program order before the next read is served) and
+//! the MMIO console's count (a read of offset 4 exits and sees every earlier write) are
+//! unchanged. Reads of those ports and registers, wider port writes and MMIO writes that do
+//! not fit the zone still exit. The debug-exit port 0xF4 is never coalesced. A stop
+//! requested by a replayed write is ignored (none of these devices can request one). A failed
+//! zone registration ends the run with `HostError` (the write that triggered it was
+//! delivered).
+//!
+//! # CPUID
+//! The vCPU gets picoqemu's own CPU model, the interpreter's (leaf 0: max leaf 1, vendor
+//! "PicoQEMU x86"; leaf 1: family 5, model 2, stepping 1, TSC/CX8/CMOV), so CPUID is the same
+//! on both backends and every host, and no process pays `KVM_GET_SUPPORTED_CPUID` (about
+//! 0.3 ms here). On PVM hosts KVM still reports the host's feature bits in leaf 1 ECX/EDX.
+//! [`KvmOptions::host_cpuid`] gives the guest the host's supported CPUID instead.
 //!
 //! # Single step and its quirks (measured on our PVM hosts, `kvm-on-our-hosts.md` §2)
 //! [`KvmBackend::step`] runs one `KVM_SET_GUEST_DEBUG` single step and reports a

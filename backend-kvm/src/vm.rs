@@ -1,10 +1,11 @@
 //! The VM: one KVM VM with the machine's RAM registered as memslots around the MMIO holes,
-//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones,
-//! registered lazily: a zone costs 13–17 ms at VM destruction on our hosts, so a port gets
-//! one only once the guest has written to it (see [`Vm::coalesce_port`]).
+//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones
+//! and one coalesced MMIO zone (the MMIO console's output-only data register), registered
+//! lazily: a zone costs 13–17 ms at VM destruction on our hosts, so a port or register gets
+//! one only once the guest has written to it (see [`Vm::coalesce_port`], [`Vm::coalesce_mmio`]).
 use std::sync::OnceLock;
 
-use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::KvmError;
@@ -18,6 +19,8 @@ const TSS_ADDR: usize = 0xFFFB_D000;
 pub const COALESCED_PORTS: [u16; 2] = [picoqemu_core::devices::debugcon::DEBUGCON_PORT, COM1_THR];
 /// COM1's transmit holding register (also DLL when DLAB is set).
 const COM1_THR: u16 = picoqemu_core::devices::uart::COM1_BASE;
+/// The zone bit of the coalesced MMIO zone (after the port bits).
+const MMIO_ZONE_BIT: u8 = 1 << COALESCED_PORTS.len();
 
 /// A guest-physical range backed by RAM: `[guest, guest + len)` at RAM offset `host`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,49 @@ pub fn ram_slots(ram_len: u64, holes: &[(u64, u64)]) -> Vec<Slot> {
     slots
 }
 
+/// Checks the capabilities every VM needs: user memory slots and sync regs.
+pub fn check_capabilities(kvm: &Kvm) -> Result<(), KvmError> {
+    for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::SyncRegs, "KVM_CAP_SYNC_REGS")] {
+        if !kvm.check_extension(cap) {
+            return Err(KvmError::Unavailable(format!("the host lacks {name}")));
+        }
+    }
+    Ok(())
+}
+
+/// CPUID leaf 0 of picoqemu's CPU model: max leaf 1, vendor "PicoQEMU x86" (EBX, EDX, ECX).
+const MODEL_LEAF0: (u32, [u8; 4], [u8; 4], [u8; 4]) = (1, *b"Pico", *b" x86", *b"QEMU");
+/// CPUID leaf 1 EDX of the model: TSC (4), CX8 (8), CMOV (15).
+pub const MODEL_FEATURES: u32 = (1 << 4) | (1 << 8) | (1 << 15);
+
+/// picoqemu's own CPU model, the one the interpreter presents (`picoqemu-interp`'s `cpuid`):
+/// leaf 0 gives max leaf 1 and the vendor "PicoQEMU x86"; leaf 1 gives family 5, model 2,
+/// stepping 1 (`RESET_EDX`) with TSC, CX8 and CMOV. Built in user space: no
+/// `KVM_GET_SUPPORTED_CPUID` (about 0.3 ms per process here, the whole difference between
+/// `picoqemu run` and a bare KVM runner's start-up).
+fn model_cpuid() -> Result<CpuId, KvmError> {
+    let (max, ebx, ecx, edx) = MODEL_LEAF0;
+    let le = u32::from_le_bytes;
+    let entries = [
+        kvm_cpuid_entry2 {
+            function: 0,
+            eax: max,
+            ebx: le(ebx),
+            ecx: le(ecx),
+            edx: le(edx),
+            ..Default::default()
+        },
+        kvm_cpuid_entry2 {
+            function: 1,
+            eax: picoqemu_core::loader::RESET_EDX,
+            edx: MODEL_FEATURES,
+            ..Default::default()
+        },
+    ];
+    CpuId::from_entries(&entries)
+        .map_err(|e| KvmError::Unavailable(format!("building the CPUID table: {e:?}")))
+}
+
 /// The host's supported CPUID, asked once per process (the ioctl costs about 0.3 ms here).
 fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
     static CPUID: OnceLock<Result<CpuId, String>> = OnceLock::new();
@@ -96,30 +142,34 @@ pub struct Vm {
     /// Whether writes to [`COALESCED_PORTS`] may be coalesced (the option, if the host
     /// supports it); each port gets its zone on its first write.
     pub coalesce: bool,
-    /// Bit `i` set: [`COALESCED_PORTS`]`[i]` has a registered zone.
+    /// The guest-physical range `(base, len)` whose writes may be coalesced (the MMIO
+    /// console's output-only register), if the option is on, the host supports it and the
+    /// machine has the console; it gets its zone on its first write.
+    pub coalesce_mmio: Option<(u64, u64)>,
+    /// Bit `i` set: [`COALESCED_PORTS`]`[i]` has a registered zone; [`MMIO_ZONE_BIT`]: the
+    /// MMIO range has one.
     zones: u8,
 }
 
 impl Vm {
     /// Creates the VM, maps `ram_len` bytes at host address `host` around `holes`, creates
-    /// vCPU 0 with the host's supported CPUID and enables sync regs.
+    /// vCPU 0 with picoqemu's CPU model as its CPUID (the host's supported CPUID with
+    /// `host_cpuid`) and enables sync regs.
     pub fn new(
         host: *mut u8,
         ram_len: usize,
         holes: &[(u64, u64)],
         a20_wrap: bool,
         coalesce: bool,
+        coalesce_mmio: Option<(u64, u64)>,
+        host_cpuid: bool,
     ) -> Result<Vm, KvmError> {
         let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
-        for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::SyncRegs, "KVM_CAP_SYNC_REGS")] {
-            if !kvm.check_extension(cap) {
-                return Err(KvmError::Unavailable(format!("the host lacks {name}")));
-            }
-        }
+        check_capabilities(&kvm)?;
         if (host as usize) & (PAGE as usize - 1) != 0 {
             return Err(KvmError::Memory(format!("guest RAM at host address {host:p} is not page aligned")));
         }
-        let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
+        let vm = kvm.create_vm().map_err(|e| KvmError::Unavailable(format!("KVM_CREATE_VM failed: {e}")))?;
         vm.set_tss_address(TSS_ADDR).map_err(KvmError::ioctl("KVM_SET_TSS_ADDR"))?;
         for (i, slot) in machine_slots(ram_len as u64, holes, a20_wrap).iter().enumerate() {
             let region = kvm_userspace_memory_region {
@@ -138,12 +188,14 @@ impl Vm {
                 .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let mut vcpu = vm.create_vcpu(0).map_err(KvmError::ioctl("KVM_CREATE_VCPU"))?;
-        let cpuid = supported_cpuid(&kvm)?;
+        let cpuid = if host_cpuid { supported_cpuid(&kvm)? } else { model_cpuid()? };
         vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         vcpu.set_sync_valid_reg(SyncReg::Register);
         vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         let coalesce = coalesce && kvm.check_extension(Cap::CoalescedPio);
-        Ok(Vm { vm, vcpu, coalesce, zones: 0 })
+        let coalesce_mmio =
+            coalesce_mmio.filter(|&(_, len)| len > 0 && kvm.check_extension(Cap::CoalescedMmio));
+        Ok(Vm { vm, vcpu, coalesce, coalesce_mmio, zones: 0 })
     }
 
     /// True when `port` is one of [`COALESCED_PORTS`], coalescing is on and the port has no
@@ -168,6 +220,36 @@ impl Vm {
         Ok(true)
     }
 
+    /// True when `[addr, addr + len)` lies in the coalescible MMIO range and that range has
+    /// no zone yet (cheap: checked on every MMIO-write exit).
+    #[inline]
+    pub fn wants_mmio_zone(&self, addr: u64, len: usize) -> bool {
+        self.zones & MMIO_ZONE_BIT == 0 && self.coalesce_mmio.is_some_and(|zone| fits(zone, addr, len))
+    }
+
+    /// Registers the coalesced MMIO zone (mapping the vCPU's ring first) when
+    /// [`Vm::wants_mmio_zone`] says so for this write; later writes that fit inside the zone go
+    /// to the ring instead of exiting (reads of it still exit). Returns whether a zone was
+    /// registered now.
+    pub fn coalesce_mmio(&mut self, addr: u64, len: usize) -> Result<bool, KvmError> {
+        let Some((base, size)) = self.coalesce_mmio.filter(|_| self.wants_mmio_zone(addr, len)) else {
+            return Ok(false);
+        };
+        let size = u32::try_from(size)
+            .map_err(|_| KvmError::Memory(format!("coalesced MMIO range of {size:#x} bytes is too large")))?;
+        self.vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
+        self.vm
+            .register_coalesced_mmio(IoEventAddress::Mmio(base), size)
+            .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO"))?;
+        self.zones |= MMIO_ZONE_BIT;
+        Ok(true)
+    }
+
+    /// The coalesced MMIO zone `(base, len)`, once registered.
+    pub fn coalesced_mmio_zone(&self) -> Option<(u64, u64)> {
+        self.coalesce_mmio.filter(|_| self.zones & MMIO_ZONE_BIT != 0)
+    }
+
     /// Whether any zone is registered (only then can the ring hold entries).
     #[inline]
     pub fn ring_active(&self) -> bool {
@@ -182,6 +264,16 @@ impl Vm {
             .filter(|&(i, _)| self.zones & (1 << i) != 0)
             .map(|(_, &p)| p)
             .collect()
+    }
+}
+
+/// Whether a write of `len` bytes at `addr` lies entirely inside `zone` = `(base, size)`:
+/// only then does KVM put it in the ring (the kernel's `coalesced_mmio_in_range`).
+#[inline]
+fn fits((base, size): (u64, u64), addr: u64, len: usize) -> bool {
+    match (addr.checked_add(len as u64), base.checked_add(size)) {
+        (Some(end), Some(zone_end)) => addr >= base && end <= zone_end,
+        _ => false,
     }
 }
 
@@ -202,6 +294,19 @@ mod tests {
         for port in [0xF4, 0x3F9, 0x3FD, 0x80, 0xE8] {
             assert_eq!(zone_bit(port), None, "{port:#x}");
         }
+    }
+
+    #[test]
+    fn mmio_writes_fit_the_zone_only_when_entirely_inside() {
+        let zone = (0xD0000, 4);
+        for (addr, len) in [(0xD0000, 1), (0xD0000, 2), (0xD0000, 4), (0xD0003, 1), (0xD0002, 2)] {
+            assert!(fits(zone, addr, len), "{addr:#x}/{len}");
+        }
+        for (addr, len) in [(0xD0004, 1), (0xD0003, 2), (0xD0002, 4), (0xCFFFF, 2), (0xD0000, 8)] {
+            assert!(!fits(zone, addr, len), "{addr:#x}/{len}");
+        }
+        assert!(!fits((u64::MAX - 1, 4), u64::MAX, 2), "no wrap-around at the top");
+        assert_eq!(MMIO_ZONE_BIT & (zone_bit(0xE9).unwrap() | zone_bit(0x3F8).unwrap()), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Port I/O and MMIO on KVM: a COM1 polling guest with the debug exit, string I/O widths and
-//! counts, coalesced-PIO ordering, and the MMIO console through a hole in the memslots.
+//! counts, coalesced-PIO ordering, and the MMIO console through a hole in the memslots (with
+//! and without its lazily registered coalesced zone).
 mod common;
 
 use std::time::Duration;
@@ -69,7 +70,7 @@ fn com1_polling_guest_and_debug_exit() {
         return;
     }
     for coalesced_pio in [true, false] {
-        let (m, mut b, r) = run_serial(KvmOptions { coalesced_pio });
+        let (m, mut b, r) = run_serial(KvmOptions { coalesced_pio, ..KvmOptions::default() });
         assert_eq!(r, StopReason::DebugExit(0x21), "coalesced={coalesced_pio}");
         assert_eq!(r.exit_status(), 0x43);
         assert_eq!(m.bus.uart.out.captured(), b"Hello, serial!\n");
@@ -190,7 +191,8 @@ fn coalesced_pio_keeps_output_order() {
     for coalesced_pio in [true, false] {
         let mut m = common::machine();
         m.ram.write(0x7C00, &code).unwrap();
-        let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio }).unwrap();
+        let mut b =
+            KvmBackend::with_options(&m, KvmOptions { coalesced_pio, ..KvmOptions::default() }).unwrap();
         let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
         b.set_state(&s).unwrap();
         assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
@@ -247,7 +249,8 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
     // With the option off nothing is ever registered.
     let mut m = common::machine();
     m.ram.write(0x7C00, &noisy).unwrap();
-    let mut b = KvmBackend::with_options(&m, KvmOptions { coalesced_pio: false }).unwrap();
+    let mut b =
+        KvmBackend::with_options(&m, KvmOptions { coalesced_pio: false, ..KvmOptions::default() }).unwrap();
     b.set_state(&start).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
     assert_eq!(m.bus.debugcon.out.captured(), b"xyz");
@@ -275,17 +278,63 @@ fn mmio_console_through_a_memslot_hole() {
         a.hlt().unwrap();
     });
     m.ram.write(0x7C00, &code).unwrap();
+    for coalesced_mmio in [false, true] {
+        m.reset();
+        m.ram.write(0x7C00, &code).unwrap();
+        let options = KvmOptions { coalesced_mmio, ..KvmOptions::default() };
+        let mut b = KvmBackend::with_options(&m, options).unwrap();
+        let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
+        b.set_state(&s).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        let console = m.bus.mmio_console.as_ref().unwrap();
+        assert_eq!(console.out.captured(), b"OK");
+        assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2, "the count read saw both writes");
+        assert_eq!(m.ram.as_slice()[0xD1000], 0x77);
+        assert_eq!(m.ram.as_slice()[0xDFFFF], 0x66);
+        assert_eq!(m.ram.as_slice()[0xD0000], 0, "the hole is not RAM");
+        let st = b.kvm_stats();
+        if coalesced_mmio && b.coalesced_mmio() {
+            // 'O' exits and registers the zone, 'K' goes to the ring; the read and the word
+            // store at offset 8 (outside the output register) still exit.
+            assert_eq!((st.mmio_exits, st.coalesced_writes), (3, 1), "{st:?}");
+            assert_eq!(b.coalesced_mmio_zone(), Some((0xD0000, 4)));
+        } else {
+            assert_eq!((st.mmio_exits, st.coalesced_writes), (4, 0), "{st:?}");
+            assert_eq!(b.coalesced_mmio_zone(), None);
+        }
+    }
+}
+
+#[test]
+fn mmio_zone_is_registered_only_after_a_write_to_the_output_register() {
+    if !common::kvm_available("mmio_zone_is_registered_only_after_a_write_to_the_output_register") {
+        return;
+    }
+    let mut bus = IoBus::capturing();
+    bus.mmio_console = Some(MmioConsole::new(0xD0000, Sink::capture()));
+    let mut m = Machine::new(MachineConfig::default(), bus).unwrap();
+    // Reads of the console and writes outside its output register register nothing.
+    let quiet = common::assemble(0x7C00, |a| {
+        a.mov(ax, 0xD000).unwrap();
+        a.mov(es, ax).unwrap();
+        a.mov(al, byte_ptr(0).es()).unwrap();
+        a.mov(ax, word_ptr(4).es()).unwrap();
+        a.mov(byte_ptr(4).es(), 1).unwrap();
+        a.mov(word_ptr(3).es(), 0x4142).unwrap(); // straddles the register's end
+        a.hlt().unwrap();
+    });
+    m.ram.write(0x7C00, &quiet).unwrap();
     let mut b = KvmBackend::new(&m).unwrap();
-    let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
-    b.set_state(&s).unwrap();
+    assert!(b.coalesced_mmio(), "MMIO coalescing is on by default for a machine with the console");
+    b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
-    let console = m.bus.mmio_console.as_ref().unwrap();
-    assert_eq!(console.out.captured(), b"OK");
-    assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2);
-    assert_eq!(m.ram.as_slice()[0xD1000], 0x77);
-    assert_eq!(m.ram.as_slice()[0xDFFFF], 0x66);
-    assert_eq!(m.ram.as_slice()[0xD0000], 0, "the hole is not RAM");
-    assert_eq!(b.kvm_stats().mmio_exits, 4);
+    assert_eq!(b.coalesced_mmio_zone(), None);
+    assert_eq!((b.kvm_stats().mmio_exits, b.kvm_stats().coalesced_writes), (4, 0));
+    assert!(m.bus.mmio_console.as_ref().unwrap().out.captured().is_empty());
+
+    // A machine without the console never coalesces MMIO.
+    let m = common::machine();
+    assert!(!KvmBackend::new(&m).unwrap().coalesced_mmio());
 }
 
 #[test]

@@ -12,7 +12,11 @@ use picoqemu_core::devices::MmioConsole;
 use picoqemu_core::{
     load_image, Backend, CpuState, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason,
 };
-use picoqemu_kvm::KvmBackend;
+use picoqemu_kvm::{KvmBackend, KvmOptions};
+
+/// KVM options with neither coalesced PIO nor coalesced MMIO: every access exits.
+pub const EVERY_ACCESS_EXITS: KvmOptions =
+    KvmOptions { coalesced_pio: false, coalesced_mmio: false, host_cpuid: false };
 
 /// Where the MMIO benchmarks map the MMIO console.
 pub const MMIO_BASE: u32 = guests::DEFAULT_MMIO_CONSOLE_BASE;

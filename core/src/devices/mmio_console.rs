@@ -5,6 +5,12 @@
 /// Size of the console's MMIO window.
 pub const MMIO_CONSOLE_SIZE: u64 = 0x1000;
 
+/// Offsets of the output-only data register: writes there only print (and count), reads give
+/// 0 whatever was written. A CPU may batch writes to these bytes (KVM's coalesced MMIO) as
+/// long as it delivers them in order before serving any later access that can observe them
+/// (a read of the count at offset 4).
+pub const MMIO_CONSOLE_OUTPUT: std::ops::Range<u64> = 0..4;
+
 /// The MMIO console.
 #[derive(Debug)]
 pub struct MmioConsole {
