@@ -375,7 +375,11 @@ fn read_image(path: &Path, kind: ImageKind, limit: usize) -> Result<Vec<u8>, Cli
 }
 
 /// Creates the backend `choice` asks for.
-pub fn select_backend(choice: BackendChoice, jit: JitChoice, machine: &Machine) -> Result<Box<dyn Backend>, CliError> {
+pub fn select_backend(
+    choice: BackendChoice,
+    jit: JitChoice,
+    machine: &Machine,
+) -> Result<Box<dyn Backend>, CliError> {
     match choice {
         BackendChoice::Interp => Ok(Box::new(InterpBackend::new().with_jit(jit.into()))),
         BackendChoice::Kvm => {

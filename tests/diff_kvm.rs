@@ -303,7 +303,10 @@ fn compiled_tier_campaign_matches_kvm() {
             o @ Outcome::Divergent { .. } => {
                 // Only a divergence the plain interpreter does not have is the tier's.
                 let again = picoqemu::fuzz::fuzz_one(&mut plain, 77, k, &out).unwrap();
-                assert!(matches!(again, Outcome::Divergent { .. }), "program {k} of seed 77 (tier only): {o:?}");
+                assert!(
+                    matches!(again, Outcome::Divergent { .. }),
+                    "program {k} of seed 77 (tier only): {o:?}"
+                );
                 eprintln!("note: program {k} of seed 77 diverges without the compiled tier too: {o:?}");
                 not_tier += 1;
             }

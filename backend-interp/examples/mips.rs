@@ -68,9 +68,15 @@ fn main() {
         assert_eq!(stop, StopReason::Halted);
         let n = be.stats().instructions.unwrap_or(0);
         let tier = format!("{:?}", be.jit_mode());
-        println!("compute [jit {tier}]: {n} instructions in {dt:.3} s wall = {:.0} MIPS", n as f64 / dt / 1e6);
+        println!(
+            "compute [jit {tier}]: {n} instructions in {dt:.3} s wall = {:.0} MIPS",
+            n as f64 / dt / 1e6
+        );
         if let Some(c) = cpu.filter(|&c| c > 0.0) {
-            println!("compute [jit {tier}]: {c:.2} s CPU time = {:.0} MIPS per CPU second", n as f64 / c / 1e6);
+            println!(
+                "compute [jit {tier}]: {c:.2} s CPU time = {:.0} MIPS per CPU second",
+                n as f64 / c / 1e6
+            );
         }
         println!("compute [jit {tier}]: {:?}", be.jit_stats());
         let mut buf = vec![0u8; 0x2000];

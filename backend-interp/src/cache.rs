@@ -97,7 +97,12 @@ impl CodeCache {
             return None;
         }
         let b = &pc.blocks[id as usize - 1];
-        Some((&pc.ops[b.start as usize..b.start as usize + b.len as usize], b.bytes as u32, b.insns as u64, &b.tier))
+        Some((
+            &pc.ops[b.start as usize..b.start as usize + b.len as usize],
+            b.bytes as u32,
+            b.insns as u64,
+            &b.tier,
+        ))
     }
 
     /// Forgets every block's compiled code (the code buffer was emptied); blocks count their
@@ -138,7 +143,13 @@ impl CodeCache {
         let Some(pc) = slot.as_mut() else { return false };
         let start = pc.ops.len() as u32;
         pc.ops.extend_from_slice(ops);
-        pc.blocks.push(BlockRef { start, len: ops.len() as u16, bytes: bytes as u16, insns, tier: Cell::new(0) });
+        pc.blocks.push(BlockRef {
+            start,
+            len: ops.len() as u16,
+            bytes: bytes as u16,
+            insns,
+            tier: Cell::new(0),
+        });
         pc.index[phys % PAGE] = pc.blocks.len() as u16;
         true
     }

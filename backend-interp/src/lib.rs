@@ -61,8 +61,8 @@ use picoqemu_core::{
 
 use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::{Cpu, CS};
-use crate::op::{Flow, Op};
 use crate::jit::{JitTier, JIT_PAGES, TIER_COMPILED, TIER_NO};
+use crate::op::{Flow, Op};
 use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
 
 pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};

@@ -32,7 +32,13 @@ struct Outcome {
 
 /// Runs `code` at 1000:0000 (DS = ES = 2000, SS = 3000, SP = FFFE; every IVT vector points at
 /// a HLT at 0000:0500) in chunks of `chunk` instructions until it halts or faults out.
-fn run(code: &[u8], mode: JitMode, chunk: Option<u64>, a20_wrap: bool, init: impl Fn(&mut CpuState)) -> Outcome {
+fn run(
+    code: &[u8],
+    mode: JitMode,
+    chunk: Option<u64>,
+    a20_wrap: bool,
+    init: impl Fn(&mut CpuState),
+) -> Outcome {
     let config = MachineConfig { a20_wrap, ..MachineConfig::default() };
     let mut bus = IoBus::capturing();
     bus.mmio_console = Some(MmioConsole::new(CONSOLE, Sink::capture()));
@@ -71,11 +77,24 @@ fn run(code: &[u8], mode: JitMode, chunk: Option<u64>, a20_wrap: bool, init: imp
     let mut ram = vec![0u8; 0x40000];
     m.ram.read(0, &mut ram).expect("ram");
     let console = m.bus.mmio_console.as_ref().map(|c| c.out.captured().to_vec()).unwrap_or_default();
-    Outcome { stops, states, instructions: be.stats().instructions.unwrap_or(0), ram, console, jit: be.jit_stats() }
+    Outcome {
+        stops,
+        states,
+        instructions: be.stats().instructions.unwrap_or(0),
+        ram,
+        console,
+        jit: be.jit_stats(),
+    }
 }
 
 /// Runs `code` without and with the tier and checks both did the same; returns the tier's run.
-fn agree(code: &[u8], mode: JitMode, chunk: Option<u64>, a20: bool, init: impl Fn(&mut CpuState) + Copy) -> Outcome {
+fn agree(
+    code: &[u8],
+    mode: JitMode,
+    chunk: Option<u64>,
+    a20: bool,
+    init: impl Fn(&mut CpuState) + Copy,
+) -> Outcome {
     let off = run(code, JitMode::Off, chunk, a20, init);
     let on = run(code, mode, chunk, a20, init);
     assert_eq!(off.stops.len(), on.stops.len(), "number of stops");

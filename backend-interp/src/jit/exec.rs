@@ -79,7 +79,8 @@ impl ExecBuf {
         if p == libc::MAP_FAILED {
             return Err(ExecError::Map(cap, std::io::Error::last_os_error()));
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| ExecError::Map(cap, std::io::Error::last_os_error()))?;
+        let ptr = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| ExecError::Map(cap, std::io::Error::last_os_error()))?;
         Ok(ExecBuf { ptr, cap, used: 0 })
     }
 

@@ -170,7 +170,15 @@ impl JitTier {
     /// Returns what happened, or `None` when the CPU state does not allow compiled
     /// code now (segment bases above 0xFFFF0 or limits below 0xFFFF, EIP above 0xFFFF) or the
     /// budget is below one pass: the caller interprets the block instead.
-    pub fn run(&mut self, tier: u32, c: &mut Cpu, ram: &mut [u8], pages: &[u8], start_eip: u32, budget: u64) -> Option<JitRun> {
+    pub fn run(
+        &mut self,
+        tier: u32,
+        c: &mut Cpu,
+        ram: &mut [u8],
+        pages: &[u8],
+        start_eip: u32,
+        budget: u64,
+    ) -> Option<JitRun> {
         let e = *self.entries.get((tier & !TIER_COMPILED) as usize)?;
         let buf = self.buf.as_ref()?;
         if budget < e.insns as u64

@@ -186,7 +186,13 @@ fn op0_read_only(m: Mnemonic) -> bool {
 fn is_shift(m: Mnemonic) -> bool {
     matches!(
         m,
-        Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr
+        Mnemonic::Shl
+            | Mnemonic::Shr
+            | Mnemonic::Sar
+            | Mnemonic::Rol
+            | Mnemonic::Ror
+            | Mnemonic::Rcl
+            | Mnemonic::Rcr
     )
 }
 
@@ -322,6 +328,21 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     };
     // The assembler identifies labels by instruction IP: a copied guest IP could collide.
     h.set_ip(0);
+    // Opcode 82h (an alias of 80h) does not exist in 64-bit mode.
+    let alias = match h.code() {
+        Code::Add_rm8_imm8_82 => Some(Code::Add_rm8_imm8),
+        Code::Or_rm8_imm8_82 => Some(Code::Or_rm8_imm8),
+        Code::Adc_rm8_imm8_82 => Some(Code::Adc_rm8_imm8),
+        Code::Sbb_rm8_imm8_82 => Some(Code::Sbb_rm8_imm8),
+        Code::And_rm8_imm8_82 => Some(Code::And_rm8_imm8),
+        Code::Sub_rm8_imm8_82 => Some(Code::Sub_rm8_imm8),
+        Code::Xor_rm8_imm8_82 => Some(Code::Xor_rm8_imm8),
+        Code::Cmp_rm8_imm8_82 => Some(Code::Cmp_rm8_imm8),
+        _ => None,
+    };
+    if let Some(c) = alias {
+        h.set_code(c);
+    }
     let (mut high, mut rex) = (false, false);
     for i in 0..h.op_count() {
         match h.op_kind(i) {
@@ -387,7 +408,8 @@ pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option
     }
     let (last, body) = insns.split_last()?;
     let target_is_start = |ins: &Instruction| {
-        ins.op0_kind() == OpKind::NearBranch16 && (ins.near_branch16() as u32).wrapping_sub(start_eip) & 0xFFFF == 0
+        ins.op0_kind() == OpKind::NearBranch16
+            && (ins.near_branch16() as u32).wrapping_sub(start_eip) & 0xFFFF == 0
     };
     if !target_is_start(last) {
         return None;
@@ -400,7 +422,10 @@ pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option
         Code::Loop_rel8_16_ECX => Back::Loop { wide: true },
         Code::Loope_rel8_16_ECX => Back::Loope { wide: true },
         Code::Loopne_rel8_16_ECX => Back::Loopne { wide: true },
-        _ if last.mnemonic() != Mnemonic::Jmp && last.condition_code() != ConditionCode::None && last.is_jcc_short_or_near() => {
+        _ if last.mnemonic() != Mnemonic::Jmp
+            && last.condition_code() != ConditionCode::None
+            && last.is_jcc_short_or_near() =>
+        {
             Back::Jcc(last.condition_code())
         }
         _ => return None,
@@ -654,8 +679,11 @@ fn jcc(a: &mut CodeAssembler, cc: ConditionCode, head: CodeLabel) -> Result<(), 
 mod tests {
     use super::*;
 
+    /// Emits a back-branch to a label.
+    type Back16 = fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>;
+
     /// Assembles a 16-bit self-loop at 0x100 from `body` + `back`.
-    fn block(body: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>, back: fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>) -> Vec<u8> {
+    fn block(body: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>, back: Back16) -> Vec<u8> {
         let mut a = CodeAssembler::new(16).expect("asm");
         let mut top = a.create_label();
         a.set_label(&mut top).expect("label");
@@ -668,7 +696,7 @@ mod tests {
         let mut d = Decoder::with_ip(16, bytes, 0x100, DecoderOptions::NONE);
         let mut n = 0;
         while d.can_decode() {
-            d.decode();
+            let _ = d.decode();
             n += 1;
         }
         n
@@ -676,7 +704,7 @@ mod tests {
 
     #[test]
     fn translates_each_back_branch_kind() {
-        let backs: [fn(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>; 6] = [
+        let backs: [Back16; 6] = [
             |a, l| a.loop_(l),
             |a, l| a.loope(l),
             |a, l| a.loopne(l),
@@ -716,6 +744,9 @@ mod tests {
         assert!(translate(&div, 0x100, count(&div), 0).is_none());
         let not_a_loop = block(|a| a.add(ax, bx), |a, _| a.jnz(0x200u64));
         assert!(translate(&not_a_loop, 0x100, count(&not_a_loop), 0).is_none());
+        // 82 /0 (add al, 5 through the 80h alias) is re-encoded as 80 /0.
+        let alias = block(|a| a.db(&[0x82, 0xC0, 0x05]), |a, l| a.jnz(l));
+        assert!(translate(&alias, 0x100, count(&alias), 0).is_some());
         let ok = block(|a| a.add(ax, bx), |a, l| a.jnz(l));
         assert!(translate(&ok, 0x100, count(&ok), 0).is_some());
         // The count must match what the cache has.
