@@ -438,7 +438,7 @@ fn run_image(
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
     let limits = RunLimits { max_instructions: opts.max_instructions, timeout: opts.timeout };
     let stop = backend.run(&mut machine, limits);
-    machine.bus.flush();
+    machine.bus_mut().flush();
 
     let mut out = String::new();
     match opts.screen {

@@ -57,7 +57,7 @@ fn main() {
     let mut results = Vec::new();
     for &mode in modes {
         let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
-        m.ram.write(0x10000, &code).expect("code");
+        m.ram_mut().write(0x10000, &code).expect("code");
         let mut be = InterpBackend::new().with_jit(mode);
         be.set_state(&st).expect("state");
         let t = Instant::now();
@@ -80,7 +80,7 @@ fn main() {
         }
         println!("compute [jit {tier}]: {:?}", be.jit_stats());
         let mut buf = vec![0u8; 0x2000];
-        m.ram.read(0x10000, &mut buf).expect("ram");
+        m.ram().read(0x10000, &mut buf).expect("ram");
         results.push((be.state().expect("state"), buf, n));
     }
     if let [(a, ra, na), (b, rb, nb)] = &results[..] {
@@ -110,7 +110,7 @@ fn main() {
         a.hlt()?;
         Ok(())
     });
-    m.ram.write(0x10000, &code).expect("code");
+    m.ram_mut().write(0x10000, &code).expect("code");
     let mut st = CpuState::default();
     for s in picoqemu_core::SegReg::ALL {
         st.set_seg(s, 0x1000);

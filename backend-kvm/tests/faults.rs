@@ -18,7 +18,7 @@ fn endless_loop_times_out_and_vm_is_reusable() {
     assert_eq!(r, StopReason::Timeout);
     assert_eq!(b.state().unwrap().eip, 0x7C00);
     // The same VM runs the next program: hlt at 0x7C10.
-    m.ram.write(0x7C10, &[0xF4]).unwrap();
+    m.ram_mut().write(0x7C10, &[0xF4]).unwrap();
     let s = CpuState { eip: 0x7C10, ..Default::default() };
     b.set_state(&s).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
@@ -94,16 +94,16 @@ fn triple_fault_is_reported() {
     });
     let (mut m, mut b, _) = common::setup(&code);
     // IDTR image: limit 0, base 0. GDTR image at 0x7E08: limit 0x17, base 0x7E10.
-    m.ram.write(0x7E00, &[0, 0, 0, 0, 0, 0]).unwrap();
-    m.ram.write(0x7E08, &[0x17, 0, 0x10, 0x7E, 0, 0]).unwrap();
+    m.ram_mut().write(0x7E00, &[0, 0, 0, 0, 0, 0]).unwrap();
+    m.ram_mut().write(0x7E08, &[0x17, 0, 0x10, 0x7E, 0, 0]).unwrap();
     // Null descriptor; code: base 0, limit 0xFFFF, present, code exec/read, 16-bit.
-    m.ram.write(0x7E10, &[0; 8]).unwrap();
-    m.ram.write(0x7E18, &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0, 0]).unwrap();
+    m.ram_mut().write(0x7E10, &[0; 8]).unwrap();
+    m.ram_mut().write(0x7E18, &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0, 0]).unwrap();
     let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
     assert_eq!(r, StopReason::TripleFault, "state:\n{}", b.state().unwrap());
     // The VM is reusable after a shutdown.
     b.reset(&mut m).unwrap();
-    m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap(); // inc ax ; hlt
+    m.ram_mut().write(0x7C00, &[0x40, 0xF4]).unwrap(); // inc ax ; hlt
     b.set_state(&CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
     assert_eq!(b.state().unwrap().reg(Gpr::Eax), 1);
@@ -120,12 +120,12 @@ fn vm_is_reusable_after_guest_faults() {
     assert!(matches!(first, StopReason::EmulationFailure { .. } | StopReason::Halted), "{first}");
     for _ in 0..2 {
         b.reset(&mut m).unwrap();
-        m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap();
+        m.ram_mut().write(0x7C00, &[0x40, 0xF4]).unwrap();
         b.set_state(&start).unwrap();
         assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C02, 1));
-        m.ram.write(0x7C00, &[0x27, 0xF4]).unwrap();
+        m.ram_mut().write(0x7C00, &[0x27, 0xF4]).unwrap();
         b.set_state(&start).unwrap();
         let again = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
         assert_eq!(again, first);

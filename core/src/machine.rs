@@ -21,9 +21,9 @@ impl Default for MachineConfig {
 /// Guest RAM and devices.
 #[derive(Debug)]
 pub struct Machine {
-    pub ram: GuestRam,
-    pub bus: IoBus,
-    pub config: MachineConfig,
+    ram: GuestRam,
+    bus: IoBus,
+    config: MachineConfig,
     /// The text buffer as it was when the image was loaded, to tell whether the guest wrote it.
     screen_at_load: Vec<u8>,
 }
@@ -34,6 +34,36 @@ impl Machine {
         let mut m = Machine { ram, bus, config, screen_at_load: Vec::new() };
         m.mark_screen();
         Ok(m)
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Guest RAM, for writing.
+    pub fn ram_mut(&mut self) -> &mut GuestRam {
+        &mut self.ram
+    }
+
+    /// The device bus.
+    pub fn bus(&self) -> &IoBus {
+        &self.bus
+    }
+
+    /// The device bus, for accesses and configuration.
+    pub fn bus_mut(&mut self) -> &mut IoBus {
+        &mut self.bus
+    }
+
+    /// RAM and bus at once (a CPU reads and writes both during a run).
+    pub fn ram_and_bus_mut(&mut self) -> (&mut GuestRam, &mut IoBus) {
+        (&mut self.ram, &mut self.bus)
+    }
+
+    /// How the machine was built (fixed for its lifetime).
+    pub fn config(&self) -> &MachineConfig {
+        &self.config
     }
 
     /// Remembers the current text buffer as the "untouched" screen.
@@ -76,11 +106,11 @@ mod tests {
     fn screen_written_tracks_text_buffer() {
         let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
         assert!(!m.screen_written());
-        m.ram.write(0xB8000, b"H\x0a").unwrap();
+        m.ram_mut().write(0xB8000, b"H\x0a").unwrap();
         assert!(m.screen_written());
         assert_eq!(m.screen_text(), "H\n");
         m.reset();
         assert!(!m.screen_written());
-        assert_eq!(m.ram.len(), 2 << 20);
+        assert_eq!(m.ram().len(), 2 << 20);
     }
 }

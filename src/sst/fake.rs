@@ -64,7 +64,7 @@ impl Backend for FakeCpu {
     }
     fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> StopReason {
         let pc = self.state.pc_linear() as usize;
-        let ram = machine.ram.as_slice();
+        let ram = machine.ram().as_slice();
         let found = self.by_state.get(&self.state).and_then(|ts| {
             ts.iter().find(|t| ram.get(pc..pc + t.bytes.len()).is_some_and(|b| b == t.bytes.as_slice()))
         });
@@ -93,7 +93,7 @@ impl Backend for FakeCpu {
         }
         s.eip = u32::from(t.final_reg(Reg16::Ip));
         s.eflags = u32::from(t.final_reg(Reg16::Flags)) & 0x0FFF;
-        let ram = machine.ram.as_mut_slice();
+        let ram = machine.ram_mut().as_mut_slice();
         for &(a, v) in &t.fina.ram {
             ram[a as usize] = v;
         }

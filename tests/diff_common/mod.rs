@@ -42,7 +42,7 @@ impl Backend for PlantedBug {
                 Ok(s) => s,
                 Err(e) => return StopReason::HostError(e.to_string()),
             };
-            let bytes = disasm::fetch(machine.ram.as_slice(), pre.pc_linear());
+            let bytes = disasm::fetch(machine.ram().as_slice(), pre.pc_linear());
             let instr = disasm::decode(bytes.as_slice(), pre.eip);
             let stop =
                 self.inner.run(machine, RunLimits { max_instructions: Some(1), timeout: limits.timeout });

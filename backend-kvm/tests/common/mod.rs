@@ -35,7 +35,7 @@ pub fn assemble(origin: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> 
 /// A machine with `code` at 0000:7C00, SP = 0x7000, and a backend for it.
 pub fn setup(code: &[u8]) -> (Machine, KvmBackend, CpuState) {
     let mut m = machine();
-    m.ram.write(0x7C00, code).expect("load");
+    m.ram_mut().write(0x7C00, code).expect("load");
     let mut s = CpuState { eip: 0x7C00, ..Default::default() };
 
     s.set_reg(picoqemu_core::Gpr::Esp, 0x7000);
