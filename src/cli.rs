@@ -437,7 +437,7 @@ fn run_image(
     let mut backend = select_backend(opts.backend, opts.jit, &machine)?;
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
     let limits = RunLimits { max_instructions: opts.max_instructions, timeout: opts.timeout };
-    let stop = backend.run(&mut machine, limits);
+    let stop = backend.run(&mut machine, limits).unwrap_or_else(picoqemu_core::StopReason::from);
     machine.bus_mut().flush();
 
     let mut out = String::new();

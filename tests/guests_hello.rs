@@ -37,7 +37,7 @@ fn run(backend: &str, image: &[u8]) -> (Machine, StopReason, CpuState) {
         _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
     };
     cpu.set_state(&start).expect("set_state");
-    let stop = cpu.run(&mut machine, RunLimits::instructions(1_000_000));
+    let stop = cpu.run(&mut machine, RunLimits::instructions(1_000_000)).expect("run");
     let state = cpu.state().expect("state");
     (machine, stop, state)
 }

@@ -38,7 +38,7 @@ fn run_boot(backend: &str, image: &[u8], mmio_console: Option<u64>) -> Run {
         _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
     };
     cpu.set_state(&start).expect("set_state");
-    let stop = cpu.run(&mut machine, RunLimits::instructions(50_000_000));
+    let stop = cpu.run(&mut machine, RunLimits::instructions(50_000_000)).expect("run");
     let state = cpu.state().expect("state");
     let instructions = cpu.stats().instructions;
     Run { machine, stop, state, instructions }
@@ -123,9 +123,12 @@ fn compute_loop_budget_is_exact_on_the_interpreter() {
     let mut cpu = InterpBackend::new();
     cpu.set_state(&start).unwrap();
     // Everything but the final hlt fits in total - 1 instructions.
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(total - 1)), StopReason::BudgetExhausted);
+    assert_eq!(
+        cpu.run(&mut machine, RunLimits::instructions(total - 1)).expect("run"),
+        StopReason::BudgetExhausted
+    );
     assert_eq!(cpu.state().unwrap().reg(Gpr::Ecx), 0);
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1)), StopReason::Halted);
+    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1)).expect("run"), StopReason::Halted);
 }
 
 #[test]
@@ -141,7 +144,7 @@ fn rep_movsw_copies_blocks() {
             _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
         };
         cpu.set_state(&start).unwrap();
-        let stop = cpu.run(&mut machine, RunLimits::instructions(10_000_000));
+        let stop = cpu.run(&mut machine, RunLimits::instructions(10_000_000)).expect("run");
         let s = cpu.state().unwrap();
         assert_eq!(stop, StopReason::Halted, "{backend}\n{s}");
         assert_eq!(&machine.ram().as_slice()[0x20000..0x21000], pattern.as_slice(), "{backend}");
@@ -198,7 +201,10 @@ fn jmp_self_runs_until_the_budget() {
     let start = picoqemu_core::load_image(&mut machine, &image, ImageKind::Boot).unwrap();
     let mut cpu = InterpBackend::new();
     cpu.set_state(&start).unwrap();
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1000)), StopReason::BudgetExhausted);
+    assert_eq!(
+        cpu.run(&mut machine, RunLimits::instructions(1000)).expect("run"),
+        StopReason::BudgetExhausted
+    );
     assert_eq!(cpu.state().unwrap().eip, 0x7C00);
 }
 

@@ -171,7 +171,7 @@ fn interp_run(image: &[u8]) -> Observed {
     let (mut m, start) = machine(image);
     let mut b = InterpBackend::new();
     b.set_state(&start).expect("set_state");
-    let stop = b.run(&mut m, RunLimits::instructions(10_000_000));
+    let stop = b.run(&mut m, RunLimits::instructions(10_000_000)).expect("run");
     let st = b.state().expect("state");
     observe(&m, stop, &st)
 }
@@ -181,7 +181,7 @@ fn kvm_run(image: &[u8], options: KvmOptions) -> (Observed, KvmStats, KvmBackend
     let (mut m, start) = machine(image);
     let mut b = KvmBackend::with_options(&m, options).expect("KVM backend");
     b.set_state(&start).expect("set_state");
-    let stop = b.run(&mut m, RunLimits::timeout(Duration::from_secs(20)));
+    let stop = b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run");
     let st = b.state().expect("state");
     (observe(&m, stop, &st), b.kvm_stats(), b)
 }
@@ -247,7 +247,7 @@ fn global_order_step_by_step_is_program_order() {
         let (mut m, start) = machine(&image);
         let mut b = InterpBackend::new();
         b.set_state(&start).expect("set_state");
-        step_order(&mut m, |m| b.run(m, RunLimits::instructions(1)) == StopReason::Halted)
+        step_order(&mut m, |m| b.run(m, RunLimits::instructions(1)).expect("run") == StopReason::Halted)
     };
     assert_eq!(interp, expected, "interpreter");
     if !kvm_usable("global_order_step_by_step_is_program_order") {

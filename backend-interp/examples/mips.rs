@@ -62,7 +62,7 @@ fn main() {
         be.set_state(&st).expect("state");
         let t = Instant::now();
         let c0 = cpu_time();
-        let stop = be.run(&mut m, RunLimits::UNBOUNDED);
+        let stop = be.run(&mut m, RunLimits::UNBOUNDED).unwrap_or_else(StopReason::from);
         let dt = t.elapsed().as_secs_f64();
         let cpu = cpu_time().zip(c0).map(|(a, b)| a - b);
         assert_eq!(stop, StopReason::Halted);
@@ -119,7 +119,7 @@ fn main() {
     st.set_seg(picoqemu_core::SegReg::Es, 0x3000);
     be.set_state(&st).expect("state");
     let t = Instant::now();
-    let stop = be.run(&mut m, RunLimits::UNBOUNDED);
+    let stop = be.run(&mut m, RunLimits::UNBOUNDED).unwrap_or_else(StopReason::from);
     let dt = t.elapsed().as_secs_f64();
     assert_eq!(stop, StopReason::Halted);
     let bytes = reps as f64 * 4096.0;

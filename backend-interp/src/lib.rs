@@ -172,7 +172,7 @@ impl Backend for InterpBackend {
         Ok(self.cpu.to_state())
     }
 
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
         let a20 = if machine.config().a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
         let ram_len = machine.ram().len();
         // Page flags: MMIO from the bus, CODE for what the cache still holds.
@@ -511,7 +511,7 @@ impl Backend for InterpBackend {
         self.cpu = cx.c;
         self.icount = cx.icount;
         machine.bus_mut().flush();
-        stop
+        Ok(stop)
     }
 
     fn stats(&self) -> BackendStats {

@@ -48,7 +48,7 @@ impl T {
             self.be.set_state(&self.cpu).expect("set_state");
             self.started = true;
         }
-        let stop = self.be.run(&mut self.m, limits);
+        let stop = self.be.run(&mut self.m, limits).unwrap_or_else(StopReason::from);
         let st = self.be.state().expect("state");
         R { stop, st }
     }

@@ -23,7 +23,7 @@ fn assemble(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, origin:
 fn run(m: &mut Machine, st: &CpuState, limits: RunLimits) -> (StopReason, CpuState, InterpBackend) {
     let mut be = InterpBackend::new();
     be.set_state(st).expect("set_state");
-    let stop = be.run(m, limits);
+    let stop = be.run(m, limits).expect("run");
     let s = be.state().expect("state");
     (stop, s, be)
 }
@@ -180,11 +180,11 @@ fn code_changed_between_runs_is_redecoded() {
     });
     let mut be = InterpBackend::new();
     be.set_state(&st).expect("set_state");
-    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     assert_eq!(be.state().expect("state").gpr[0], 1);
     m.ram_mut().as_mut_slice()[0x10001] = 7; // mov ax, 7
     be.set_state(&st).expect("set_state");
-    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     assert_eq!(be.state().expect("state").gpr[0], 7);
 }
 
@@ -285,7 +285,7 @@ fn a20_wrap_option() {
     let (mut m, st) = raw_guest(prog);
     let mut be = InterpBackend::new().with_a20_wrap(true);
     be.set_state(&st).expect("state");
-    assert_eq!(be.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
+    assert_eq!(be.run(&mut m, RunLimits::instructions(100)).expect("run"), StopReason::Halted);
     assert_eq!((m.ram().as_slice()[0x10_0000], m.ram().as_slice()[0]), (0, 0x77));
 }
 

@@ -63,7 +63,7 @@ fn run_small(
     ram[0x1000..0x1000 + code.len()].copy_from_slice(code);
     let mut be = InterpBackend::new().with_jit(mode);
     be.set_state(init).expect("set_state");
-    let stop = be.run(&mut m, RunLimits::instructions(limit));
+    let stop = be.run(&mut m, RunLimits::instructions(limit)).expect("run");
     let st = be.state().expect("state");
     let n = be.stats().instructions.unwrap_or(0);
     (stop, st, n, m.ram().as_slice()[0x20000..0x30000].to_vec())

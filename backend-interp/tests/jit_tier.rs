@@ -67,7 +67,7 @@ fn run(
     let rounds = chunk.map_or(1, |c| (2_000_000 / c).max(1));
     for _ in 0..rounds {
         let limits = RunLimits { max_instructions: chunk.or(Some(50_000_000)), ..RunLimits::UNBOUNDED };
-        let stop = be.run(&mut m, limits);
+        let stop = be.run(&mut m, limits).expect("run");
         stops.push(stop.clone());
         states.push(be.state().expect("state"));
         if !matches!(stop, StopReason::BudgetExhausted | StopReason::StepDone) {

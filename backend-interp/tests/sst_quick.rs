@@ -342,9 +342,9 @@ fn sst286_slice() {
             let st = to_state(&t.init_regs);
             let mut be = InterpBackend::new();
             be.set_state(&st).expect("set_state");
-            let mut stop = be.run(&mut m, RunLimits::instructions(64));
+            let mut stop = be.run(&mut m, RunLimits::instructions(64)).expect("run");
             while matches!(stop, StopReason::DebugExit(_)) {
-                stop = be.run(&mut m, RunLimits::instructions(64));
+                stop = be.run(&mut m, RunLimits::instructions(64)).expect("run");
             }
             let out = be.state().expect("state");
             let got = from_state(&out);

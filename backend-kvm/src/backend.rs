@@ -840,7 +840,24 @@ impl Backend for KvmBackend {
         Ok(self.current())
     }
 
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
+        match self.run_machine(machine, limits) {
+            StopReason::HostError(m) => Err(BackendError::new("kvm", m)),
+            stop => Ok(stop),
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            instructions: (self.stats.free_runs == 0).then_some(self.stats.stepped_instructions),
+            exits: Some(self.stats.exits),
+        }
+    }
+}
+
+impl KvmBackend {
+    /// [`Backend::run`] with host failures as [`StopReason::HostError`].
+    fn run_machine(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
         self.stats.runs += 1;
         if let Err(r) = self.check_machine(machine) {
             return r;
@@ -875,13 +892,6 @@ impl Backend for KvmBackend {
         match disarmed {
             Ok(()) => reason,
             Err(e) => StopReason::HostError(e.to_string()),
-        }
-    }
-
-    fn stats(&self) -> BackendStats {
-        BackendStats {
-            instructions: (self.stats.free_runs == 0).then_some(self.stats.stepped_instructions),
-            exits: Some(self.stats.exits),
         }
     }
 }

@@ -27,7 +27,7 @@ fn article_program_draws_hello_world() {
     let start = load_image(&mut m, &image, ImageKind::Raw).expect("load");
     let mut kvm = KvmBackend::new(&m).expect("backend");
     kvm.set_state(&start).expect("set_state");
-    let r = kvm.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10)));
+    let r = kvm.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10))).expect("run");
     assert_eq!(r, StopReason::Halted);
     assert_eq!(m.screen_text(), EXPECTED.join("\n") + "\n");
     let vram = &m.ram().as_slice()[0xB8000..0xB8000 + 4000];

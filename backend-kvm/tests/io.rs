@@ -60,7 +60,7 @@ fn run_serial(options: KvmOptions) -> (Machine, KvmBackend, StopReason) {
     let mut s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
     s.set_reg(Gpr::Esp, 0x7000);
     b.set_state(&s).unwrap();
-    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
     (m, b, r)
 }
 
@@ -122,7 +122,7 @@ fn string_io_uses_size_and_count_from_kvm_run() {
     let (mut m, mut b, _) = common::setup(&code);
     m.ram_mut().write(0x8000, &[0x11, 0xA1, 0x22, 0xA2, 0x33, 0xA3]).unwrap();
     m.ram_mut().write(0x8010, b"abc").unwrap();
-    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
     assert_eq!(r, StopReason::Halted);
     assert_eq!(m.bus().debugcon.out.captured(), b"abc");
     assert_eq!(m.bus().post_code, 0x33, "the last word's low byte went to port 0x80");
@@ -195,7 +195,10 @@ fn coalesced_pio_keeps_output_order() {
             KvmBackend::with_options(&m, KvmOptions { coalesced_pio, ..KvmOptions::default() }).unwrap();
         let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
         b.set_state(&s).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         assert_eq!(m.bus().debugcon.out.captured(), b"ACE");
         assert_eq!(m.bus().uart.out.captured(), b"123456");
         assert_eq!(m.bus().post_code, b'F');
@@ -219,7 +222,7 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
     });
     let (mut m, mut b, _) = common::setup(&quiet);
     assert!(b.coalesced_pio(), "coalescing is on by default (and the host supports it)");
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert!(b.coalesced_zones().is_empty(), "{:?}", b.coalesced_zones());
     assert_eq!(b.kvm_stats().coalesced_writes, 0);
     assert_eq!(m.ram().as_slice()[0x9000], 0xE9, "the 0xE9 read was served by the bus");
@@ -234,14 +237,14 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
         a.hlt().unwrap();
     });
     let (mut m, mut b, start) = common::setup(&noisy);
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(m.bus().debugcon.out.captured(), b"xyz");
     let s = b.kvm_stats();
     assert_eq!((s.pio_exits, s.coalesced_writes), (1, 2), "{s:?}");
     assert_eq!(b.coalesced_zones(), vec![0xE9]);
     b.reset(&mut m).unwrap();
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(m.bus().debugcon.out.captured(), b"xyzxyz");
     let s = b.kvm_stats();
     assert_eq!((s.pio_exits, s.coalesced_writes), (1, 5), "the second run took no port exit: {s:?}");
@@ -252,7 +255,7 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
     let mut b =
         KvmBackend::with_options(&m, KvmOptions { coalesced_pio: false, ..KvmOptions::default() }).unwrap();
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(m.bus().debugcon.out.captured(), b"xyz");
     assert!(b.coalesced_zones().is_empty());
     assert_eq!(b.kvm_stats().pio_exits, 3);
@@ -285,7 +288,10 @@ fn mmio_console_through_a_memslot_hole() {
         let mut b = KvmBackend::with_options(&m, options).unwrap();
         let s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
         b.set_state(&s).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         let console = m.bus().mmio_console.as_ref().unwrap();
         assert_eq!(console.out.captured(), b"OK");
         assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2, "the count read saw both writes");
@@ -327,7 +333,7 @@ fn mmio_zone_is_registered_only_after_a_write_to_the_output_register() {
     let mut b = KvmBackend::new(&m).unwrap();
     assert!(b.coalesced_mmio(), "MMIO coalescing is on by default for a machine with the console");
     b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(b.coalesced_mmio_zone(), None);
     assert_eq!((b.kvm_stats().mmio_exits, b.kvm_stats().coalesced_writes), (4, 0));
     assert!(m.bus().mmio_console.as_ref().unwrap().out.captured().is_empty());
@@ -346,8 +352,8 @@ fn a_backend_refuses_another_machine() {
     let mut other = common::machine();
     let mut b = KvmBackend::new(&m).unwrap();
     match b.run(&mut other, RunLimits::UNBOUNDED) {
-        StopReason::HostError(msg) => assert!(msg.contains("created for the machine"), "{msg}"),
-        r => panic!("expected a host error, got {r}"),
+        Err(e) => assert!(e.to_string().contains("created for the machine"), "{e}"),
+        Ok(other) => panic!("a run on another machine ended with {other}"),
     }
 }
 
@@ -369,7 +375,10 @@ fn a20_wrap_aliases_the_high_memory_area() {
         m.ram_mut().write(0x7C00, &code).unwrap();
         let mut b = KvmBackend::new(&m).unwrap();
         b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         let (low, high) = (m.ram().as_slice()[0], m.ram().as_slice()[0x10_0000]);
         if a20_wrap {
             assert_eq!((low, high), (0x5A, 0), "FFFF:0010 wrapped to 0");

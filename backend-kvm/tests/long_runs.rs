@@ -46,7 +46,7 @@ fn state_after_a_long_free_run_is_exact() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[]);
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"), StopReason::Halted);
     assert_eq!(b.kvm_stats().pio_exits, 200);
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.seg(SegReg::Cs).base), (0x1234, 0x12340));
@@ -72,7 +72,7 @@ fn state_after_a_long_free_run_is_exact() {
     // And a second long free run on the same VM.
     load_guest(&mut m, &[]);
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().seg(SegReg::Cs).selector, 0x1234);
 }
 
@@ -84,7 +84,7 @@ fn emulation_failure_after_a_long_run_names_the_right_cs_ip() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[0x27]); // daa: KVM's emulator lacks it
     b.set_state(&start).unwrap();
-    match b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))) {
+    match b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run") {
         StopReason::EmulationFailure { cs, ip, .. } => {
             let daa_ip = b.state().unwrap().eip;
             assert_eq!(cs, 0x1234);
@@ -103,7 +103,10 @@ fn a_debug_exit_after_a_long_run_leaves_exact_state() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[0xB0, 0x07, 0xE6, 0xF4]); // mov al, 7 / out 0xF4, al
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::DebugExit(7));
+    assert_eq!(
+        b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"),
+        StopReason::DebugExit(7)
+    );
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.seg(SegReg::Ds).selector), (0x1234, 0x2000));
     assert_eq!(m.ram().as_slice()[0x12340 + s.eip as usize], 0xF4, "IP is on the HLT after the OUT");

@@ -23,23 +23,23 @@ fn instruction_budget_counts_single_steps() {
         return;
     }
     let (mut m, mut b, _) = common::setup(&five_movs_then_hlt());
-    assert_eq!(b.run(&mut m, RunLimits::instructions(0)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(0)).expect("run"), StopReason::BudgetExhausted);
     assert_eq!(b.state().unwrap().eip, 0x7C00);
-    assert_eq!(b.run(&mut m, RunLimits::instructions(1)), StopReason::StepDone);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(1)).expect("run"), StopReason::StepDone);
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C03, 1));
-    assert_eq!(b.run(&mut m, RunLimits::instructions(3)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(3)).expect("run"), StopReason::BudgetExhausted);
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C0C, 4));
     // The HLT is recognised under single step although KVM reports a debug exit for it.
-    assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(10)).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().eip, 0x7C10);
     assert_eq!(b.stats().instructions, Some(6));
     // A free run afterwards leaves single-step mode.
     let mut s = b.state().unwrap();
     s.eip = 0x7C00;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     // One exit per step, one to clear the halt request the stepped HLT left in KVM (without
     // it this free run would stop after its first instruction), one for the free run.
     assert_eq!(b.state().unwrap().eip, 0x7C10, "the free run ran to its own HLT");
@@ -95,7 +95,7 @@ fn rep_movsb_steps_in_chunks_with_rf_set() {
     let mut s = b.state().unwrap();
     s.eip = 0x7C00;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::instructions(5)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(5)).expect("run"), StopReason::BudgetExhausted);
     assert_eq!(b.state().unwrap().eip, 0x7C0C);
 }
 
@@ -162,12 +162,16 @@ fn fault_step_includes_the_handlers_first_instruction() {
         assert_eq!(ev, want, "state:\n{s}");
         assert_eq!(s.eip, 0x7D00 + 1, "the handler's first instruction ran");
         assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
-        assert_eq!(&m.ram().as_slice()[0x7000 - 6..0x7000 - 2], &[0x02, 0x7C, 0x00, 0x00], "it names the DIV");
+        assert_eq!(
+            &m.ram().as_slice()[0x7000 - 6..0x7000 - 2],
+            &[0x02, 0x7C, 0x00, 0x00],
+            "it names the DIV"
+        );
         // The budget view of the same: the handler's HLT ends the run.
         let (mut m, mut b, _) = common::setup(&code);
         m.ram_mut().write(0x7D00, handler).unwrap();
         m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
+        assert_eq!(b.run(&mut m, RunLimits::instructions(100)).expect("run"), StopReason::Halted);
         assert_eq!(b.state().unwrap().eip, 0x7D00 + handler.len() as u32);
     }
 }
@@ -190,7 +194,9 @@ fn step_honours_its_deadline_on_vmcall() {
     }
     b.end_steps().unwrap();
     // A budgeted run over it ends too.
-    let r = b.run(&mut m, RunLimits { max_instructions: Some(50), timeout: Some(Duration::from_secs(1)) });
+    let r = b
+        .run(&mut m, RunLimits { max_instructions: Some(50), timeout: Some(Duration::from_secs(1)) })
+        .expect("run");
     assert!(
         matches!(r, StopReason::BudgetExhausted | StopReason::Timeout | StopReason::EmulationFailure { .. }),
         "{r}"
@@ -199,7 +205,7 @@ fn step_honours_its_deadline_on_vmcall() {
     let mut s = b.state().unwrap();
     s.eip = 0x7C04;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
 }
 
 #[test]
@@ -208,12 +214,12 @@ fn reset_prepares_the_vm_for_the_next_program() {
         return;
     }
     let (mut m, mut b, start) = common::setup(&five_movs_then_hlt());
-    assert_eq!(b.run(&mut m, RunLimits::instructions(2)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(2)).expect("run"), StopReason::BudgetExhausted);
     b.reset(&mut m).unwrap();
     assert_eq!(b.state().unwrap(), picoqemu_core::CpuState::default());
     for _ in 0..3 {
         b.set_state(&start).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+        assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5));
         b.reset(&mut m).unwrap();
@@ -349,7 +355,10 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
         m.ram_mut().write(0x7C00, &five_movs_then_hlt()).unwrap();
         b.set_state(&start).unwrap();
         // The stepped HLTs above must not make this run stop after its first instruction.
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5), "round {round}: the free run reached its HLT");
     }
@@ -381,9 +390,12 @@ fn reused_vm_fault_frame_has_no_host_trap_flag() {
         m.ram_mut().write(0x7C00, &p1).unwrap();
         b.set_state(&start).unwrap();
         if free_first {
-            assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+            assert_eq!(
+                b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+                StopReason::Halted
+            );
         } else {
-            assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+            assert_eq!(b.run(&mut m, RunLimits::instructions(10)).expect("run"), StopReason::Halted);
         }
         assert_eq!(b.state().unwrap().eip, 0x7C04);
         m.reset();

@@ -44,8 +44,10 @@ pub trait Backend {
     fn set_state(&mut self, state: &CpuState) -> Result<(), BackendError>;
     /// Reads the whole architectural state back (QEMU's "synchronize_state").
     fn state(&mut self) -> Result<CpuState, BackendError>;
-    /// Runs until a stop. Host failures are returned as [`StopReason::HostError`].
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason;
+    /// Runs until a stop. Guest events (halt, faults, budgets) are `Ok` stop reasons; a
+    /// failure of the host (an ioctl, a thread, a machine the backend was not built for) is
+    /// an `Err`.
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError>;
     /// Counters since the backend was created.
     fn stats(&self) -> BackendStats;
 }

@@ -84,6 +84,14 @@ impl StopReason {
     }
 }
 
+impl From<crate::BackendError> for StopReason {
+    /// A host failure recorded as the outcome of a run, for reports that compare or list
+    /// outcomes (`diff`, `sst`); the CLI's `run` reports the error itself.
+    fn from(e: crate::BackendError) -> Self {
+        StopReason::HostError(e.to_string())
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

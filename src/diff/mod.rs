@@ -342,7 +342,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let (code, text) = whole_run_verdict(&w);
-    let mut explained = explain_whole_run(&w, p.kvm.machine.ram().as_slice(), p.interp.machine.ram().as_slice());
+    let mut explained =
+        explain_whole_run(&w, p.kvm.machine.ram().as_slice(), p.interp.machine.ram().as_slice());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
         explained = locate_known(&image, kind, args.mem, limits);

@@ -181,7 +181,7 @@ pub fn run_traced<B: Backend + ?Sized>(
         }
         let bytes = disasm::fetch(machine.ram().as_slice(), pre.pc_linear());
         let instr = disasm::decode(bytes.as_slice(), pre.eip);
-        let stop = backend.run(machine, RunLimits::instructions(1));
+        let stop = backend.run(machine, RunLimits::instructions(1)).unwrap_or_else(StopReason::from);
         let post = backend.state()?;
         let step = trace.steps;
         trace.steps += 1;

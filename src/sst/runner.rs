@@ -260,7 +260,7 @@ impl Runner {
                 mismatches.push(Mismatch::Setup(format!("set_state: {e}")));
                 break 'run StopReason::HostError(e.to_string());
             }
-            let stop = backend.run(machine, self.limits);
+            let stop = backend.run(machine, self.limits).unwrap_or_else(StopReason::from);
             match backend.state() {
                 Ok(got) => self.compare(test, exp, &got, machine, &mut mismatches),
                 Err(e) => mismatches.push(Mismatch::Setup(format!("state: {e}"))),

@@ -136,7 +136,7 @@ struct Stop {
 }
 
 fn run(r: &mut Rig, limit: u64) -> Stop {
-    let reason = r.be.run(&mut r.m, RunLimits::instructions(limit));
+    let reason = r.be.run(&mut r.m, RunLimits::instructions(limit)).expect("run");
     let state = r.be.state().expect("state");
     let icount = r.be.stats().instructions.unwrap_or(0);
     Stop { reason, state, icount }

@@ -47,6 +47,6 @@ pub fn setup(code: &[u8]) -> (Machine, KvmBackend, CpuState) {
 /// Runs `code` at 0000:7C00 until it stops (10 s safety timeout).
 pub fn run_code(code: &[u8]) -> (Machine, KvmBackend, StopReason) {
     let (mut m, mut b, _) = setup(code);
-    let r = b.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10)));
+    let r = b.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10))).expect("run");
     (m, b, r)
 }
