@@ -153,6 +153,17 @@ impl IoBus {
         IoAction::Continue
     }
 
+    /// Virtual-time deadline (ns since power-on) of the earliest timed-device event. No device
+    /// of this bus keeps time yet (the PIT will), so there is none.
+    pub fn next_event_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// Services the timed-device events due at `now_ns`; requests they raise go to `irq`.
+    pub fn service_events(&mut self, now_ns: u64, irq: &mut crate::irq::InterruptQueue) {
+        let _ = (now_ns, irq);
+    }
+
     /// Writes pending host output of every character device.
     pub fn flush(&mut self) {
         self.uart.out.flush();

@@ -1,5 +1,7 @@
 //! The [`Machine`]: guest RAM plus the device bus, independent of which CPU runs it.
+use crate::clock::{Clock, TimeMode};
 use crate::devices::vga::{SCREEN_BYTES, TEXT_BASE};
+use crate::irq::InterruptQueue;
 use crate::{CoreError, GuestRam, IoBus};
 
 /// How to build a machine.
@@ -10,11 +12,13 @@ pub struct MachineConfig {
     /// Wrap physical addresses at 1 MiB like an 8086 (A20 gate disabled). Off by default:
     /// FFFF:0010 and above reach the high memory area.
     pub a20_wrap: bool,
+    /// Virtual (deterministic, the default) or real time for the devices.
+    pub time: TimeMode,
 }
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { mem_size: crate::DEFAULT_MEM_SIZE, a20_wrap: false }
+        MachineConfig { mem_size: crate::DEFAULT_MEM_SIZE, a20_wrap: false, time: TimeMode::default() }
     }
 }
 
@@ -24,6 +28,8 @@ pub struct Machine {
     ram: GuestRam,
     bus: IoBus,
     config: MachineConfig,
+    clock: Clock,
+    interrupts: InterruptQueue,
     /// The text buffer as it was when the image was loaded, to tell whether the guest wrote it.
     screen_at_load: Vec<u8>,
 }
@@ -31,7 +37,14 @@ pub struct Machine {
 impl Machine {
     pub fn new(config: MachineConfig, bus: IoBus) -> Result<Self, CoreError> {
         let ram = GuestRam::new(config.mem_size)?;
-        let mut m = Machine { ram, bus, config, screen_at_load: Vec::new() };
+        let mut m = Machine {
+            ram,
+            bus,
+            config,
+            clock: Clock::new(config.time),
+            interrupts: InterruptQueue::default(),
+            screen_at_load: Vec::new(),
+        };
         m.mark_screen();
         Ok(m)
     }
@@ -66,6 +79,69 @@ impl Machine {
         &self.config
     }
 
+    /// The machine's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Queues an external interrupt with `vector` for the CPU (an embedder's or a test's
+    /// interrupt request; see [`crate::irq`]). False when too many are already waiting.
+    pub fn raise_interrupt(&mut self, vector: u8) -> bool {
+        self.interrupts.raise(vector)
+    }
+
+    /// True while an external interrupt request waits (the CPU's INTR pin). Cheap: CPUs
+    /// call it at instruction boundaries with IF=1.
+    pub fn interrupt_pending(&self) -> bool {
+        self.interrupts.pending()
+    }
+
+    /// The INTA cycle: the vector the CPU must deliver now, if a request still waits.
+    pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.interrupts.acknowledge()
+    }
+
+    /// The CPU retired `n` instructions: virtual time moves on and device events that fell
+    /// due are serviced (they may raise interrupts).
+    pub fn retire(&mut self, n: u64) {
+        self.clock.retire(n);
+        self.service_events();
+    }
+
+    /// How many instructions the CPU may retire before the next device event is due, in
+    /// virtual time; `None` when no event is scheduled or time is real (then see
+    /// [`Machine::event_deadline`]).
+    pub fn instructions_until_event(&self) -> Option<u64> {
+        self.bus.next_event_ns().and_then(|d| self.clock.instructions_until(d))
+    }
+
+    /// The host instant of the next device event in real-time mode.
+    pub fn event_deadline(&self) -> Option<std::time::Instant> {
+        self.bus.next_event_ns().and_then(|d| self.clock.wall_instant(d))
+    }
+
+    /// HLT with IF=1: in virtual time, skip to the next device event and service it. Returns
+    /// false when nothing can ever wake the CPU (no pending request and no event scheduled),
+    /// so the run ends with [`crate::StopReason::Halted`]. In real-time mode it does not
+    /// wait: the CPU waits until [`Machine::event_deadline`] and calls [`Machine::retire`].
+    pub fn idle(&mut self) -> bool {
+        if self.interrupts.pending() {
+            return true;
+        }
+        let Some(deadline) = self.bus.next_event_ns() else { return false };
+        self.clock.skip_to(deadline);
+        self.service_events();
+        true
+    }
+
+    /// Runs the device events due at the clock's current time.
+    fn service_events(&mut self) {
+        let now = self.clock.now_ns();
+        if self.bus.next_event_ns().is_some_and(|d| d <= now) {
+            self.bus.service_events(now, &mut self.interrupts);
+        }
+    }
+
     /// Remembers the current text buffer as the "untouched" screen.
     pub fn mark_screen(&mut self) {
         self.screen_at_load = self.text_buffer().to_vec();
@@ -94,6 +170,8 @@ impl Machine {
     pub fn reset(&mut self) {
         self.ram.clear();
         self.bus.reset();
+        self.clock.reset();
+        self.interrupts.clear();
         self.mark_screen();
     }
 }
