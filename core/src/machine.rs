@@ -1,7 +1,6 @@
 //! The [`Machine`]: guest RAM plus the device bus, independent of which CPU runs it.
 use crate::clock::{Clock, TimeMode};
 use crate::devices::vga::{SCREEN_BYTES, TEXT_BASE};
-use crate::irq::InterruptQueue;
 use crate::{CoreError, GuestRam, IoBus};
 
 /// How to build a machine.
@@ -28,8 +27,6 @@ pub struct Machine {
     ram: GuestRam,
     bus: IoBus,
     config: MachineConfig,
-    clock: Clock,
-    interrupts: InterruptQueue,
     /// The text buffer as it was when the image was loaded, to tell whether the guest wrote it.
     screen_at_load: Vec<u8>,
 }
@@ -37,14 +34,9 @@ pub struct Machine {
 impl Machine {
     pub fn new(config: MachineConfig, bus: IoBus) -> Result<Self, CoreError> {
         let ram = GuestRam::new(config.mem_size)?;
-        let mut m = Machine {
-            ram,
-            bus,
-            config,
-            clock: Clock::new(config.time),
-            interrupts: InterruptQueue::default(),
-            screen_at_load: Vec::new(),
-        };
+        let mut bus = bus;
+        bus.set_clock(Clock::new(config.time));
+        let mut m = Machine { ram, bus, config, screen_at_load: Vec::new() };
         m.mark_screen();
         Ok(m)
     }
@@ -79,67 +71,44 @@ impl Machine {
         &self.config
     }
 
-    /// The machine's clock.
+    /// The machine's clock (kept by the bus, whose devices read it).
     pub fn clock(&self) -> &Clock {
-        &self.clock
+        self.bus.clock()
     }
 
-    /// Queues an external interrupt with `vector` for the CPU (an embedder's or a test's
-    /// interrupt request; see [`crate::irq`]). False when too many are already waiting.
+    /// Queues an external interrupt with `vector` for the CPU (see [`crate::irq`]).
     pub fn raise_interrupt(&mut self, vector: u8) -> bool {
-        self.interrupts.raise(vector)
+        self.bus.raise_interrupt(vector)
     }
 
-    /// True while an external interrupt request waits (the CPU's INTR pin). Cheap: CPUs
-    /// call it at instruction boundaries with IF=1.
+    /// True while an external interrupt request waits (the CPU's INTR pin).
     pub fn interrupt_pending(&self) -> bool {
-        self.interrupts.pending()
+        self.bus.interrupt_pending()
     }
 
     /// The INTA cycle: the vector the CPU must deliver now, if a request still waits.
     pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        self.interrupts.acknowledge()
+        self.bus.acknowledge_interrupt()
     }
 
-    /// The CPU retired `n` instructions: virtual time moves on and device events that fell
-    /// due are serviced (they may raise interrupts).
+    /// The CPU retired `n` instructions (see [`IoBus::retire`]).
     pub fn retire(&mut self, n: u64) {
-        self.clock.retire(n);
-        self.service_events();
+        self.bus.retire(n)
     }
 
-    /// How many instructions the CPU may retire before the next device event is due, in
-    /// virtual time; `None` when no event is scheduled or time is real (then see
-    /// [`Machine::event_deadline`]).
+    /// Instructions until the next device event (see [`IoBus::instructions_until_event`]).
     pub fn instructions_until_event(&self) -> Option<u64> {
-        self.bus.next_event_ns().and_then(|d| self.clock.instructions_until(d))
+        self.bus.instructions_until_event()
     }
 
-    /// The host instant of the next device event in real-time mode.
+    /// Host instant of the next device event in real time (see [`IoBus::event_deadline`]).
     pub fn event_deadline(&self) -> Option<std::time::Instant> {
-        self.bus.next_event_ns().and_then(|d| self.clock.wall_instant(d))
+        self.bus.event_deadline()
     }
 
-    /// HLT with IF=1: in virtual time, skip to the next device event and service it. Returns
-    /// false when nothing can ever wake the CPU (no pending request and no event scheduled),
-    /// so the run ends with [`crate::StopReason::Halted`]. In real-time mode it does not
-    /// wait: the CPU waits until [`Machine::event_deadline`] and calls [`Machine::retire`].
+    /// HLT with IF=1 (see [`IoBus::idle`]).
     pub fn idle(&mut self) -> bool {
-        if self.interrupts.pending() {
-            return true;
-        }
-        let Some(deadline) = self.bus.next_event_ns() else { return false };
-        self.clock.skip_to(deadline);
-        self.service_events();
-        true
-    }
-
-    /// Runs the device events due at the clock's current time.
-    fn service_events(&mut self) {
-        let now = self.clock.now_ns();
-        if self.bus.next_event_ns().is_some_and(|d| d <= now) {
-            self.bus.service_events(now, &mut self.interrupts);
-        }
+        self.bus.idle()
     }
 
     /// Remembers the current text buffer as the "untouched" screen.
@@ -170,8 +139,6 @@ impl Machine {
     pub fn reset(&mut self) {
         self.ram.clear();
         self.bus.reset();
-        self.clock.reset();
-        self.interrupts.clear();
         self.mark_screen();
     }
 }
