@@ -246,7 +246,9 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::ReadImage { .. } | CliError::BadImage { .. } => EXIT_USAGE,
             CliError::KvmUnavailable(_) => EXIT_USAGE,
-            CliError::Machine(CoreError::BadMemSize { .. } | CoreError::BadMmioRegion { .. }) => EXIT_USAGE,
+            CliError::Machine(
+                CoreError::BadMemSize { .. } | CoreError::BadMmioRegion { .. } | CoreError::Bus(_),
+            ) => EXIT_USAGE,
             CliError::Machine(_) | CliError::Guest(_) | CliError::Host(_) => EXIT_HOST,
             CliError::Failed { status, .. } => *status,
         }
@@ -402,7 +404,7 @@ pub fn build_machine(opts: &MachineArgs) -> Result<Machine, CliError> {
     let mut bus = IoBus::new(Sink::new(SinkTarget::Stdout), Sink::new(SinkTarget::Stderr));
     if let Some(base) = opts.mmio_console {
         check_mmio_console(base)?;
-        bus.mmio_console = Some(MmioConsole::new(base, Sink::new(SinkTarget::Stdout)));
+        bus.register(MmioConsole::new(base, Sink::new(SinkTarget::Stdout))).map_err(CoreError::from)?;
     }
     let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap, ..MachineConfig::default() };
     Ok(Machine::new(config, bus)?)

@@ -30,7 +30,9 @@ struct Run {
 
 fn run_boot(backend: &str, image: &[u8], mmio_console: Option<u64>) -> Run {
     let mut bus = IoBus::capturing();
-    bus.mmio_console = mmio_console.map(|base| MmioConsole::new(base, Sink::capture()));
+    if let Some(base) = mmio_console {
+        bus.register(MmioConsole::new(base, Sink::capture())).expect("MMIO console");
+    }
     let mut machine = Machine::new(MachineConfig::default(), bus).expect("machine");
     let start = picoqemu_core::load_image(&mut machine, image, ImageKind::Boot).expect("load");
     let mut cpu: Box<dyn Backend> = match backend {
@@ -60,13 +62,13 @@ fn serial_hello_prints_and_exits() {
         );
         assert_eq!(r.stop.exit_status(), 33);
         let bus = &r.machine.bus();
-        assert_eq!(bus.uart.out.captured(), guests::SERIAL_HELLO_TEXT.as_bytes(), "{backend}: COM1");
+        assert_eq!(bus.uart().out.captured(), guests::SERIAL_HELLO_TEXT.as_bytes(), "{backend}: COM1");
         assert_eq!(
-            bus.debugcon.out.captured(),
+            bus.debugcon().out.captured(),
             guests::SERIAL_HELLO_DEBUG_TEXT.as_bytes(),
             "{backend}: 0xE9"
         );
-        assert_eq!(bus.uart.divisor(), 1, "{backend}: the guest programs 115200 baud");
+        assert_eq!(bus.uart().divisor(), 1, "{backend}: the guest programs 115200 baud");
         assert!(!r.machine.screen_written());
     }
 }
@@ -170,8 +172,8 @@ fn out_loop_writes_the_post_port() {
     for backend in backends("out_loop_writes_the_post_port") {
         let r = run_boot(backend, &guests::out_loop(300).unwrap(), None);
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        assert_eq!(r.machine.bus().post_code, (299 % 256) as u8, "{backend}");
-        assert_eq!(r.machine.bus().stats.pio_writes, 300, "{backend}");
+        assert_eq!(r.machine.bus().post_code(), (299 % 256) as u8, "{backend}");
+        assert_eq!(r.machine.bus().stats().pio_writes, 300, "{backend}");
     }
 }
 
@@ -185,7 +187,7 @@ fn mmio_store_loop_reaches_the_console() {
             Some(base),
         );
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        let console = r.machine.bus().mmio_console.as_ref().expect("console");
+        let console = r.machine.bus().mmio_console().expect("console");
         let mut expected = vec![b'.'; 50];
         expected.push(b'\n');
         assert_eq!(console.out.captured(), expected.as_slice(), "{backend}");

@@ -130,7 +130,7 @@ const KVM_OPTIONS: [KvmOptions; 4] = [
 /// A machine with a capturing bus and the MMIO console, `image` loaded as a boot sector.
 fn machine(image: &[u8]) -> (Machine, CpuState) {
     let mut bus = IoBus::capturing();
-    bus.mmio_console = Some(MmioConsole::new(CONSOLE, Sink::capture()));
+    bus.register(MmioConsole::new(CONSOLE, Sink::capture())).expect("MMIO console");
     let mut m = Machine::new(MachineConfig::default(), bus).expect("machine");
     let start = load_image(&mut m, image, ImageKind::Boot).expect("load");
     (m, start)
@@ -158,9 +158,9 @@ fn observe(m: &Machine, stop: StopReason, state: &CpuState) -> Observed {
         .collect();
     Observed {
         stop,
-        mmio: m.bus().mmio_console.as_ref().expect("console").out.captured().to_vec(),
-        e9: m.bus().debugcon.out.captured().to_vec(),
-        com1: m.bus().uart.out.captured().to_vec(),
+        mmio: m.bus().mmio_console().expect("console").out.captured().to_vec(),
+        e9: m.bus().debugcon().out.captured().to_vec(),
+        com1: m.bus().uart().out.captured().to_vec(),
         counts,
         eax: state.reg(Gpr::Eax),
     }
@@ -281,9 +281,9 @@ fn step_order(m: &mut Machine, mut step: impl FnMut(&mut Machine) -> bool) -> Ve
     for _ in 0..100_000 {
         let halted = step(m);
         let streams = [
-            ('M', m.bus().mmio_console.as_ref().expect("console").out.captured()),
-            ('U', m.bus().uart.out.captured()),
-            ('E', m.bus().debugcon.out.captured()),
+            ('M', m.bus().mmio_console().expect("console").out.captured()),
+            ('U', m.bus().uart().out.captured()),
+            ('E', m.bus().debugcon().out.captured()),
         ];
         for (i, (tag, bytes)) in streams.into_iter().enumerate() {
             order.extend(bytes[seen[i]..].iter().map(|&b| (tag, b)));

@@ -114,7 +114,7 @@ fn serial_guest_prints_and_exits() {
     let (stop, _, _) = run(&mut m, &st, RunLimits::timeout(Duration::from_secs(10)));
     assert_eq!(stop, StopReason::DebugExit(0x21));
     assert_eq!(stop.exit_status(), 0x43);
-    assert_eq!(m.bus().uart.out.captured(), b"Hello, COM1!\n");
+    assert_eq!(m.bus().uart().out.captured(), b"Hello, COM1!\n");
 }
 
 /// A guest at 1000:0000 with every segment register 0x1000 and SP = 0x8000 (the IVT at 0
@@ -258,12 +258,13 @@ fn mmio_accesses_reach_the_bus() {
         a.hlt()?;
         Ok(())
     });
-    m.bus_mut().mmio_console =
-        Some(picoqemu_core::devices::MmioConsole::new(0xD0000, picoqemu_core::devices::Sink::capture()));
+    m.bus_mut()
+        .register(picoqemu_core::devices::MmioConsole::new(0xD0000, picoqemu_core::devices::Sink::capture()))
+        .expect("MMIO console");
     st.gpr[0] = 0;
     let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(100));
     assert_eq!(stop, StopReason::Halted);
-    assert_eq!(m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
+    assert_eq!(m.bus().mmio_console().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
     assert_eq!(s.gpr[0], 2);
     assert_eq!(m.ram().as_slice()[0xD0000], 0, "MMIO writes must not land in RAM");
 }

@@ -41,7 +41,7 @@ fn run(
 ) -> Outcome {
     let config = MachineConfig { a20_wrap, ..MachineConfig::default() };
     let mut bus = IoBus::capturing();
-    bus.mmio_console = Some(MmioConsole::new(CONSOLE, Sink::capture()));
+    bus.register(MmioConsole::new(CONSOLE, Sink::capture())).expect("MMIO console");
     let mut m = Machine::new(config, bus).expect("machine");
     m.ram_mut().write(CODE, code).expect("code");
     for v in 0..32u64 {
@@ -76,7 +76,7 @@ fn run(
     }
     let mut ram = vec![0u8; 0x40000];
     m.ram().read(0, &mut ram).expect("ram");
-    let console = m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec()).unwrap_or_default();
+    let console = m.bus().mmio_console().map(|c| c.out.captured().to_vec()).unwrap_or_default();
     Outcome {
         stops,
         states,

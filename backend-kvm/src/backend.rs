@@ -22,16 +22,17 @@ use crate::KvmError;
 /// How to build a [`KvmBackend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvmOptions {
-    /// Coalesce guest writes to port 0xE9 and COM1's THR (0x3F8) in KVM's ring instead of
-    /// exiting for each (on by default). A port's zone is registered on its first write
+    /// Coalesce guest writes to the ports the bus's devices declare coalescible (today port
+    /// 0xE9 and COM1's THR 0x3F8; [`picoqemu_core::IoBus::coalescible_ranges`]) in KVM's
+    /// ring instead of exiting for each (on by default). A port's zone is registered on its first write
     /// (handled as an ordinary exit), so a guest that never uses it pays nothing (a zone adds
     /// 13–17 ms to the VM's destruction here). Writes are replayed through the bus in order
     /// before any exit is handled and at the end of every run, so device output and UART
     /// semantics (DLAB, loopback) are unchanged; reads of those ports still exit.
     pub coalesced_pio: bool,
-    /// Coalesce guest writes to the MMIO console's output-only data register (offsets 0–3,
-    /// [`picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT`]) in the same ring (on
-    /// by default; nothing to do when the machine has no MMIO console). Registered lazily on
+    /// Coalesce guest writes to the MMIO ranges the devices declare coalescible (today the
+    /// MMIO console's output-only data register, offsets 0–3 of its page) in the same ring
+    /// (on by default; nothing to do when the machine has no such device). Registered lazily on
     /// the first write there, like the PIO zones. Reads (the count at offset 4 included)
     /// still exit, and the ring is drained before they are served, so they see every earlier
     /// write.
@@ -165,22 +166,13 @@ impl KvmBackend {
     pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
         let host = machine.ram().host_address();
         let holes = machine.bus().mmio_regions();
-        let output = &picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT;
-        let mmio_zone = machine
-            .bus()
-            .mmio_console
-            .as_ref()
-            .filter(|_| options.coalesced_mmio)
-            .map(|c| (c.base + output.start, output.end - output.start));
-        let mut vm = Vm::new(
-            host,
-            machine.ram().len(),
-            &holes,
-            machine.config().a20_wrap,
-            options.coalesced_pio,
-            mmio_zone,
-            options.host_cpuid,
-        )?;
+        let mut zones = machine.bus().coalescible_ranges();
+        zones.retain(|z| match z.space {
+            picoqemu_core::Space::Pio => options.coalesced_pio,
+            picoqemu_core::Space::Mmio => options.coalesced_mmio,
+        });
+        let a20_wrap = machine.config().a20_wrap;
+        let mut vm = Vm::new(host, machine.ram().len(), &holes, a20_wrap, &zones, options.host_cpuid)?;
         let tregs = vm.vcpu.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))?;
         let tsregs = vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
         let sync = vm.vcpu.sync_regs_mut();
@@ -203,13 +195,14 @@ impl KvmBackend {
         Ok(b)
     }
 
-    /// Whether port 0xE9/0x3F8 writes are coalesced (the option, if the host supports it)
-    /// once the guest has written to the port.
+    /// Whether writes to the coalescible ports (0xE9, 0x3F8) are coalesced (the option, if the
+    /// host supports it) once the guest has written to the port.
     pub fn coalesced_pio(&self) -> bool {
-        self.vm.coalesce
+        self.vm.coalesces_pio()
     }
 
-    /// The ports that have a coalesced zone registered so far (0xE9 before 0x3F8): empty
+    /// The ports that have a coalesced zone registered so far, in the bus's order (0xE9
+    /// before 0x3F8): empty
     /// until the guest writes to one of them.
     pub fn coalesced_zones(&self) -> Vec<u16> {
         self.vm.coalesced_zones()
@@ -225,7 +218,7 @@ impl KvmBackend {
     /// Whether MMIO console writes will be coalesced once the guest writes there (the
     /// option, a machine with the console, and a host with coalesced MMIO).
     pub fn coalesced_mmio(&self) -> bool {
-        self.vm.coalesce_mmio.is_some()
+        self.vm.coalesces_mmio()
     }
 
     /// Detailed counters (exits by kind, steps, coalesced writes).
@@ -487,8 +480,8 @@ impl KvmBackend {
             let len = (e.len as usize).min(e.data.len());
             // SAFETY: `pio`/`pad` are two names for the same u32 of a plain C union.
             let pio = unsafe { e.__bindgen_anon_1.pio } != 0;
-            // Only 0xE9, 0x3F8 and the MMIO console's data register are coalesced; none of
-            // them can stop the run.
+            // Only ranges the devices declared coalescible are in the ring; a write there
+            // never stops the run (see `picoqemu_core::Claim::coalescible`).
             let _ = if pio {
                 bus.pio_write(e.phys_addr as u16, &e.data[..len])
             } else {

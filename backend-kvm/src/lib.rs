@@ -16,9 +16,11 @@
 //! (deadline timer and signal), and `backend` (the run loop and the public API).
 //!
 //! # Coalesced PIO and MMIO
-//! On by default ([`KvmOptions::coalesced_pio`], [`KvmOptions::coalesced_mmio`]): byte writes
-//! to port 0xE9 and COM1's THR 0x3F8, and writes to the MMIO console's output-only data
-//! register (offsets 0–3 of its page), go to KVM's coalesced ring instead of exiting (about
+//! On by default ([`KvmOptions::coalesced_pio`], [`KvmOptions::coalesced_mmio`]): writes to
+//! the ranges the bus's devices declare coalescible
+//! ([`picoqemu_core::IoBus::coalescible_ranges`]; today byte writes to port 0xE9 and COM1's
+//! THR 0x3F8, and writes to the MMIO console's output-only data register, offsets 0–3 of its
+//! page) go to KVM's coalesced ring instead of exiting (about
 //! 2 µs instead of 8.5–10 µs each here). Zones are registered lazily, one per port or
 //! register on the guest's first write to it (that write exits and is handled as usual): each
 //! zone adds 13–17 ms to the VM's destruction on our hosts, which a guest that never uses the

@@ -1,12 +1,14 @@
 //! The VM: one KVM VM with the machine's RAM registered as memslots around the MMIO holes,
-//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO zones
-//! and one coalesced MMIO zone (the MMIO console's output-only data register), registered
-//! lazily: a zone costs 13–17 ms at VM destruction on our hosts, so a port or register gets
-//! one only once the guest has written to it (see [`Vm::coalesce_port`], [`Vm::coalesce_mmio`]).
+//! one vCPU with its `kvm_run` page (sync regs enabled) and, optionally, coalesced PIO and
+//! MMIO zones for the ranges the bus's devices declare coalescible
+//! ([`picoqemu_core::IoBus::coalescible_ranges`]), registered lazily: a zone costs 13–17 ms at
+//! VM destruction on our hosts, so a range gets one only once the guest has written to it (see
+//! [`Vm::coalesce_port`], [`Vm::coalesce_mmio`]).
 use std::sync::OnceLock;
 
 use kvm_bindings::{kvm_cpuid_entry2, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
+use picoqemu_core::{CoalescibleRange, Space};
 
 use crate::KvmError;
 
@@ -15,12 +17,8 @@ const PAGE: u64 = 0x1000;
 /// Where the (unused in real mode, required by VMX for it) TSS goes: just below 4 GiB, as QEMU does.
 const TSS_ADDR: usize = 0xFFFB_D000;
 
-/// Ports whose writes are coalesced (output only; reads still exit). Never 0xF4.
-pub const COALESCED_PORTS: [u16; 2] = [picoqemu_core::devices::debugcon::DEBUGCON_PORT, COM1_THR];
-/// COM1's transmit holding register (also DLL when DLAB is set).
-const COM1_THR: u16 = picoqemu_core::devices::uart::COM1_BASE;
-/// The zone bit of the coalesced MMIO zone (after the port bits).
-const MMIO_ZONE_BIT: u8 = 1 << COALESCED_PORTS.len();
+/// Most coalescible ranges a VM tracks (bits of its registration mask); more are not coalesced.
+const MAX_ZONES: usize = 32;
 
 /// A guest-physical range backed by RAM: `[guest, guest + len)` at RAM offset `host`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,29 +137,25 @@ pub struct Vm {
     /// vCPU (used after setup only to register coalesced zones).
     vm: VmFd,
     pub vcpu: VcpuFd,
-    /// Whether writes to [`COALESCED_PORTS`] may be coalesced (the option, if the host
-    /// supports it); each port gets its zone on its first write.
-    pub coalesce: bool,
-    /// The guest-physical range `(base, len)` whose writes may be coalesced (the MMIO
-    /// console's output-only register), if the option is on, the host supports it and the
-    /// machine has the console; it gets its zone on its first write.
-    pub coalesce_mmio: Option<(u64, u64)>,
-    /// Bit `i` set: [`COALESCED_PORTS`]`[i]` has a registered zone; [`MMIO_ZONE_BIT`]: the
-    /// MMIO range has one.
-    zones: u8,
+    /// The ranges whose writes may be coalesced (those the options allow and the host
+    /// supports); each gets its zone on its first write.
+    zones: Vec<CoalescibleRange>,
+    /// Bit `i` set: `zones[i]` has a registered zone.
+    registered: u32,
 }
 
 impl Vm {
     /// Creates the VM, maps `ram_len` bytes at host address `host` around `holes`, creates
     /// vCPU 0 with picoqemu's CPU model as its CPUID (the host's supported CPUID with
-    /// `host_cpuid`) and enables sync regs.
+    /// `host_cpuid`) and enables sync regs. `zones` are the ranges whose writes may be
+    /// coalesced; those the host cannot coalesce (no `KVM_CAP_COALESCED_PIO`/`_MMIO`) are
+    /// dropped.
     pub fn new(
         host: *mut u8,
         ram_len: usize,
         holes: &[(u64, u64)],
         a20_wrap: bool,
-        coalesce: bool,
-        coalesce_mmio: Option<(u64, u64)>,
+        zones: &[CoalescibleRange],
         host_cpuid: bool,
     ) -> Result<Vm, KvmError> {
         let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
@@ -192,79 +186,120 @@ impl Vm {
         vcpu.set_cpuid2(&cpuid).map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         vcpu.set_sync_valid_reg(SyncReg::Register);
         vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
-        let coalesce = coalesce && kvm.check_extension(Cap::CoalescedPio);
-        let coalesce_mmio =
-            coalesce_mmio.filter(|&(_, len)| len > 0 && kvm.check_extension(Cap::CoalescedMmio));
-        Ok(Vm { vm, vcpu, coalesce, coalesce_mmio, zones: 0 })
+        let pio = kvm.check_extension(Cap::CoalescedPio);
+        let mmio = kvm.check_extension(Cap::CoalescedMmio);
+        let zones = zones
+            .iter()
+            .filter(|z| z.len > 0 && u32::try_from(z.len).is_ok())
+            .filter(|z| match z.space {
+                Space::Pio => pio,
+                Space::Mmio => mmio,
+            })
+            .take(MAX_ZONES)
+            .copied()
+            .collect();
+        Ok(Vm { vm, vcpu, zones, registered: 0 })
     }
 
-    /// True when `port` is one of [`COALESCED_PORTS`], coalescing is on and the port has no
-    /// zone yet (cheap: checked on every port-write exit).
+    /// Whether some port range may be coalesced.
+    pub fn coalesces_pio(&self) -> bool {
+        self.zones.iter().any(|z| z.space == Space::Pio)
+    }
+
+    /// Whether some MMIO range may be coalesced.
+    pub fn coalesces_mmio(&self) -> bool {
+        self.zones.iter().any(|z| z.space == Space::Mmio)
+    }
+
+    /// True when `port` lies in a coalescible port range that has no zone yet (cheap:
+    /// checked on every port-write exit).
     #[inline]
     pub fn wants_zone(&self, port: u16) -> bool {
-        self.coalesce && zone_bit(port).is_some_and(|b| self.zones & b == 0)
+        unregistered_zone(&self.zones, self.registered, Space::Pio, u64::from(port), 1).is_some()
     }
 
-    /// Registers a one-byte coalesced zone for `port` (mapping the vCPU's ring first) when
-    /// [`Vm::wants_zone`] says so; later byte writes to it go to the ring instead of exiting.
-    /// Returns whether a zone was registered now.
+    /// Registers the coalesced zone of `port`'s range (mapping the vCPU's ring first) when
+    /// [`Vm::wants_zone`] says so; later writes that fit in it go to the ring instead of
+    /// exiting. Returns whether a zone was registered now.
     pub fn coalesce_port(&mut self, port: u16) -> Result<bool, KvmError> {
-        let Some(bit) = zone_bit(port).filter(|_| self.wants_zone(port)) else {
-            return Ok(false);
-        };
-        self.vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
-        self.vm
-            .register_coalesced_mmio(IoEventAddress::Pio(u64::from(port)), 1)
-            .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO (PIO)"))?;
-        self.zones |= bit;
-        Ok(true)
+        match unregistered_zone(&self.zones, self.registered, Space::Pio, u64::from(port), 1) {
+            Some(i) => self.register(i).map(|()| true),
+            None => Ok(false),
+        }
     }
 
-    /// True when `[addr, addr + len)` lies in the coalescible MMIO range and that range has
-    /// no zone yet (cheap: checked on every MMIO-write exit).
+    /// True when `[addr, addr + len)` lies in a coalescible MMIO range that has no zone yet
+    /// (cheap: checked on every MMIO-write exit).
     #[inline]
     pub fn wants_mmio_zone(&self, addr: u64, len: usize) -> bool {
-        self.zones & MMIO_ZONE_BIT == 0 && self.coalesce_mmio.is_some_and(|zone| fits(zone, addr, len))
+        unregistered_zone(&self.zones, self.registered, Space::Mmio, addr, len).is_some()
     }
 
-    /// Registers the coalesced MMIO zone (mapping the vCPU's ring first) when
-    /// [`Vm::wants_mmio_zone`] says so for this write; later writes that fit inside the zone go
-    /// to the ring instead of exiting (reads of it still exit). Returns whether a zone was
+    /// Registers the coalesced MMIO zone that this write fits (mapping the vCPU's ring first)
+    /// when [`Vm::wants_mmio_zone`] says so; later writes that fit inside the zone go to the
+    /// ring instead of exiting (reads of it still exit). Returns whether a zone was
     /// registered now.
     pub fn coalesce_mmio(&mut self, addr: u64, len: usize) -> Result<bool, KvmError> {
-        let Some((base, size)) = self.coalesce_mmio.filter(|_| self.wants_mmio_zone(addr, len)) else {
-            return Ok(false);
-        };
-        let size = u32::try_from(size)
-            .map_err(|_| KvmError::Memory(format!("coalesced MMIO range of {size:#x} bytes is too large")))?;
-        self.vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
-        self.vm
-            .register_coalesced_mmio(IoEventAddress::Mmio(base), size)
-            .map_err(KvmError::ioctl("KVM_REGISTER_COALESCED_MMIO"))?;
-        self.zones |= MMIO_ZONE_BIT;
-        Ok(true)
+        match unregistered_zone(&self.zones, self.registered, Space::Mmio, addr, len) {
+            Some(i) => self.register(i).map(|()| true),
+            None => Ok(false),
+        }
     }
 
-    /// The coalesced MMIO zone `(base, len)`, once registered.
+    fn register(&mut self, i: usize) -> Result<(), KvmError> {
+        let z = self.zones[i];
+        let size = u32::try_from(z.len)
+            .map_err(|_| KvmError::Memory(format!("coalesced range of {:#x} bytes is too large", z.len)))?;
+        self.vcpu.map_coalesced_mmio_ring().map_err(KvmError::ioctl("mmap of the coalesced MMIO ring"))?;
+        let (addr, what) = match z.space {
+            Space::Pio => (IoEventAddress::Pio(z.base), "KVM_REGISTER_COALESCED_MMIO (PIO)"),
+            Space::Mmio => (IoEventAddress::Mmio(z.base), "KVM_REGISTER_COALESCED_MMIO"),
+        };
+        self.vm.register_coalesced_mmio(addr, size).map_err(KvmError::ioctl(what))?;
+        self.registered |= 1 << i;
+        Ok(())
+    }
+
+    /// The first registered coalesced MMIO zone `(base, len)`, if any.
     pub fn coalesced_mmio_zone(&self) -> Option<(u64, u64)> {
-        self.coalesce_mmio.filter(|_| self.zones & MMIO_ZONE_BIT != 0)
+        self.registered_zones(Space::Mmio).next().map(|z| (z.base, z.len))
     }
 
     /// Whether any zone is registered (only then can the ring hold entries).
     #[inline]
     pub fn ring_active(&self) -> bool {
-        self.zones != 0
+        self.registered != 0
     }
 
-    /// The ports that have a registered coalesced zone, in [`COALESCED_PORTS`] order.
+    /// The first ports of the port ranges that have a registered zone, in the bus's order.
     pub fn coalesced_zones(&self) -> Vec<u16> {
-        COALESCED_PORTS
+        self.registered_zones(Space::Pio).map(|z| z.base as u16).collect()
+    }
+
+    fn registered_zones(&self, space: Space) -> impl Iterator<Item = &CoalescibleRange> {
+        let registered = self.registered;
+        self.zones
             .iter()
             .enumerate()
-            .filter(|&(i, _)| self.zones & (1 << i) != 0)
-            .map(|(_, &p)| p)
-            .collect()
+            .filter(move |&(i, z)| z.space == space && registered & (1 << i) != 0)
+            .map(|(_, z)| z)
     }
+}
+
+/// The index of the zone of `space` that a write of `len` bytes at `addr` fits entirely and
+/// that is not in `registered` yet.
+#[inline]
+fn unregistered_zone(
+    zones: &[CoalescibleRange],
+    registered: u32,
+    space: Space,
+    addr: u64,
+    len: usize,
+) -> Option<usize> {
+    zones
+        .iter()
+        .enumerate()
+        .position(|(i, z)| registered & (1 << i) == 0 && z.space == space && fits((z.base, z.len), addr, len))
 }
 
 /// Whether a write of `len` bytes at `addr` lies entirely inside `zone` = `(base, size)`:
@@ -277,23 +312,21 @@ fn fits((base, size): (u64, u64), addr: u64, len: usize) -> bool {
     }
 }
 
-/// The bit of `port` in [`Vm`]'s zone mask, if it is one of [`COALESCED_PORTS`].
-#[inline]
-fn zone_bit(port: u16) -> Option<u8> {
-    COALESCED_PORTS.iter().position(|&p| p == port).map(|i| 1u8 << i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_the_coalesced_ports_have_zone_bits() {
-        assert_eq!(zone_bit(0xE9), Some(1));
-        assert_eq!(zone_bit(0x3F8), Some(2));
+    fn zones_come_from_the_bus_and_register_once() {
+        let zones = picoqemu_core::IoBus::capturing().coalescible_ranges();
+        let pio = |port: u16, reg| unregistered_zone(&zones, reg, Space::Pio, u64::from(port), 1);
+        assert_eq!((pio(0xE9, 0), pio(0x3F8, 0)), (Some(0), Some(1)), "the debug console, then COM1's THR");
         for port in [0xF4, 0x3F9, 0x3FD, 0x80, 0xE8] {
-            assert_eq!(zone_bit(port), None, "{port:#x}");
+            assert_eq!(pio(port, 0), None, "{port:#x}");
         }
+        assert_eq!((pio(0xE9, 1), pio(0x3F8, 1)), (None, Some(1)), "a registered zone is not wanted again");
+        assert_eq!(unregistered_zone(&zones, 0, Space::Pio, 0xE9, 2), None, "a word write does not fit");
+        assert_eq!(unregistered_zone(&zones, 0, Space::Mmio, 0xE9, 1), None, "spaces differ");
     }
 
     #[test]
@@ -306,7 +339,6 @@ mod tests {
             assert!(!fits(zone, addr, len), "{addr:#x}/{len}");
         }
         assert!(!fits((u64::MAX - 1, 4), u64::MAX, 2), "no wrap-around at the top");
-        assert_eq!(MMIO_ZONE_BIT & (zone_bit(0xE9).unwrap() | zone_bit(0x3F8).unwrap()), 0);
     }
 
     #[test]

@@ -73,8 +73,8 @@ fn com1_polling_guest_and_debug_exit() {
         let (m, mut b, r) = run_serial(KvmOptions { coalesced_pio, ..KvmOptions::default() });
         assert_eq!(r, StopReason::DebugExit(0x21), "coalesced={coalesced_pio}");
         assert_eq!(r.exit_status(), 0x43);
-        assert_eq!(m.bus().uart.out.captured(), b"Hello, serial!\n");
-        assert_eq!(m.bus().uart.divisor(), 1, "the DLL write reached the divisor latch");
+        assert_eq!(m.bus().uart().out.captured(), b"Hello, serial!\n");
+        assert_eq!(m.bus().uart().divisor(), 1, "the DLL write reached the divisor latch");
         // The state is the one after the OUT to 0xF4 (2 bytes), before the HLT.
         let st = b.state().unwrap();
         assert_eq!(m.ram().as_slice()[st.eip as usize], 0xF4, "IP is on the HLT after `out 0xf4, al`");
@@ -124,9 +124,9 @@ fn string_io_uses_size_and_count_from_kvm_run() {
     m.ram_mut().write(0x8010, b"abc").unwrap();
     let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
     assert_eq!(r, StopReason::Halted);
-    assert_eq!(m.bus().debugcon.out.captured(), b"abc");
-    assert_eq!(m.bus().post_code, 0x33, "the last word's low byte went to port 0x80");
-    let io = m.bus().stats;
+    assert_eq!(m.bus().debugcon().out.captured(), b"abc");
+    assert_eq!(m.bus().post_code(), 0x33, "the last word's low byte went to port 0x80");
+    let io = m.bus().stats();
     // 3 word writes + 3 byte writes; 4 byte reads + 2 word reads: one bus access per element.
     assert_eq!((io.pio_writes, io.pio_reads), (6, 6), "{io:?}");
     // Each word write's high byte (0x81) and each word read's high byte are unclaimed.
@@ -172,12 +172,12 @@ fn coalesced_pio_keeps_output_order() {
     let (mut e9, mut com) = (0, 0);
     for _ in 0..200 {
         let ev = b.step(&mut m, None);
-        let (ne9, ncom) = (m.bus().debugcon.out.captured().len(), m.bus().uart.out.captured().len());
+        let (ne9, ncom) = (m.bus().debugcon().out.captured().len(), m.bus().uart().out.captured().len());
         if ne9 > e9 {
-            order.push(m.bus().debugcon.out.captured()[e9]);
+            order.push(m.bus().debugcon().out.captured()[e9]);
         }
         if ncom > com {
-            order.push(m.bus().uart.out.captured()[com]);
+            order.push(m.bus().uart().out.captured()[com]);
         }
         (e9, com) = (ne9, ncom);
         if ev == StepEvent::Halted {
@@ -199,9 +199,9 @@ fn coalesced_pio_keeps_output_order() {
             b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
             StopReason::Halted
         );
-        assert_eq!(m.bus().debugcon.out.captured(), b"ACE");
-        assert_eq!(m.bus().uart.out.captured(), b"123456");
-        assert_eq!(m.bus().post_code, b'F');
+        assert_eq!(m.bus().debugcon().out.captured(), b"ACE");
+        assert_eq!(m.bus().uart().out.captured(), b"123456");
+        assert_eq!(m.bus().post_code(), b'F');
         assert_eq!(m.ram().as_slice()[0x9000], 0x5A);
     }
 }
@@ -238,14 +238,14 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
     });
     let (mut m, mut b, start) = common::setup(&noisy);
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
-    assert_eq!(m.bus().debugcon.out.captured(), b"xyz");
+    assert_eq!(m.bus().debugcon().out.captured(), b"xyz");
     let s = b.kvm_stats();
     assert_eq!((s.pio_exits, s.coalesced_writes), (1, 2), "{s:?}");
     assert_eq!(b.coalesced_zones(), vec![0xE9]);
     b.reset(&mut m).unwrap();
     b.set_state(&start).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
-    assert_eq!(m.bus().debugcon.out.captured(), b"xyzxyz");
+    assert_eq!(m.bus().debugcon().out.captured(), b"xyzxyz");
     let s = b.kvm_stats();
     assert_eq!((s.pio_exits, s.coalesced_writes), (1, 5), "the second run took no port exit: {s:?}");
 
@@ -256,7 +256,7 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
         KvmBackend::with_options(&m, KvmOptions { coalesced_pio: false, ..KvmOptions::default() }).unwrap();
     b.set_state(&start).unwrap();
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
-    assert_eq!(m.bus().debugcon.out.captured(), b"xyz");
+    assert_eq!(m.bus().debugcon().out.captured(), b"xyz");
     assert!(b.coalesced_zones().is_empty());
     assert_eq!(b.kvm_stats().pio_exits, 3);
 }
@@ -267,7 +267,7 @@ fn mmio_console_through_a_memslot_hole() {
         return;
     }
     let mut bus = IoBus::capturing();
-    bus.mmio_console = Some(MmioConsole::new(0xD0000, Sink::capture()));
+    bus.register(MmioConsole::new(0xD0000, Sink::capture())).expect("MMIO console");
     let mut m = Machine::new(MachineConfig::default(), bus).unwrap();
     let code = common::assemble(0x7C00, |a| {
         a.mov(ax, 0xD000).unwrap();
@@ -292,7 +292,7 @@ fn mmio_console_through_a_memslot_hole() {
             b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
             StopReason::Halted
         );
-        let console = m.bus().mmio_console.as_ref().unwrap();
+        let console = m.bus().mmio_console().unwrap();
         assert_eq!(console.out.captured(), b"OK");
         assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2, "the count read saw both writes");
         assert_eq!(m.ram().as_slice()[0xD1000], 0x77);
@@ -317,7 +317,7 @@ fn mmio_zone_is_registered_only_after_a_write_to_the_output_register() {
         return;
     }
     let mut bus = IoBus::capturing();
-    bus.mmio_console = Some(MmioConsole::new(0xD0000, Sink::capture()));
+    bus.register(MmioConsole::new(0xD0000, Sink::capture())).expect("MMIO console");
     let mut m = Machine::new(MachineConfig::default(), bus).unwrap();
     // Reads of the console and writes outside its output register register nothing.
     let quiet = common::assemble(0x7C00, |a| {
@@ -336,7 +336,7 @@ fn mmio_zone_is_registered_only_after_a_write_to_the_output_register() {
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(b.coalesced_mmio_zone(), None);
     assert_eq!((b.kvm_stats().mmio_exits, b.kvm_stats().coalesced_writes), (4, 0));
-    assert!(m.bus().mmio_console.as_ref().unwrap().out.captured().is_empty());
+    assert!(m.bus().mmio_console().unwrap().out.captured().is_empty());
 
     // A machine without the console never coalesces MMIO.
     let m = common::machine();

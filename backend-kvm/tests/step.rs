@@ -135,7 +135,7 @@ fn io_and_interrupt_steps() {
     assert_eq!(s.reg(Gpr::Ebp), 1);
     step(StepEvent::Retired, 0x7C08);
     step(StepEvent::Halted, 0x7C09);
-    assert_eq!(m.bus().post_code, 0xE9);
+    assert_eq!(m.bus().post_code(), 0xE9);
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn mmio_and_string_io_steps_complete() {
     use picoqemu_core::devices::{MmioConsole, Sink};
     use picoqemu_core::{IoBus, Machine, MachineConfig};
     let mut bus = IoBus::capturing();
-    bus.mmio_console = Some(MmioConsole::new(0xD0000, Sink::capture()));
+    bus.register(MmioConsole::new(0xD0000, Sink::capture())).expect("MMIO console");
     let mut m = Machine::new(MachineConfig::default(), bus).unwrap();
     let code = common::assemble(0x7C00, |a| {
         a.mov(ax, 0xD000).unwrap(); // 7C00
@@ -277,7 +277,7 @@ fn mmio_and_string_io_steps_complete() {
     assert_eq!(&m.ram().as_slice()[0x9000..0x9003], &[0xE9; 3]);
     let s = b.state().unwrap();
     assert_eq!(s.reg(Gpr::Ecx) & 0xFFFF, 0);
-    assert_eq!(m.bus().mmio_console.as_ref().unwrap().out.captured(), b"A");
+    assert_eq!(m.bus().mmio_console().unwrap().out.captured(), b"A");
 }
 
 #[test]

@@ -36,8 +36,9 @@ pub fn kvm_usable() -> bool {
 /// A bus whose character devices drop their output (nothing captured, nothing printed).
 pub fn silent_bus(mmio_console: Option<u32>) -> IoBus {
     let mut bus = IoBus::new(Sink::new(SinkTarget::Null), Sink::new(SinkTarget::Null));
-    bus.mmio_console =
-        mmio_console.map(|base| MmioConsole::new(u64::from(base), Sink::new(SinkTarget::Null)));
+    if let Some(base) = mmio_console {
+        bus.register(MmioConsole::new(u64::from(base), Sink::new(SinkTarget::Null))).expect("MMIO console");
+    }
     bus
 }
 

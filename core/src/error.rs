@@ -16,6 +16,38 @@ pub enum CoreError {
     /// An MMIO region overlaps another region or lies outside the 4 GiB physical space.
     #[error("MMIO region {base:#x}+{len:#x} is invalid: {reason}")]
     BadMmioRegion { base: u64, len: u64, reason: &'static str },
+    /// A device could not be added to the bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Why a device could not be registered on the [`crate::IoBus`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BusError {
+    /// Two devices claim the same address.
+    #[error("{device} claims {space} {base:#x}+{len:#x}, which overlaps {other}'s range at {other_base:#x}")]
+    Overlap {
+        device: &'static str,
+        space: &'static str,
+        base: u64,
+        len: u64,
+        other: &'static str,
+        other_base: u64,
+    },
+    /// A claimed range is empty, wraps, or lies outside its address space (64 Ki ports, 4 GiB).
+    #[error("{device} claims {space} {base:#x}+{len:#x}, which is empty or outside the address space")]
+    OutOfSpace { device: &'static str, space: &'static str, base: u64, len: u64 },
+    /// A coalescible sub-range does not lie inside its claimed range.
+    #[error(
+        "{device}: coalescible offsets {start:#x}..{end:#x} are not inside its range {base:#x}+{len:#x}"
+    )]
+    BadCoalescible { device: &'static str, base: u64, len: u64, start: u64, end: u64 },
+    /// The bus holds at most 255 port ranges.
+    #[error("{device}: the bus has no room for more port ranges (at most 255)")]
+    TooManyRanges { device: &'static str },
+    /// A machine has one interrupt controller.
+    #[error("{device} is an interrupt controller, but {other} already is the machine's")]
+    SecondInterruptController { device: &'static str, other: &'static str },
 }
 
 /// A backend failed on the host side (not a guest event: those are [`crate::StopReason`]s).

@@ -1,7 +1,8 @@
 //! picoqemu-core: the backend-neutral half of the machine.
 //!
 //! It owns guest RAM ([`GuestRam`]), the architectural CPU state ([`CpuState`]), the port and
-//! MMIO bus with its devices ([`IoBus`]), image loaders ([`loader`]) and the [`Backend`] trait
+//! MMIO bus with its devices ([`IoBus`], [`device::Device`]), the clock, IRQ lines and
+//! interrupt controller, image loaders ([`loader`]) and the [`Backend`] trait
 //! that the KVM backend and the interpreter both implement. Nothing here knows about KVM or
 //! about instruction decoding.
 #![deny(unsafe_code)]
@@ -10,6 +11,7 @@ pub mod backend;
 pub mod bus;
 pub mod clock;
 pub mod cpu;
+pub mod device;
 pub mod devices;
 pub mod error;
 pub mod irq;
@@ -19,12 +21,13 @@ pub mod ram;
 pub mod stop;
 
 pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits};
-pub use bus::{IoAction, IoBus, IoStats};
+pub use bus::{DeviceHandle, IoAction, IoBus, IoStats};
 pub use clock::{Clock, TimeMode};
 pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};
-pub use error::{BackendError, CoreError};
+pub use device::{Claim, CoalescibleRange, Device, DeviceCtx, InterruptController, Space};
+pub use error::{BackendError, BusError, CoreError};
 pub use loader::{load_image, ImageKind, LoadError};
-pub use machine::{Machine, MachineConfig};
+pub use machine::{Machine, MachineConfig, Platform};
 pub use ram::GuestRam;
 pub use stop::{InsnBytes, StopReason};
 

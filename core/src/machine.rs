@@ -3,6 +3,21 @@ use crate::clock::{Clock, TimeMode};
 use crate::devices::vga::{SCREEN_BYTES, TEXT_BASE};
 use crate::{CoreError, GuestRam, IoBus};
 
+/// Which devices the machine has beyond the standard set of every [`IoBus`] (VGA CRTC,
+/// COM1, the 0xE9 console, the debug-exit and POST ports, and an MMIO console if the bus was
+/// given one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Platform {
+    /// Nothing more, and nothing that interrupts or keeps time: the machine of `diff`,
+    /// `fuzz` and `sst` (KVM cannot count instructions, so timer interrupts would make the
+    /// two CPUs diverge) and of `run` unless asked otherwise.
+    #[default]
+    Bare,
+    /// The PC's 8259A interrupt controller pair (0x20/0xA0) and 8254 timer (0x40–0x43,
+    /// port 0x61; channel 0 on IRQ 0), feeding the CPU's INTR pin.
+    Pc,
+}
+
 /// How to build a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -13,11 +28,18 @@ pub struct MachineConfig {
     pub a20_wrap: bool,
     /// Virtual (deterministic, the default) or real time for the devices.
     pub time: TimeMode,
+    /// The devices beyond the standard set (default [`Platform::Bare`]).
+    pub platform: Platform,
 }
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { mem_size: crate::DEFAULT_MEM_SIZE, a20_wrap: false, time: TimeMode::default() }
+        MachineConfig {
+            mem_size: crate::DEFAULT_MEM_SIZE,
+            a20_wrap: false,
+            time: TimeMode::default(),
+            platform: Platform::Bare,
+        }
     }
 }
 
@@ -32,9 +54,14 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine with `config`'s RAM and time on `bus`, to which the devices of
+    /// `config.platform` are added (an error if the bus already claims their ports).
     pub fn new(config: MachineConfig, bus: IoBus) -> Result<Self, CoreError> {
         let ram = GuestRam::new(config.mem_size)?;
         let mut bus = bus;
+        if config.platform == Platform::Pc {
+            bus.add_pc_devices()?;
+        }
         bus.set_clock(Clock::new(config.time));
         let mut m = Machine { ram, bus, config, screen_at_load: Vec::new() };
         m.mark_screen();
@@ -127,12 +154,12 @@ impl Machine {
 
     /// The visible text screen as plain text.
     pub fn screen_text(&self) -> String {
-        self.bus.vga.render_text(self.ram.as_slice())
+        self.bus.vga().render_text(self.ram.as_slice())
     }
 
     /// The visible text screen with ANSI colours.
     pub fn screen_ansi(&self) -> String {
-        self.bus.vga.render_ansi(self.ram.as_slice())
+        self.bus.vga().render_ansi(self.ram.as_slice())
     }
 
     /// Zeroes RAM and resets every device, for reusing the machine.
@@ -157,5 +184,19 @@ mod tests {
         m.reset();
         assert!(!m.screen_written());
         assert_eq!(m.ram().len(), 2 << 20);
+    }
+
+    #[test]
+    fn platforms_choose_the_devices() {
+        use crate::devices::{Pic8259Pair, Pit8254};
+        let bare = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
+        assert!(bare.bus().find::<Pic8259Pair>().is_none() && bare.bus().find::<Pit8254>().is_none());
+        let pc = MachineConfig { platform: Platform::Pc, ..MachineConfig::default() };
+        let m = Machine::new(pc, IoBus::capturing()).unwrap();
+        assert!(m.bus().find::<Pic8259Pair>().is_some() && m.bus().find::<Pit8254>().is_some());
+        let mut bus = IoBus::capturing();
+        bus.add_pc_devices().unwrap();
+        let e = Machine::new(pc, bus).unwrap_err();
+        assert!(matches!(e, CoreError::Bus(_)), "{e}");
     }
 }

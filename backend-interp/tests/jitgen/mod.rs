@@ -109,7 +109,7 @@ fn rig_with(p: &Program, b: &Built, mut be: InterpBackend) -> Rig {
     let cfg = MachineConfig { a20_wrap: p.a20_wrap, ..MachineConfig::default() };
     let mut bus = IoBus::capturing();
     if p.mmio {
-        bus.mmio_console = Some(MmioConsole::new(MMIO_BASE, Sink::capture()));
+        bus.register(MmioConsole::new(MMIO_BASE, Sink::capture())).expect("MMIO console");
     }
     let mut m = Machine::new(cfg, bus).expect("machine");
     let ram = m.ram_mut().as_mut_slice();
@@ -270,12 +270,12 @@ fn compare(
     }
     diffs.extend(state_diff(&r.state, &o.state, mask.flags));
     diffs.extend(ram_diff(p, rm, om, &mask));
-    let out = |m: &Machine| m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec());
+    let out = |m: &Machine| m.bus().mmio_console().map(|c| c.out.captured().to_vec());
     if out(rm) != out(om) {
         diffs.push(format!("mmio console output: {:?} -> {:?}", out(rm), out(om)));
     }
-    if rm.bus().stats != om.bus().stats {
-        diffs.push(format!("bus stats: {:?} -> {:?}", rm.bus().stats, om.bus().stats));
+    if rm.bus().stats() != om.bus().stats() {
+        diffs.push(format!("bus stats: {:?} -> {:?}", rm.bus().stats(), om.bus().stats()));
     }
     if diffs.is_empty() {
         return Ok(mask);

@@ -1,6 +1,8 @@
 //! The Bochs/QEMU debug console at port 0xE9: every byte written is printed on the host
-//! (stderr by default); a read returns 0xE9 so guests can detect the port.
+//! (stderr by default); a read returns 0xE9 so guests can detect the port. Writes are
+//! output only, so a CPU may coalesce them.
 use super::Sink;
+use crate::device::{Claim, Device, DeviceCtx};
 
 /// Port of the debug console.
 pub const DEBUGCON_PORT: u16 = 0xE9;
@@ -15,24 +17,48 @@ impl DebugCon {
     pub fn new(out: Sink) -> Self {
         DebugCon { out }
     }
-    pub fn read(&mut self) -> u8 {
-        0xE9
+}
+
+impl Device for DebugCon {
+    fn name(&self) -> &'static str {
+        "debug console"
     }
-    pub fn write(&mut self, value: u8) {
-        self.out.put(value);
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::ports(DEBUGCON_PORT, 1).coalescible(0..1)]
+    }
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8], _ctx: &mut DeviceCtx<'_>) {
+        data.fill(0xE9);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
+        for &b in data {
+            self.out.put(b);
+        }
+    }
+    fn reset(&mut self) {
+        self.out.reset();
+    }
+    fn flush(&mut self) {
+        self.out.flush();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{irq::IrqLines, Clock};
 
     #[test]
     fn prints_and_identifies() {
+        let (clock, mut lines) = (Clock::default(), IrqLines::default());
+        let mut ctx = DeviceCtx::new(&clock, &mut lines);
         let mut d = DebugCon::new(Sink::capture());
-        d.write(b'o');
-        d.write(b'k');
+        d.write(0xE9, 0, b"o", &mut ctx);
+        d.write(0xE9, 0, b"k", &mut ctx);
         assert_eq!(d.out.captured(), b"ok");
-        assert_eq!(d.read(), 0xE9);
+        let mut b = [0u8];
+        d.read(0xE9, 0, &mut b, &mut ctx);
+        assert_eq!(b[0], 0xE9);
+        d.reset();
+        assert!(d.out.captured().is_empty());
     }
 }

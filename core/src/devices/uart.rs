@@ -6,9 +6,12 @@
 //! behave as on the real part, so BIOS-style detection and polling code works. Received bytes
 //! come from an input queue the host fills with [`Uart16550::push_input`]; reading an empty
 //! receiver never blocks. No IRQ line is modelled yet (IIR still reports what would be pending).
+//! Writes to offset 0 (THR, or DLL with DLAB set) are declared coalescible: their effects are
+//! only observable through later accesses to the UART.
 use std::collections::VecDeque;
 
 use super::Sink;
+use crate::device::{Claim, Device, DeviceCtx};
 
 /// First port of COM1.
 pub const COM1_BASE: u16 = 0x3F8;
@@ -33,6 +36,7 @@ const RX_FIFO: usize = 16;
 #[derive(Debug)]
 pub struct Uart16550 {
     pub out: Sink,
+    base: u16,
     input: VecDeque<u8>,
     ier: u8,
     lcr: u8,
@@ -45,9 +49,16 @@ pub struct Uart16550 {
 }
 
 impl Uart16550 {
+    /// COM1 (ports 0x3F8–0x3FF).
     pub fn new(out: Sink) -> Self {
+        Uart16550::at(COM1_BASE, out)
+    }
+
+    /// A UART whose eight registers start at port `base`.
+    pub fn at(base: u16, out: Sink) -> Self {
         Uart16550 {
             out,
+            base,
             input: VecDeque::new(),
             ier: 0,
             lcr: 0,
@@ -114,8 +125,13 @@ impl Uart16550 {
         fifo | id
     }
 
+    /// First port of the UART.
+    pub fn base(&self) -> u16 {
+        self.base
+    }
+
     /// Reads register `offset` (0–7).
-    pub fn read(&mut self, offset: u16) -> u8 {
+    pub fn read_reg(&mut self, offset: u16) -> u8 {
         match offset {
             0 if self.dlab() => self.divisor as u8,
             0 => self.input.pop_front().unwrap_or(0),
@@ -142,7 +158,7 @@ impl Uart16550 {
     }
 
     /// Writes register `offset` (0–7).
-    pub fn write(&mut self, offset: u16, value: u8) {
+    pub fn write_reg(&mut self, offset: u16, value: u8) {
         match offset {
             0 if self.dlab() => self.divisor = (self.divisor & 0xFF00) | value as u16,
             0 => {
@@ -177,12 +193,38 @@ impl Uart16550 {
             _ => {} // LSR and MSR are read-only
         }
     }
+}
+
+impl Device for Uart16550 {
+    fn name(&self) -> &'static str {
+        "16550 UART"
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::ports(self.base, 8).coalescible(0..1)]
+    }
+
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], _ctx: &mut DeviceCtx<'_>) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = self.read_reg(offset as u16 + i as u16);
+        }
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
+        for (i, &b) in data.iter().enumerate() {
+            self.write_reg(offset as u16 + i as u16, b);
+        }
+    }
 
     /// Back to the power-on register values, input and capture cleared.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         let out = std::mem::take(&mut self.out);
-        *self = Uart16550::new(out);
+        *self = Uart16550::at(self.base, out);
         self.out.reset();
+    }
+
+    fn flush(&mut self) {
+        self.out.flush();
     }
 }
 
@@ -191,30 +233,32 @@ mod tests {
     use super::*;
 
     fn uart() -> Uart16550 {
+        let u = Uart16550::at(0x2F8, Sink::capture());
+        assert_eq!(u.claims(), vec![Claim::ports(0x2F8, 8).coalescible(0..1)]);
         Uart16550::new(Sink::capture())
     }
 
     #[test]
     fn transmit_goes_to_sink_and_lsr_says_empty() {
         let mut u = uart();
-        assert_eq!(u.read(5) & 0x60, 0x60);
-        u.write(0, b'A');
-        u.write(0, b'\n');
+        assert_eq!(u.read_reg(5) & 0x60, 0x60);
+        u.write_reg(0, b'A');
+        u.write_reg(0, b'\n');
         assert_eq!(u.out.captured(), b"A\n");
-        assert_eq!(u.read(5) & 0x61, 0x60);
+        assert_eq!(u.read_reg(5) & 0x61, 0x60);
     }
 
     #[test]
     fn dlab_selects_divisor_latch() {
         let mut u = uart();
-        u.write(3, 0x80);
-        u.write(0, 0x01);
-        u.write(1, 0x00);
+        u.write_reg(3, 0x80);
+        u.write_reg(0, 0x01);
+        u.write_reg(1, 0x00);
         assert_eq!(u.divisor(), 1);
-        assert_eq!(u.read(0), 1);
-        u.write(3, 0x03);
-        assert_eq!(u.read(3), 0x03);
-        u.write(0, b'x');
+        assert_eq!(u.read_reg(0), 1);
+        u.write_reg(3, 0x03);
+        assert_eq!(u.read_reg(3), 0x03);
+        u.write_reg(0, b'x');
         assert_eq!(u.out.captured(), b"x");
         assert_eq!(u.divisor(), 1);
     }
@@ -222,41 +266,42 @@ mod tests {
     #[test]
     fn scratch_and_loopback() {
         let mut u = uart();
-        u.write(7, 0x5A);
-        assert_eq!(u.read(7), 0x5A);
-        u.write(4, 0x1E); // loopback, RTS, OUT1, OUT2
-        assert_eq!(u.read(6) & 0xF0, 0xD0);
-        u.write(0, 0xAE);
+        u.write_reg(7, 0x5A);
+        assert_eq!(u.read_reg(7), 0x5A);
+        u.write_reg(4, 0x1E); // loopback, RTS, OUT1, OUT2
+        assert_eq!(u.read_reg(6) & 0xF0, 0xD0);
+        u.write_reg(0, 0xAE);
         assert_eq!(u.out.captured(), b"");
-        assert_eq!(u.read(5) & 1, 1);
-        assert_eq!(u.read(0), 0xAE);
-        assert_eq!(u.read(5) & 1, 0);
+        assert_eq!(u.read_reg(5) & 1, 1);
+        assert_eq!(u.read_reg(0), 0xAE);
+        assert_eq!(u.read_reg(5) & 1, 0);
     }
 
     #[test]
     fn receive_queue_and_iir() {
         let mut u = uart();
-        assert_eq!(u.read(2), 0x01);
-        u.write(2, 0x07);
-        assert_eq!(u.read(2), 0xC1);
-        u.write(1, IER_RDA | IER_THRE);
-        assert_eq!(u.read(2), 0xC2);
-        assert_eq!(u.read(2), 0xC1);
+        assert_eq!(u.read_reg(2), 0x01);
+        u.write_reg(2, 0x07);
+        assert_eq!(u.read_reg(2), 0xC1);
+        u.write_reg(1, IER_RDA | IER_THRE);
+        assert_eq!(u.read_reg(2), 0xC2);
+        assert_eq!(u.read_reg(2), 0xC1);
         u.push_input(b"hi");
-        assert_eq!(u.read(2), 0xC4);
-        assert_eq!(u.read(0), b'h');
-        assert_eq!(u.read(0), b'i');
-        assert_eq!(u.read(0), 0);
-        assert_eq!(u.read(5) & 1, 0);
+        assert_eq!(u.read_reg(2), 0xC4);
+        assert_eq!(u.read_reg(0), b'h');
+        assert_eq!(u.read_reg(0), b'i');
+        assert_eq!(u.read_reg(0), 0);
+        assert_eq!(u.read_reg(5) & 1, 0);
     }
 
     #[test]
     fn reset_restores_defaults() {
         let mut u = uart();
-        u.write(3, 0x83);
-        u.write(0, 3);
+        u.write_reg(3, 0x83);
+        u.write_reg(0, 3);
         u.reset();
-        assert_eq!(u.read(3), 0);
+        assert_eq!(u.read_reg(3), 0);
         assert_eq!(u.divisor(), 12);
+        assert_eq!(u.base(), COM1_BASE);
     }
 }

@@ -6,6 +6,8 @@
 //! screen from the RAM it is handed, as plain text or with ANSI colours.
 use std::fmt::Write as _;
 
+use crate::device::{Claim, Device, DeviceCtx};
+
 /// Physical address of the colour text buffer.
 pub const TEXT_BASE: usize = 0xB8000;
 pub const COLS: usize = 80;
@@ -15,6 +17,8 @@ pub const SCREEN_BYTES: usize = COLS * ROWS * 2;
 pub const CRTC_INDEX: u16 = 0x3D4;
 pub const CRTC_DATA: u16 = 0x3D5;
 pub const INPUT_STATUS: u16 = 0x3DA;
+/// First of the VGA's 32 ports (0x3C0–0x3DF).
+pub const VGA_PORTS: u16 = 0x3C0;
 
 /// One character cell: code page 437 byte and attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +46,7 @@ impl Default for VgaText {
 
 impl VgaText {
     /// Reads a VGA port (0x3D4, 0x3D5 or 0x3DA); other ports of the range read 0xFF.
-    pub fn read(&mut self, port: u16) -> u8 {
+    pub fn read_port(&mut self, port: u16) -> u8 {
         match port {
             CRTC_INDEX => self.index,
             CRTC_DATA => self.regs.get(self.index as usize).copied().unwrap_or(0xFF),
@@ -56,7 +60,7 @@ impl VgaText {
     }
 
     /// Writes a VGA port (0x3D4 or 0x3D5); other writes are ignored.
-    pub fn write(&mut self, port: u16, value: u8) {
+    pub fn write_port(&mut self, port: u16, value: u8) {
         match port {
             CRTC_INDEX => self.index = value,
             CRTC_DATA => {
@@ -134,6 +138,28 @@ impl VgaText {
     }
 }
 
+impl Device for VgaText {
+    fn name(&self) -> &'static str {
+        "VGA"
+    }
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::ports(VGA_PORTS, 0x20)]
+    }
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8], _ctx: &mut DeviceCtx<'_>) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = self.read_port((base + offset) as u16 + i as u16);
+        }
+    }
+    fn write(&mut self, base: u64, offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
+        for (i, &b) in data.iter().enumerate() {
+            self.write_port((base + offset) as u16 + i as u16, b);
+        }
+    }
+    fn reset(&mut self) {
+        *self = VgaText::default();
+    }
+}
+
 /// Maps a code page 437 byte to the character a PC would show (NUL as a blank).
 pub fn cp437(b: u8) -> char {
     const LOW: [char; 32] = [
@@ -194,19 +220,19 @@ mod tests {
     #[test]
     fn crtc_cursor_and_start() {
         let mut v = VgaText::default();
-        v.write(CRTC_INDEX, 0x0E);
-        v.write(CRTC_DATA, 0x00);
-        v.write(CRTC_INDEX, 0x0F);
-        v.write(CRTC_DATA, 83);
+        v.write_port(CRTC_INDEX, 0x0E);
+        v.write_port(CRTC_DATA, 0x00);
+        v.write_port(CRTC_INDEX, 0x0F);
+        v.write_port(CRTC_DATA, 83);
         assert_eq!(v.cursor(), (1, 3));
-        assert_eq!(v.read(CRTC_INDEX), 0x0F);
-        assert_eq!(v.read(CRTC_DATA), 83);
-        v.write(CRTC_INDEX, 0x0D);
-        v.write(CRTC_DATA, 80);
+        assert_eq!(v.read_port(CRTC_INDEX), 0x0F);
+        assert_eq!(v.read_port(CRTC_DATA), 83);
+        v.write_port(CRTC_INDEX, 0x0D);
+        v.write_port(CRTC_DATA, 80);
         let ram = ram_with(&[(80, "second", 7)]);
         assert_eq!(v.render_text(&ram), "second\n");
-        let a = v.read(INPUT_STATUS);
-        let b = v.read(INPUT_STATUS);
+        let a = v.read_port(INPUT_STATUS);
+        let b = v.read_port(INPUT_STATUS);
         assert_ne!(a & 8, b & 8);
     }
 
