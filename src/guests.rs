@@ -1,7 +1,8 @@
 //! Guest programs built from source with iced-x86's `code_asm` (16-bit): the article's
 //! "Hello World!" program (the CLI's built-in demo), a BIOS-style serial boot sector, and small
 //! guests for tests and benchmarks (`jmp $`, `vmcall`, `daa`, a compute loop, `rep movsw` /
-//! `rep stosw`, an `out 0x80` loop, MMIO console stores). Boot sectors are 512 bytes ending
+//! `rep stosw`, an `out 0x80` loop, MMIO console stores, a PIC/PIT timer-interrupt counter for
+//! the PC platform). Boot sectors are 512 bytes ending
 //! 0x55 0xAA and are assembled for the address they run at (0x7C00).
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, Code, IcedError, Instruction, MemoryOperand, Register};
@@ -441,6 +442,82 @@ pub fn out_port_loop(port: u16, iterations: u32) -> Result<Vec<u8>, GuestError> 
     })
 }
 
+/// Where [`pit_ticks`] counts timer interrupts (a word in free low memory).
+pub const PIT_TICKS_COUNTER: u16 = 0x0600;
+/// The value [`pit_ticks`] writes to the debug-exit port.
+pub const PIT_TICKS_EXIT_CODE: u8 = 0x20;
+/// The vector [`pit_ticks`] gives IRQ 0 (the PC BIOS's: master PIC base 0x08).
+pub const PIT_TICKS_VECTOR: u8 = 0x08;
+
+/// A timer-driven guest for the PC platform: it programs the 8259A pair as a PC BIOS does
+/// (ICW1-4, vectors 0x08/0x70, everything but IRQ 0 masked), installs an IRQ 0 handler in the
+/// IVT that counts ticks at [`PIT_TICKS_COUNTER`] and sends a non-specific EOI, programs PIT
+/// channel 0 in mode 2 with `divisor`, then waits with `sti; hlt` until `ticks` interrupts
+/// have come, writes the count to port 0xE9 (two bytes, little endian) and exits through
+/// port 0xF4 with [`PIT_TICKS_EXIT_CODE`].
+///
+/// ```text
+///   cli / xor ax, ax / mov ds, ax / mov ss, ax / mov sp, 0x7C00
+///   mov word [0x08*4], handler / mov word [0x08*4+2], 0 / mov word [COUNTER], 0
+///   (PIC) 0x11 -> 0x20, 0xA0; 0x08 -> 0x21; 0x70 -> 0xA1; 0x04 -> 0x21; 0x02 -> 0xA1;
+///         0x01 -> 0x21, 0xA1; 0xFE -> 0x21; 0xFF -> 0xA1
+///   (PIT) 0x34 -> 0x43; divisor low, high -> 0x40
+/// .wait: cli / cmp word [COUNTER], ticks / jae .done / sti / hlt / jmp .wait
+/// .done: mov ax, [COUNTER] / out 0xE9, al / mov al, ah / out 0xE9, al
+///   mov al, EXIT / out 0xF4, al / hlt
+/// handler: push ax / inc word [cs:COUNTER] / mov al, 0x20 / out 0x20, al / pop ax / iret
+/// ```
+pub fn pit_ticks(divisor: u16, ticks: u16) -> Result<Vec<u8>, GuestError> {
+    if divisor < 2 || ticks == 0 {
+        return Err(GuestError::BadParameter(format!(
+            "pit_ticks needs a divisor of at least 2 and at least one tick (got {divisor}, {ticks})"
+        )));
+    }
+    let mut h = CodeAssembler::new(16)?;
+    h.push(ax)?;
+    h.inc(word_ptr(u32::from(PIT_TICKS_COUNTER)).cs())?;
+    h.mov(al, 0x20u32)?;
+    h.out(0x20u32, al)?;
+    h.pop(ax)?;
+    h.iret()?;
+    let handler = h.assemble(0)?;
+    sector_with_data(&handler, |a, handler_addr| {
+        let (mut wait, mut done) = (a.create_label(), a.create_label());
+        let counter = word_ptr(u32::from(PIT_TICKS_COUNTER));
+        let vector = u32::from(PIT_TICKS_VECTOR) * 4;
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, u32::from(BOOT_ORIGIN))?;
+        a.mov(word_ptr(vector), u32::from(handler_addr))?;
+        a.mov(word_ptr(vector + 2), 0u32)?;
+        a.mov(counter, 0u32)?;
+        let init = [(0x11, 0x20), (0x11, 0xA0), (0x08, 0x21), (0x70, 0xA1), (0x04, 0x21), (0x02, 0xA1)];
+        let rest = [(0x01, 0x21), (0x01, 0xA1), (0xFE, 0x21), (0xFF, 0xA1), (0x34, 0x43)];
+        let pit = [(u32::from(divisor & 0xFF), 0x40), (u32::from(divisor >> 8), 0x40)];
+        for (value, port) in init.into_iter().chain(rest).chain(pit) {
+            a.mov(al, value)?;
+            a.out(port, al)?;
+        }
+        a.set_label(&mut wait)?;
+        a.cli()?;
+        a.cmp(counter, u32::from(ticks))?;
+        a.jae(done)?;
+        a.sti()?;
+        a.hlt()?;
+        a.jmp(wait)?;
+        a.set_label(&mut done)?;
+        a.mov(ax, counter)?;
+        a.out(u32::from(DEBUGCON_PORT), al)?;
+        a.mov(al, ah)?;
+        a.out(u32::from(DEBUGCON_PORT), al)?;
+        a.mov(al, u32::from(PIT_TICKS_EXIT_CODE))?;
+        a.out(u32::from(DEBUG_EXIT_PORT), al)?;
+        a.hlt()
+    })
+}
+
 /// Checks that `base` can be reached as ES:0000 and returns the segment.
 fn mmio_segment(base: u32) -> Result<u16, GuestError> {
     if !base.is_multiple_of(16) || base > 0xF_FFF0 {
@@ -573,11 +650,24 @@ mod tests {
             assert_eq!(img.len(), 512, "{}", b.name);
             assert_eq!(&img[510..], &[0x55, 0xAA], "{}", b.name);
         }
-        for img in [compute_loop(3), rep_movsw(2), rep_stosw(2), out_loop(5), mmio_store_loop(0xD0000, 4)] {
+        for img in [
+            compute_loop(3),
+            rep_movsw(2),
+            rep_stosw(2),
+            out_loop(5),
+            mmio_store_loop(0xD0000, 4),
+            pit_ticks(100, 3),
+        ] {
             let img = img.unwrap();
             assert_eq!(img.len(), 512);
             assert_eq!(&img[510..], &[0x55, 0xAA]);
         }
+    }
+
+    #[test]
+    fn pit_ticks_checks_its_parameters() {
+        assert!(matches!(pit_ticks(1, 5), Err(GuestError::BadParameter(_))));
+        assert!(matches!(pit_ticks(100, 0), Err(GuestError::BadParameter(_))));
     }
 
     #[test]
