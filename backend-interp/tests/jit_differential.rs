@@ -66,7 +66,7 @@ fn run_small(
     let stop = be.run(&mut m, RunLimits::instructions(limit)).expect("run");
     let st = be.state().expect("state");
     let n = be.stats().instructions.unwrap_or(0);
-    (stop, st, n, m.ram().as_slice()[0x20000..0x30000].to_vec())
+    (stop, st, n, m.ram_mut().bytes()[0x20000..0x30000].to_vec())
 }
 
 fn asm16(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {

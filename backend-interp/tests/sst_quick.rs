@@ -364,7 +364,7 @@ fn sst286_slice() {
                     errs.push(format!("{}: expected {:04x} got {:04x}", NAMES[i], e, g));
                 }
             }
-            let ramv = m.ram().as_slice();
+            let ramv = m.ram_mut().bytes();
             // Pushed FLAGS of an exception: mask like FLAGS.
             let flags_at = t.excp.map(|_| exp[SS] as u32 * 16 + exp[SP].wrapping_add(4) as u32);
             for &(a, v) in &t.fina_ram {

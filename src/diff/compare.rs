@@ -82,13 +82,14 @@ pub struct Comparison {
     pub stop_differs: bool,
 }
 
-/// Compares two finished runs. `masked_flags` are EFLAGS bits to ignore (RF is always ignored:
+/// Compares two finished runs (the machines are taken `&mut` only to view their RAM without
+/// copying it). `masked_flags` are EFLAGS bits to ignore (RF is always ignored:
 /// KVM leaves it set while it steps through a REP; it is not architecturally visible in real mode
 /// except through an exception frame, which is compared as memory).
 pub fn compare(
     names: (&'static str, &'static str),
-    left: (&Machine, Outcome),
-    right: (&Machine, Outcome),
+    left: (&mut Machine, Outcome),
+    right: (&mut Machine, Outcome),
     masked_flags: u32,
 ) -> Comparison {
     let mask = masked_flags | flags::RF;
@@ -99,7 +100,7 @@ pub fn compare(
     sl.eflags &= !mask;
     sr.eflags &= !mask;
     let regs = sl.diff(&sr);
-    let (mem, mem_bytes) = diff_ranges(ml.ram().as_slice(), mr.ram().as_slice(), 0);
+    let (mem, mem_bytes) = diff_ranges(ml.ram_mut().bytes(), mr.ram_mut().bytes(), 0);
     let mut devices = Vec::new();
     let serial = (ml.bus().uart.out.captured().to_vec(), mr.bus().uart.out.captured().to_vec());
     let debugcon = (ml.bus().debugcon.out.captured().to_vec(), mr.bus().debugcon.out.captured().to_vec());

@@ -64,7 +64,7 @@ impl Backend for FakeCpu {
     }
     fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> Result<StopReason, BackendError> {
         let pc = self.state.pc_linear() as usize;
-        let ram = machine.ram().as_slice();
+        let ram = machine.ram_mut().bytes();
         let found = self.by_state.get(&self.state).and_then(|ts| {
             ts.iter().find(|t| ram.get(pc..pc + t.bytes.len()).is_some_and(|b| b == t.bytes.as_slice()))
         });

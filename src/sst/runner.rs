@@ -332,9 +332,8 @@ impl Runner {
         if (flags ^ got.eflags as u16) & mask != 0 {
             out.push(Mismatch::Flags { expected: flags, got: got.eflags as u16, mask });
         }
-        let ram = m.ram().as_slice();
         for &(addr, expected, mask) in &self.expected {
-            let got = ram.get(addr as usize).copied().unwrap_or(0);
+            let got = m.ram().read_u8(u64::from(addr)).unwrap_or(0);
             if (got ^ expected) & mask != 0 {
                 out.push(Mismatch::Mem { addr, expected, got, mask });
             }
@@ -380,8 +379,8 @@ impl Runner {
 }
 
 /// True when every byte of guest RAM is zero (eight bytes at a time, one page per step).
-pub fn ram_is_zero(machine: &Machine) -> bool {
-    machine.ram().as_slice().chunks(4096).all(|page| {
+pub fn ram_is_zero(machine: &mut Machine) -> bool {
+    machine.ram_mut().bytes().chunks(4096).all(|page| {
         let words = page.chunks_exact(8);
         let tail = words.remainder().iter().fold(0u8, |a, &b| a | b);
         // A chunk of `chunks_exact(8)` always converts; the fallback only keeps this panic-free.
@@ -447,7 +446,7 @@ mod tests {
         for chunk in items.chunks(BATCH) {
             out.extend(runner.run_batch(&mut cpu, &mut m, chunk));
         }
-        assert!(ram_is_zero(&m), "the runner left guest RAM dirty");
+        assert!(ram_is_zero(&mut m), "the runner left guest RAM dirty");
         out
     }
 

@@ -193,8 +193,8 @@ fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
         }
         StopReason::Halted if cs.selector == 0 && eip == HANDLER as u32 + 1 && s.icount >= 2 => {
             let c = s.icount - 2;
-            let ram = m.ram().as_slice();
-            let word = |a: usize, b2: usize| ram[a] as u32 | (ram[b2] as u32) << 8;
+            let byte = |a: usize| u32::from(m.ram().read_u8(a as u64).unwrap_or(0));
+            let word = |a: usize, b2: usize| byte(a) | byte(b2) << 8;
             let ip = word(lin(sp), lin(sp + 1));
             let pcs = word(lin(sp + 2), lin(sp + 3));
             if pcs == gen::CODE_SEG as u32 && ip == next_ip(c) {
@@ -228,9 +228,10 @@ fn state_diff(a: &CpuState, b: &CpuState, mask: u32) -> Vec<String> {
 }
 
 fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
-    let (ra, rb) = (a.ram().as_slice(), b.ram().as_slice());
     let mut out = Vec::new();
     for (lo, hi) in compare_ranges(p.class) {
+        let copy = |m: &Machine| m.ram().read_vec(0, hi).expect("compared range in RAM");
+        let (ra, rb) = (copy(a), copy(b));
         if ra[lo..hi] == rb[lo..hi] {
             continue;
         }
