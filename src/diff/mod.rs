@@ -116,7 +116,10 @@ pub struct Prepared {
 
 /// Builds a capturing machine and loads `image` into it.
 pub fn machine_with(image: &[u8], kind: ImageKind, mem: usize) -> Result<(Machine, CpuState), DiffError> {
-    let mut m = Machine::new(MachineConfig { mem_size: mem, a20_wrap: false }, IoBus::capturing())?;
+    let mut m = Machine::new(
+        MachineConfig { mem_size: mem, a20_wrap: false, ..MachineConfig::default() },
+        IoBus::capturing(),
+    )?;
     let start = load_image(&mut m, image, kind)?;
     Ok((m, start))
 }
