@@ -16,7 +16,7 @@
 //! an undefined flag — including instructions that may fault, since an exception pushes FLAGS.
 use std::sync::OnceLock;
 
-use super::{R16, R32, R8, SEGS};
+use super::{ADDR16_FORMS, R16, R32, R8, SEGS};
 use iced_x86::{
     Code, CodeSize, CpuidFeature, Decoder, DecoderOptions, Encoder, EncodingKind, FlowControl, Instruction,
     InstructionInfoFactory, Mnemonic, OpAccess, OpCodeOperandKind as K, OpKind, Register, RepPrefixKind,
@@ -372,18 +372,7 @@ impl<'r> Builder<'r> {
             instr.set_memory_displacement64(disp);
             instr.set_memory_displ_size(size);
         } else {
-            const COMBOS: [(Register, Register); 9] = [
-                (Register::BX, Register::SI),
-                (Register::BX, Register::DI),
-                (Register::BP, Register::SI),
-                (Register::BP, Register::DI),
-                (Register::SI, Register::None),
-                (Register::DI, Register::None),
-                (Register::BP, Register::None),
-                (Register::BX, Register::None),
-                (Register::None, Register::None),
-            ];
-            let (base, index) = *self.rng.pick(&COMBOS);
+            let (base, index) = *self.rng.pick(&ADDR16_FORMS);
             instr.set_memory_base(base);
             instr.set_memory_index(index);
             instr.set_memory_index_scale(1);

@@ -6,7 +6,7 @@
 //! Layout of every program: IVT at 0 with every vector pointing at a `hlt` at 0000:0500; code
 //! at CS=0100h, IP=8000h (linear 9000h): `prefix…; head: body…; back-branch; hlt`. Data
 //! segments point at a random-filled area from 20000h, except in the side-exit classes.
-use super::{R16, R32, R8, SEGS};
+use super::{ADDR16_FORMS, R16, R32, R8, SEGS};
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, EncodingKind, IcedError, Instruction,
@@ -14,7 +14,7 @@ use iced_x86::{
 };
 use picoqemu_core::{flags, CpuState, Segment};
 
-use crate::flagmask::{flag_effect, FlagEffect};
+use crate::flagmask::{flag_effect, is_shift_or_rotate, FlagEffect};
 use crate::rng::SplitMix64;
 
 /// Code segment selector (base 1000h) and the usual IP of the first instruction.
@@ -290,19 +290,6 @@ pub fn catalogue() -> &'static Catalogue {
     CATALOGUE.get_or_init(Catalogue::new)
 }
 
-/// Address forms of 16-bit addressing: (base, index).
-const FORMS: [(Register, Register); 9] = [
-    (Register::BX, Register::SI),
-    (Register::BX, Register::DI),
-    (Register::BP, Register::SI),
-    (Register::BP, Register::DI),
-    (Register::SI, Register::None),
-    (Register::DI, Register::None),
-    (Register::BP, Register::None),
-    (Register::BX, Register::None),
-    (Register::None, Register::None),
-];
-
 /// How displacements are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Disp {
@@ -350,7 +337,7 @@ fn make(code: Code, ops: &[Opnd]) -> Option<Instruction> {
 }
 
 fn mem_operand(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
-    let forms: Vec<(Register, Register)> = FORMS
+    let forms: Vec<(Register, Register)> = ADDR16_FORMS
         .iter()
         .copied()
         .filter(|&(b, i)| [b, i].iter().all(|&r| r == Register::None || cx.bases & (1 << gpr(r)) != 0))
@@ -397,19 +384,6 @@ fn shift_count(rng: &mut SplitMix64) -> u32 {
         2 => rng.below(256) as u32,
         _ => rng.range(1, 7) as u32,
     }
-}
-
-fn is_shift(m: Mnemonic) -> bool {
-    matches!(
-        m,
-        Mnemonic::Shl
-            | Mnemonic::Shr
-            | Mnemonic::Sar
-            | Mnemonic::Rol
-            | Mnemonic::Ror
-            | Mnemonic::Rcl
-            | Mnemonic::Rcr
-    )
 }
 
 /// Instructions that make the compiled tier decline the block: CH; AH/BH/DH together with a
@@ -482,7 +456,7 @@ fn gen_insn(
                 K::ax => Opnd::R(Register::AX),
                 K::eax => Opnd::R(Register::EAX),
                 K::cl => Opnd::R(Register::CL),
-                K::imm8 if is_shift(m) => Opnd::I(shift_count(rng)),
+                K::imm8 if is_shift_or_rotate(m) => Opnd::I(shift_count(rng)),
                 K::imm8 => Opnd::I(rng.value(8)),
                 K::imm8_const_1 => Opnd::I(1),
                 K::imm8sex16 => Opnd::I(rng.value(8) as u8 as i8 as i16 as u16 as u32),
@@ -820,7 +794,7 @@ pub fn generate(rng: &mut SplitMix64, cat: &Catalogue) -> Program {
         let targets: Vec<usize> = (0..body.len())
             .filter(|&i| {
                 let ins = &body[i];
-                !is_shift(ins.mnemonic())
+                !is_shift_or_rotate(ins.mnemonic())
                     && (0..ins.op_count()).any(|k| {
                         matches!(
                             ins.op_kind(k),

@@ -56,6 +56,19 @@ pub(crate) const R32: [Register; 8] = [
 pub(crate) const SEGS: [Register; 6] =
     [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
 
+/// The 16-bit addressing forms: (base, index).
+pub(crate) const ADDR16_FORMS: [(Register, Register); 9] = [
+    (Register::BX, Register::SI),
+    (Register::BX, Register::DI),
+    (Register::BP, Register::SI),
+    (Register::BP, Register::DI),
+    (Register::SI, Register::None),
+    (Register::DI, Register::None),
+    (Register::BP, Register::None),
+    (Register::BX, Register::None),
+    (Register::None, Register::None),
+];
+
 /// What a generated program is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
