@@ -37,7 +37,7 @@ fn run_pc_guest() -> Outcome {
         state,
         clock_ns: machine.clock().now_ns(),
         debugcon: bus.debugcon().out.captured().to_vec(),
-        ram: machine.ram().as_slice().to_vec(),
+        ram: machine.ram().to_vec(),
         pic_isr: bus.find::<Pic8259Pair>().expect("PIC").master().isr(),
     }
 }

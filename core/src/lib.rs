@@ -28,7 +28,7 @@ pub use device::{Claim, CoalescibleRange, Device, DeviceCtx, InterruptController
 pub use error::{BackendError, BusError, CoreError};
 pub use loader::{load_image, ImageKind, LoadError};
 pub use machine::{Machine, MachineConfig, Platform};
-pub use ram::GuestRam;
+pub use ram::{GuestRam, RamHandle};
 pub use stop::{InsnBytes, StopReason};
 
 /// Highest physical address a real-mode CPU with A20 enabled can reach (FFFF:FFFF).
