@@ -1,7 +1,6 @@
 //! Whole-guest tests of the interpreter: the article's program, a COM1 serial guest with
 //! debug exit, self-modifying code, budgets and timeouts. Guests are built here from source
 //! with iced-x86's `code_asm` (or are the shared article binary).
-use std::path::Path;
 use std::time::Duration;
 
 use iced_x86::code_asm::*;
@@ -38,7 +37,7 @@ const HELLO_ROWS: [&str; 5] = [
 
 #[test]
 fn article_hello_world_screen() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/guests/seed_hello.bin");
+    let Some(path) = picoqemu_verify::shared::require("guests/seed_hello.bin") else { return };
     let image = std::fs::read(&path).expect("seed_hello.bin");
     let mut m = machine();
     let st = load_image(&mut m, &image, ImageKind::Raw).expect("load");

@@ -408,7 +408,7 @@ pub fn take_stray_bytes(machine: &mut Machine) -> Vec<(u32, u8)> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::super::fake::{FakeCpu, Fault};
     use super::super::metadata::Metadata;
@@ -416,17 +416,18 @@ mod tests {
     use super::super::{new_machine, plan, Plan};
     use super::*;
 
-    fn shared() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sst286")
+    /// The shared slice, or `None` (the test skips, or fails under PICOQEMU_REQUIRE_SHARED=1).
+    fn shared() -> Option<PathBuf> {
+        crate::shared::require("sst286")
     }
 
-    fn metadata() -> Metadata {
-        Metadata::load(&shared().join("metadata.json")).unwrap()
+    fn metadata() -> Option<Metadata> {
+        Some(Metadata::load(&shared()?.join("metadata.json")).unwrap())
     }
 
     /// The applicable tests of one shared file with their expectations.
     fn load(file: &str, md: &Metadata) -> Vec<(Test, Expectation)> {
-        MooReader::open(&shared().join(file))
+        MooReader::open(&shared().expect("checked by metadata()").join(file))
             .unwrap()
             .map(|t| t.unwrap())
             .filter_map(|t| match plan(&t, md, None) {
@@ -452,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_perfect_cpu_passes() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         for file in
             ["00.MOO.gz", "1F.MOO.gz", "9C.MOO.gz", "A5.MOO.gz", "CD.MOO.gz", "D3.4.MOO.gz", "F7.6.MOO.gz"]
         {
@@ -466,7 +467,7 @@ mod tests {
 
     #[test]
     fn initial_state_clears_flags_12_to_15() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         let tests = load("00.MOO.gz", &md);
         let (t, _) =
             tests.iter().find(|(t, _)| t.init.regs.values[Reg16::Flags as usize] & 0xF000 != 0).unwrap();
@@ -483,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_wrong_defined_flag_fails_and_an_undefined_one_does_not() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         // ADD defines CF.
         let add = load("00.MOO.gz", &md);
         let r = run_with(&add, Fault::Flags(1), None);
@@ -515,7 +516,7 @@ mod tests {
 
     #[test]
     fn wrong_memory_registers_and_stops_fail() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         let push = load("06.MOO.gz", &md);
         let r = run_with(&push, Fault::FinaByte, None);
         assert!(r.iter().all(|r| !r.passed()));
@@ -539,7 +540,7 @@ mod tests {
 
     #[test]
     fn a_stray_write_is_charged_to_the_test_that_made_it() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         let tests = load("88.MOO.gz", &md);
         let culprit = tests[BATCH + 5].0.index;
         let r = run_with(&tests, Fault::Stray(0x10_FFF7), Some(culprit));
@@ -552,7 +553,7 @@ mod tests {
 
     #[test]
     fn the_pushed_flags_word_is_masked_only_where_undefined() {
-        let md = metadata();
+        let Some(md) = metadata() else { return };
         // DIV r/m16: #DE tests push FLAGS; OF..CF are undefined after DIV (suite mask), DF is not.
         let div: Vec<(Test, Expectation)> =
             load("F7.6.MOO.gz", &md).into_iter().filter(|(t, _)| t.exception.is_some()).collect();

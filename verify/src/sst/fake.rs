@@ -1,4 +1,4 @@
-//! A fake [`Backend`] for the runner's unit tests: it "executes" a test by applying the
+//! A fake [`Backend`] for tests of the suite runner (this crate's and `picoqemu sst`'s): it "executes" a test by applying the
 //! recorded `FINA` state, optionally with one deliberate error, so the tests can prove that the
 //! runner accepts a perfect CPU and catches each kind of wrong one.
 use std::collections::HashMap;
