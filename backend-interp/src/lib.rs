@@ -43,6 +43,7 @@ mod muldiv;
 mod op;
 mod operand;
 mod opt;
+mod pages;
 mod shift;
 mod stack;
 mod string;
@@ -61,9 +62,10 @@ use picoqemu_core::{
 
 use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::{Cpu, CS};
-use crate::jit::{JitTier, JIT_PAGES, TIER_COMPILED, TIER_NO};
+use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
 use crate::op::{Flow, Op};
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
+use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+use crate::pages::PageFlags;
 
 pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};
 pub use crate::system::CPUID_FEATURES;
@@ -75,7 +77,7 @@ const TIME_CHECK_INTERVAL: u64 = 1 << 16;
 pub struct InterpBackend {
     cpu: Cpu,
     cache: CodeCache,
-    pages: Vec<u8>,
+    pages: PageFlags,
     icount: u64,
     /// Scratch decoder output, reused.
     ins: Instruction,
@@ -106,7 +108,7 @@ impl InterpBackend {
         InterpBackend {
             cpu: Cpu::default(),
             cache: CodeCache::default(),
-            pages: Vec::new(),
+            pages: PageFlags::default(),
             icount: 0,
             ins: Instruction::default(),
             scratch: Vec::with_capacity(MAX_BLOCK),
@@ -175,42 +177,25 @@ impl Backend for InterpBackend {
     fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
         let a20 = if machine.config().a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
         let ram_len = machine.ram().len();
-        // Page flags: MMIO from the bus, CODE for what the cache still holds.
-        self.pages.clear();
-        self.pages.resize(ram_len / 4096, 0);
-        // Compiled code indexes the table by linear page up to JIT_PAGES: what is not plain
-        // RAM there (beyond RAM, above 1 MiB with A20 wrapping) is PG_SLOW.
-        let ram_pages = self.pages.len();
-        self.pages.resize(ram_pages.max(JIT_PAGES), PG_SLOW);
-        if a20 != u32::MAX {
-            for f in &mut self.pages[0x100..] {
-                *f |= PG_SLOW;
-            }
-        }
-        for (base, len) in machine.bus().mmio_regions() {
-            let end = base.saturating_add(len);
-            let mut p = base / 4096;
-            while p * 4096 < end && (p as usize) < self.pages.len() {
-                self.pages[p as usize] |= PG_MMIO;
-                p += 1;
-            }
-        }
+        // Page flags: MMIO from the bus, PG_SLOW where compiled code must not go (beyond RAM,
+        // above 1 MiB with A20 wrapping), CODE for what the cache still holds.
+        self.pages.rebuild(ram_len, a20 != u32::MAX, &machine.bus().mmio_regions());
         for &pg in self.cache.sync(machine.ram_mut().bytes(), a20) {
-            if self.pages[pg] & PG_MMIO == 0 {
-                self.pages[pg] |= PG_CODE;
+            if self.pages.as_slice()[pg] & PG_MMIO == 0 {
+                self.pages.set(pg, PG_CODE);
             }
         }
         // MMIO pages must not be served from the cache.
-        for pg in 0..self.pages.len() {
-            if self.pages[pg] & PG_MMIO != 0 {
+        for (pg, &f) in self.pages.as_slice().iter().enumerate() {
+            if f & PG_MMIO != 0 {
                 self.cache.invalidate(pg);
             }
         }
 
         let (ram, bus) = machine.ram_and_bus_mut();
-        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, &mut self.pages, a20);
+        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, self.pages.view(), a20);
         cx.icount = self.icount;
-        cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
+        cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
         let start = cx.icount;
         let single = limits.max_instructions == Some(1);
         let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
@@ -279,7 +264,7 @@ impl Backend for InterpBackend {
                 }
                 if let Some(t) = compiled {
                     let budget = (limit - cx.icount).min(TIME_CHECK_INTERVAL);
-                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) {
+                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) {
                         cx.icount += r.retired;
                         if r.demote {
                             // It keeps leaving early: the interpreter is better at this block.
@@ -356,7 +341,7 @@ impl Backend for InterpBackend {
                     if cacheable {
                         let k = opt::optimise(scratch, scratch_fx);
                         if cache.insert(phys, scratch, bytes, k, cx.ram) {
-                            cx.pages[phys >> 12] |= PG_CODE;
+                            cx.pages.set(phys >> 12, PG_CODE);
                             if !tf && k as u64 <= remaining {
                                 run_cached = cache.lookup(phys).map(|(ops, _, k, _)| (ops, k));
                             }
@@ -498,7 +483,7 @@ impl Backend for InterpBackend {
                 cx.dirty = false;
                 for pg in 0..cx.pages.len() {
                     if cx.pages[pg] & PG_DIRTY != 0 {
-                        cx.pages[pg] &= !PG_DIRTY;
+                        cx.pages.clear(pg, PG_DIRTY);
                         cache.invalidate(pg);
                     }
                 }
