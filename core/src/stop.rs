@@ -61,11 +61,15 @@ pub enum StopReason {
     StepDone,
     /// The host failed (an ioctl, a thread); the message says which.
     HostError(String),
+    /// The run was asked to stop from outside (Ctrl-C): the interpreter at its next time
+    /// check, KVM at once (the signal ends `KVM_RUN`).
+    Interrupted,
 }
 
 impl StopReason {
     /// The process exit status for this stop, as documented in the README:
-    /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error.
+    /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error,
+    /// 130 interrupted (128 + SIGINT, the shell's convention for Ctrl-C).
     pub fn exit_status(&self) -> i32 {
         match self {
             StopReason::Halted | StopReason::StepDone => 0,
@@ -75,6 +79,7 @@ impl StopReason {
             | StopReason::EmulationFailure { .. } => 3,
             StopReason::BudgetExhausted | StopReason::Timeout => 4,
             StopReason::HostError(_) => 5,
+            StopReason::Interrupted => 130,
         }
     }
 
@@ -100,6 +105,7 @@ impl fmt::Display for StopReason {
             }
             StopReason::StepDone => f.write_str("single step done"),
             StopReason::HostError(m) => write!(f, "host error: {m}"),
+            StopReason::Interrupted => f.write_str("interrupted (Ctrl-C)"),
         }
     }
 }
@@ -116,6 +122,7 @@ mod tests {
         assert_eq!(StopReason::TripleFault.exit_status(), 3);
         assert_eq!(StopReason::Timeout.exit_status(), 4);
         assert_eq!(StopReason::BudgetExhausted.exit_status(), 4);
+        assert_eq!(StopReason::Interrupted.exit_status(), 130);
         let u = StopReason::Unsupported { cs: 0x7c0, ip: 5, bytes: InsnBytes::new(&[0xd8, 0xc1]) };
         assert_eq!(u.exit_status(), 3);
         assert_eq!(u.to_string(), "unsupported instruction at 07c0:0005 (bytes d8 c1)");
