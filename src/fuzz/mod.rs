@@ -235,15 +235,15 @@ pub fn report(outcomes: &[Outcome], seed: u64) -> Summary {
 
 /// `picoqemu fuzz`.
 pub fn run(args: &FuzzArgs) -> anyhow::Result<i32> {
+    if args.out.exists() && !args.out.is_dir() {
+        eprintln!("picoqemu: --out {} exists and is not a directory", args.out.display());
+        return Ok(crate::diff::exit::BAD_INPUT);
+    }
     if let Err(e) = crate::backends::kvm_probe() {
         eprintln!(
             "picoqemu: KVM is not available ({e}); fuzz compares KVM with the interpreter and needs /dev/kvm"
         );
         return Ok(crate::diff::exit::HOST_ERROR);
-    }
-    if args.out.exists() && !args.out.is_dir() {
-        eprintln!("picoqemu: --out {} exists and is not a directory", args.out.display());
-        return Ok(crate::diff::exit::BAD_INPUT);
     }
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(args.count);
