@@ -537,6 +537,13 @@ mod tests {
     }
 
     #[test]
+    fn progress_line_names_the_backend_the_time_and_ctrl_c() {
+        let line = progress_line("kvm", Duration::from_millis(10_400));
+        assert!(line.starts_with("picoqemu: the guest is still running on kvm after 10 s"), "{line}");
+        assert!(line.contains("Ctrl-C stops it") && line.ends_with('\n'), "{line}");
+    }
+
+    #[test]
     fn disassembly() {
         assert_eq!(disassemble(0x7C00, &[0x0F, 0x01, 0xC1]), "vmcall");
         assert_eq!(disassemble(0, &[0x27]), "daa");
