@@ -143,7 +143,7 @@ pub fn machine(
         check_mmio_console(base)?;
         bus.mmio_console = Some(MmioConsole::new(base, console));
     }
-    let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap };
+    let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap, ..MachineConfig::default() };
     let mut m = Machine::new(config, bus)?;
     let start = load_image(&mut m, image, kind)?;
     if let Some(base) = opts.mmio_console {

@@ -342,16 +342,16 @@ fn run_image(
     signals::install_sigint_handler()
         .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
     let progress = Progress::start(backend.name());
-    let stop = backend.run(&mut machine, opts.limits.limits(None));
+    let stop = backend.run(&mut machine, opts.limits.limits(None)).unwrap_or_else(StopReason::from);
     drop(progress);
-    machine.bus.flush();
+    machine.bus_mut().flush();
 
     let state = backend.state();
     let written = print_results(opts, &machine, &state);
     if !matches!(stop, StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone) {
         report_stop(&stop, backend.name(), opts, &state);
     }
-    if let Some(e) = machine.bus.output_error() {
+    if let Some(e) = machine.bus().output_error() {
         return Err(CliError::Output(e));
     }
     written.map_err(|e| CliError::Output(format!("the screen and registers to stdout: {e}")))?;
@@ -479,7 +479,9 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
         StopReason::Interrupted => {
             "stopped by Ctrl-C (SIGINT); the guest's output so far was written, its registers follow".into()
         }
-        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone => stop.to_string(),
+        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone | StopReason::Breakpoint { .. } => {
+            stop.to_string()
+        }
     }
 }
 

@@ -59,33 +59,41 @@ pub enum StopReason {
     EmulationFailure { cs: u16, ip: u32, bytes: InsnBytes },
     /// One instruction was executed in single-step mode.
     StepDone,
+    /// The CPU reached an execution breakpoint at CS:IP (the instruction there has not run).
+    Breakpoint { cs: u16, ip: u32 },
+    /// A [`crate::Kick`] interrupted the run (Ctrl-C, a debugger, a host timer).
+    Interrupted,
     /// The host failed (an ioctl, a thread); the message says which.
     HostError(String),
-    /// The run was asked to stop from outside (Ctrl-C): the interpreter at its next time
-    /// check, KVM at once (the signal ends `KVM_RUN`).
-    Interrupted,
 }
 
 impl StopReason {
     /// The process exit status for this stop, as documented in the README:
-    /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error,
-    /// 130 interrupted (128 + SIGINT, the shell's convention for Ctrl-C).
+    /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error.
     pub fn exit_status(&self) -> i32 {
         match self {
-            StopReason::Halted | StopReason::StepDone => 0,
+            StopReason::Halted | StopReason::StepDone | StopReason::Breakpoint { .. } => 0,
+            StopReason::Interrupted => 130,
             StopReason::DebugExit(v) => ((v << 1) | 1) as i32 & 0xFF,
             StopReason::TripleFault
             | StopReason::Unsupported { .. }
             | StopReason::EmulationFailure { .. } => 3,
             StopReason::BudgetExhausted | StopReason::Timeout => 4,
             StopReason::HostError(_) => 5,
-            StopReason::Interrupted => 130,
         }
     }
 
     /// True for the stops that mean the guest did something the CPU could not run.
     pub fn is_guest_fault(&self) -> bool {
         self.exit_status() == 3
+    }
+}
+
+impl From<crate::BackendError> for StopReason {
+    /// A host failure recorded as the outcome of a run, for reports that compare or list
+    /// outcomes (`diff`, `sst`); the CLI's `run` reports the error itself.
+    fn from(e: crate::BackendError) -> Self {
+        StopReason::HostError(e.to_string())
     }
 }
 
@@ -104,8 +112,9 @@ impl fmt::Display for StopReason {
                 write!(f, "KVM could not emulate the instruction at {cs:04x}:{ip:04x} (bytes {bytes})")
             }
             StopReason::StepDone => f.write_str("single step done"),
+            StopReason::Breakpoint { cs, ip } => write!(f, "breakpoint at {cs:04x}:{ip:04x}"),
+            StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::HostError(m) => write!(f, "host error: {m}"),
-            StopReason::Interrupted => f.write_str("interrupted (Ctrl-C)"),
         }
     }
 }
@@ -122,7 +131,6 @@ mod tests {
         assert_eq!(StopReason::TripleFault.exit_status(), 3);
         assert_eq!(StopReason::Timeout.exit_status(), 4);
         assert_eq!(StopReason::BudgetExhausted.exit_status(), 4);
-        assert_eq!(StopReason::Interrupted.exit_status(), 130);
         let u = StopReason::Unsupported { cs: 0x7c0, ip: 5, bytes: InsnBytes::new(&[0xd8, 0xc1]) };
         assert_eq!(u.exit_status(), 3);
         assert_eq!(u.to_string(), "unsupported instruction at 07c0:0005 (bytes d8 c1)");

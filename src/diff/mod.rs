@@ -335,7 +335,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             };
         } else {
             let (code, text) = lockstep_verdict(&l);
-            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice()) {
+            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice()) {
                 Some(k) => explained_verdict(k, &text),
                 None => (code, text),
             };
@@ -356,7 +356,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let (code, text) = whole_run_verdict(&w);
-    let mut explained = explain_whole_run(&w, p.kvm.machine.ram.as_slice(), p.interp.machine.ram.as_slice());
+    let mut explained =
+        explain_whole_run(&w, p.kvm.machine.ram().as_slice(), p.interp.machine.ram().as_slice());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
         explained = locate_known(&image, kind, &args.machine, limits);
@@ -375,5 +376,5 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
 fn locate_known(image: &[u8], kind: ImageKind, opts: &MachineOpts, limits: RunLimits) -> Option<Known> {
     let mut p = prepare_with(image, kind, opts, JitMode::default()).ok()?;
     let l = lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).ok()?;
-    explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice())
+    explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice())
 }
