@@ -35,6 +35,7 @@ mod control;
 mod cpu;
 mod decode;
 mod flags;
+mod flow;
 mod interrupt;
 mod io;
 mod jit;
@@ -52,6 +53,7 @@ mod system;
 mod testutil;
 mod transfer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use iced_x86::Instruction;
@@ -89,6 +91,8 @@ pub struct InterpBackend {
     force_a20_wrap: bool,
     /// The compiled-block tier.
     jit: JitTier,
+    /// Set from outside (Ctrl-C) to end the run at the next time check.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 impl std::fmt::Debug for InterpBackend {
@@ -115,7 +119,15 @@ impl InterpBackend {
             scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
             jit: JitTier::new(JitMode::default()),
+            interrupt: None,
         }
+    }
+
+    /// Ends every run with [`StopReason::Interrupted`] at its next time check (every 64 Ki
+    /// instructions) once `flag` is set, e.g. by a SIGINT handler. The flag is only read.
+    pub fn with_interrupt(mut self, flag: &'static AtomicBool) -> Self {
+        self.interrupt = Some(flag);
+        self
     }
 
     /// Selects when hot loops are compiled to host code ([`JitMode::Hot`] by default;
@@ -208,6 +220,7 @@ impl Backend for InterpBackend {
         let mut single_op = [Op::new(system::nop, 0)];
         let jit = &mut self.jit;
         let jit_threshold = jit.threshold();
+        let stop_flag = self.interrupt;
 
         let stop = loop {
             if cx.icount >= next_event {
@@ -218,6 +231,9 @@ impl Backend for InterpBackend {
                     if Instant::now() >= d {
                         break StopReason::Timeout;
                     }
+                }
+                if stop_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                    break StopReason::Interrupted;
                 }
                 next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
             }

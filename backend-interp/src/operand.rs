@@ -8,7 +8,7 @@
 use picoqemu_core::{IoAction, IoBus, StopReason};
 
 use crate::cpu::{Cpu, ESP, SS};
-use crate::op::{Flow, Op};
+use crate::flow::Flow;
 
 pub use crate::pages::{Pages, PG_CODE, PG_DIRTY, PG_MMIO};
 
@@ -73,16 +73,6 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    /// The effective address (offset) of `op`'s memory operand.
-    #[inline(always)]
-    pub fn ea(&self, op: &Op) -> u32 {
-        let r = &self.c.regs;
-        r[(op.base & 15) as usize]
-            .wrapping_add(r[(op.index & 15) as usize] << (op.scale & 3))
-            .wrapping_add(op.disp)
-            & op.amask
-    }
-
     /// Linear address of a `W`-byte access at `seg:off`, or `None` past the segment limit.
     #[inline(always)]
     pub fn seg_lin<const W: u8>(&self, seg: u8, off: u32) -> Option<u32> {
@@ -103,11 +93,6 @@ impl<'m> Ctx<'m> {
         } else {
             Some(s.base.wrapping_add(off))
         }
-    }
-
-    #[inline(always)]
-    pub fn mem_lin<const W: u8>(&self, op: &Op) -> Option<u32> {
-        self.seg_lin::<W>(op.seg, self.ea(op))
     }
 
     #[inline(always)]
@@ -278,7 +263,6 @@ impl<'m> Ctx<'m> {
 mod tests {
     use super::*;
     use crate::cpu::DS;
-    use crate::op::NO_REG;
 
     fn with_ctx(f: impl FnOnce(&mut Ctx)) {
         let mut ram = vec![0u8; 0x11_0000];
@@ -286,21 +270,6 @@ mod tests {
         let mut bus = IoBus::capturing();
         let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, pages.view(), u32::MAX);
         f(&mut cx);
-    }
-
-    #[test]
-    fn ea_wraps_at_64k_for_16bit_addressing() {
-        with_ctx(|cx| {
-            cx.c.regs[5] = 0x0001; // BP
-            let mut op = Op::new(|_, _| Flow::Next, 3);
-            op.base = 5;
-            op.index = NO_REG;
-            op.disp = 0xFFFE; // [bp-2]
-            assert_eq!(cx.ea(&op), 0xFFFF);
-            op.amask = u32::MAX;
-            op.disp = 0xFFFF_FFFE;
-            assert_eq!(cx.ea(&op), 0xFFFF_FFFF);
-        });
     }
 
     #[test]
