@@ -122,9 +122,9 @@ mod tests {
     #[test]
     fn ea_wraps_at_64k_for_16bit_addressing() {
         let mut ram = vec![0u8; 0x11_0000];
-        let mut pages = vec![0u8; 0x110];
+        let mut pages = crate::pages::PageFlags::build(ram.len(), false, &[]);
         let mut bus = IoBus::capturing();
-        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, &mut pages, u32::MAX);
+        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, pages.view(), u32::MAX);
         cx.c.regs[5] = 0x0001; // BP
         let mut op = Op::new(|_, _| Flow::Next, 3);
         op.base = 5;

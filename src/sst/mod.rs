@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use picoqemu_core::Backend;
 
 use classify::Form;
 use metadata::Metadata;
