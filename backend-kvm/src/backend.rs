@@ -204,6 +204,15 @@ impl KvmBackend {
         Ok(b)
     }
 
+    /// Ends every run and step with [`StopReason::Interrupted`] once `flag` is set (Ctrl-C). A
+    /// signal handler that sets it should also call [`crate::kick_current_thread`], so a vCPU
+    /// between two `KVM_RUN`s does not enter the next one; a signal arriving inside `KVM_RUN`
+    /// ends it with `EINTR` by itself.
+    pub fn with_interrupt(mut self, flag: &'static std::sync::atomic::AtomicBool) -> Self {
+        self.watchdog.set_interrupt(flag);
+        self
+    }
+
     /// Whether writes to the coalescible ports (0xE9, 0x3F8) are coalesced (the option, if the
     /// host supports it) once the guest has written to the port.
     pub fn coalesced_pio(&self) -> bool {
@@ -552,6 +561,8 @@ impl KvmBackend {
             Exit::Interrupted => {
                 if self.watchdog.fired() {
                     Some(StopReason::Timeout)
+                } else if self.watchdog.interrupted() {
+                    Some(StopReason::Interrupted)
                 } else {
                     // Some other signal: go on (keeping a watchdog expiry that races with it).
                     let p = self.immediate_exit_ptr();
@@ -781,6 +792,7 @@ impl KvmBackend {
                 match self.kvm_run() {
                     Exit::Hlt => break Ok(()),
                     Exit::Interrupted if self.watchdog.fired() => break Err(StopReason::Timeout),
+                    Exit::Interrupted if self.watchdog.interrupted() => break Err(StopReason::Interrupted),
                     Exit::Interrupted => {
                         let p = self.immediate_exit_ptr();
                         self.watchdog.clear_immediate_exit(p);
