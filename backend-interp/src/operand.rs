@@ -44,7 +44,9 @@ pub struct Ctx<'m> {
     /// Some page is MMIO (otherwise reads skip the page-flag lookup).
     pub mmio_any: bool,
     /// Instructions of the running block retired before the current op (`Op::idx`), so that
-    /// a device access knows the exact instruction count.
+    /// an MMIO access knows the exact instruction count. Kept up to date only while some
+    /// device claims MMIO (the step loop's tracking mode); 0 otherwise. Port I/O handlers
+    /// pass their op's index themselves.
     pub op_idx: u32,
     /// The instruction count the bus's clock has been told about (`IoBus::retire`).
     pub told: u64,
@@ -168,7 +170,7 @@ impl<'m> Ctx<'m> {
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             buf[..w].copy_from_slice(&self.ram[p..p + w]);
         } else {
-            self.sync_time();
+            self.sync_time(self.op_idx);
             self.bus.mmio_read(p as u64, &mut buf[..w]);
             self.bus_accessed();
         }
@@ -205,7 +207,7 @@ impl<'m> Ctx<'m> {
             self.ram[p..p + w].copy_from_slice(&bytes[..w]);
             self.note_ram_write(p);
         } else {
-            self.sync_time();
+            self.sync_time(self.op_idx);
             if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
                 self.request_stop(s);
             }
@@ -224,17 +226,12 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    /// The exact number of instructions retired before the current one.
-    #[inline]
-    pub fn exact_icount(&self) -> u64 {
-        self.icount + self.op_idx as u64
-    }
-
     /// Tells the bus's clock about the instructions retired since it last heard, so that a
-    /// device accessed now sees the exact time.
+    /// device accessed now sees the exact time. `idx`: instructions of the running block
+    /// before the current one (0 between blocks, where `icount` is exact).
     #[inline]
-    pub fn sync_time(&mut self) {
-        let now = self.exact_icount();
+    pub fn sync_time(&mut self, idx: u32) {
+        let now = self.icount + idx as u64;
         if now > self.told {
             self.bus.retire(now - self.told);
             self.told = now;
@@ -317,17 +314,19 @@ impl<'m> Ctx<'m> {
 
     // ---- port I/O ----
 
-    pub fn pio_in(&mut self, port: u16, w: u8) -> u32 {
+    /// IN from `port` by the instruction `op` (whose `idx` gives the exact time).
+    pub fn pio_in(&mut self, port: u16, w: u8, op: &Op) -> u32 {
         let mut buf = [0u8; 4];
-        self.sync_time();
+        self.sync_time(op.idx as u32);
         self.bus.pio_read(port, &mut buf[..w as usize]);
         self.bus_accessed();
         u32::from_le_bytes(buf)
     }
 
-    pub fn pio_out(&mut self, port: u16, w: u8, v: u32) {
+    /// OUT to `port` by the instruction `op`.
+    pub fn pio_out(&mut self, port: u16, w: u8, v: u32, op: &Op) {
         let bytes = v.to_le_bytes();
-        self.sync_time();
+        self.sync_time(op.idx as u32);
         if let IoAction::Stop(s) = self.bus.pio_write(port, &bytes[..w as usize]) {
             self.request_stop(s);
         }

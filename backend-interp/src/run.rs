@@ -47,6 +47,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     }
     let a20 = if machine.config().a20_wrap || be.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
     prepare_pages(be, machine, a20);
+    let track = !machine.bus().mmio_regions().is_empty();
     let (ram, bus) = machine.ram_and_bus_mut();
     let mut cx = Ctx::new(be.cpu, ram.as_mut_slice(), bus, &mut be.pages, a20);
     cx.icount = be.icount;
@@ -65,13 +66,14 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
         bps: &be.bps,
         kick: &be.kick,
         a20,
+        track,
         b: Bounds::new(cx.icount, limits),
         bp_resume: be.bp_resume,
         rep_on_bp: None,
     };
     let stop = r.run_loop(&mut cx);
     // The clock ends the run exact.
-    cx.sync_time();
+    cx.sync_time(0);
     be.bp_resume = match stop {
         StopReason::Breakpoint { .. } => {
             Some((cx.c.segs[CS as usize].base.wrapping_add(cx.c.eip), cx.icount))
@@ -232,6 +234,8 @@ struct Runner<'r> {
     bps: &'r Breakpoints,
     kick: &'r KickFlag,
     a20: u32,
+    /// Some device claims MMIO: keep `Ctx::op_idx` exact (see [`Runner::exec`]).
+    track: bool,
     b: Bounds,
     /// `(linear, icount)`: the instruction at `linear` starting at that count runs even if a
     /// breakpoint is there (resuming from that breakpoint, or a REP resuming an iteration).
@@ -259,10 +263,10 @@ impl<'r> Runner<'r> {
             if !tf && self.jit_threshold.is_some() && self.try_compiled(cx, &cs, eip, phys) {
                 continue;
             }
-            let exit = match self.cache.lookup(phys) {
+            let mut single = false;
+            let blk = match self.cache.lookup(phys) {
                 Some((ops, bytes, k, tier)) if !tf && k <= remaining && fits(&cs, eip, bytes) => {
-                    let blk = Block { ops, start_eip: eip, phys, insns: k, tier: Some(tier) };
-                    self.exec_chain(cx, blk, tf)
+                    Block { ops, start_eip: eip, phys, insns: k, tier: Some(tier) }
                 }
                 hit => {
                     let hit = hit.is_some_and(|h| fits(&cs, eip, h.1));
@@ -270,11 +274,18 @@ impl<'r> Runner<'r> {
                         Built::Breakpoint => {
                             return StopReason::Breakpoint { cs: cs.selector, ip: eip };
                         }
-                        Built::Cached => self.run_built(cx, eip, phys, tf),
-                        Built::Single => self.run_single(cx, &cs, eip, tf),
+                        Built::Cached => self.built(eip, phys),
+                        Built::Single => {
+                            single = true;
+                            self.single(eip)
+                        }
                     }
                 }
             };
+            let exit = self.exec(cx, blk, tf);
+            if single && self.rep_on_bp.is_some() {
+                self.rep_resumes(cx, &cs, eip, &exit);
+            }
             if !tf && !cx.brk && matches!(exit.flow, Flow::Next | Flow::Jump) {
                 continue;
             }
@@ -309,7 +320,7 @@ impl<'r> Runner<'r> {
             look |= cx.bus.event_deadline().is_some_and(|d| Instant::now() >= d);
         }
         if look {
-            cx.sync_time();
+            cx.sync_time(0);
             self.b.event_at = cx.bus.instructions_until_event().map_or(u64::MAX, |k| n.saturating_add(k));
             if let Some(s) = self.take_interrupt(cx) {
                 return Some(s);
@@ -480,37 +491,45 @@ impl<'r> Runner<'r> {
         (bytes, cacheable, first_alone)
     }
 
-    /// Runs the block [`Runner::build_block`] just cached at `phys`.
-    fn run_built(&self, cx: &mut Ctx, eip: u32, phys: usize, tf: bool) -> Exit {
+    /// The block [`Runner::build_block`] just cached at `phys`.
+    fn built(&self, eip: u32, phys: usize) -> Block<'_> {
         match self.cache.lookup(phys) {
-            Some((ops, _, k, tier)) => {
-                self.exec_chain(cx, Block { ops, start_eip: eip, phys, insns: k, tier: Some(tier) }, tf)
-            }
-            None => self.exec_chain(cx, self.single(eip), tf),
+            Some((ops, _, k, tier)) => Block { ops, start_eip: eip, phys, insns: k, tier: Some(tier) },
+            None => self.single(eip),
         }
     }
 
-    /// Runs the lone instruction in `single_op`; a REP on a breakpoint page that resumes
-    /// (another chunk of iterations) does not stop at its breakpoint again.
-    fn run_single(&mut self, cx: &mut Ctx, cs: &Segment, eip: u32, tf: bool) -> Exit {
-        let exit = self.exec_chain(cx, self.single(eip), tf);
-        if let Some(lin) = self.rep_on_bp.take() {
-            let now = cx.c.segs[CS as usize];
-            if exit.flow == Flow::Jump && now.selector == cs.selector && cx.c.eip == eip {
-                self.bp_resume = Some((lin, cx.icount));
-            }
+    /// After the lone REP instruction at `cs:eip` on a breakpoint page ran: when it resumes
+    /// (another chunk of iterations follows), its breakpoint does not stop it again.
+    #[cold]
+    fn rep_resumes(&mut self, cx: &Ctx, cs: &Segment, eip: u32, exit: &Exit) {
+        let Some(lin) = self.rep_on_bp.take() else { return };
+        let now = cx.c.segs[CS as usize];
+        if exit.flow == Flow::Jump && now.selector == cs.selector && cx.c.eip == eip {
+            self.bp_resume = Some((lin, cx.icount));
         }
-        exit
     }
 
+    /// The lone instruction in `single_op` as a block.
     fn single(&self, eip: u32) -> Block<'_> {
         Block { ops: &self.single_op, start_eip: eip, phys: usize::MAX, insns: 1, tier: None }
     }
 
-    /// Runs `blk`'s handlers, then chains straight into the next cached block while nothing
-    /// needs the outer loop.
+    /// Runs `blk` and the blocks chained after it, keeping `Ctx::op_idx` exact when some
+    /// device claims MMIO (an MMIO access may then come from any instruction).
     #[inline(always)]
-    fn exec_chain<'c>(&'c self, cx: &mut Ctx, mut blk: Block<'c>, tf: bool) -> Exit {
+    fn exec<'c>(&'c self, cx: &mut Ctx, blk: Block<'c>, tf: bool) -> Exit {
+        if self.track {
+            self.exec_chain::<true>(cx, blk, tf)
+        } else {
+            self.exec_chain::<false>(cx, blk, tf)
+        }
+    }
+
+    /// Runs `blk`'s handlers, then chains straight into the next cached block while nothing
+    /// needs the outer loop. `TRACK`: record each op's index for MMIO accesses.
+    #[inline(always)]
+    fn exec_chain<'c, const TRACK: bool>(&'c self, cx: &mut Ctx, mut blk: Block<'c>, tf: bool) -> Exit {
         loop {
             let mut flow = Flow::Next;
             // Index of the last op run, and its end offset in the block.
@@ -525,7 +544,9 @@ impl<'r> Runner<'r> {
                 // EIP of this instruction, derived from the block start: no dependency on
                 // the previous handler's EIP store.
                 cx.c.eip = blk.start_eip.wrapping_add(op.off as u32);
-                cx.op_idx = op.idx as u32;
+                if TRACK {
+                    cx.op_idx = op.idx as u32;
+                }
                 flow = (op.exec)(cx, op);
                 if flow != Flow::Next || cx.brk {
                     break;
@@ -539,7 +560,9 @@ impl<'r> Runner<'r> {
                 cx.c.eip = if blk.start_eip <= 0xFFFF { e & 0xFFFF } else { e };
             }
             cx.icount += last as u64 + 1;
-            cx.op_idx = 0;
+            if TRACK {
+                cx.op_idx = 0;
+            }
             if matches!(flow, Flow::Next | Flow::Jump)
                 && !tf
                 && !cx.brk
@@ -647,7 +670,7 @@ impl<'r> Runner<'r> {
             return Some(StopReason::Halted);
         }
         loop {
-            cx.sync_time();
+            cx.sync_time(0);
             if !cx.bus.idle() {
                 return Some(StopReason::Halted);
             }
