@@ -44,7 +44,7 @@ fn a_kick_from_another_thread_stops_an_endless_loop() {
         let n = g.instructions();
         let st = g.state();
         assert_eq!(st.gpr[0] as u64, n.div_ceil(2), "{mode:?}: {n} instructions");
-        let at = if n % 2 == 0 { CODE } else { CODE + 2 };
+        let at = if n.is_multiple_of(2) { CODE } else { CODE + 2 };
         assert_eq!(st.eip, at as u32, "{mode:?}: {n} instructions");
         // One kick interrupts one run.
         assert_eq!(g.run(RunLimits::instructions(1000)), StopReason::BudgetExhausted);
