@@ -12,16 +12,16 @@ use picoqemu::diff::{self, known, DiffArgs};
 use picoqemu::fuzz::harness::Verdict;
 use picoqemu::fuzz::program::{InitState, Insn, Program, Unit, SP0};
 use picoqemu::fuzz::{campaign, kvm_worker, kvm_worker_with, FuzzArgs, Outcome};
+use picoqemu::options::{JitOpts, LimitOpts, MachineOpts};
 
 fn args(image: &std::path::Path, raw: bool, lockstep: bool) -> DiffArgs {
     DiffArgs {
         raw,
         rom: false,
-        mem: 2 << 20,
+        machine: MachineOpts::default(),
         lockstep,
-        max_instructions: None,
-        jit: picoqemu::cli::JitChoice::Hot,
-        timeout: Duration::from_secs(20),
+        limits: LimitOpts { timeout: Some(Duration::from_secs(20)), max_instructions: None },
+        jit: JitOpts::default(),
         image: image.to_path_buf(),
     }
 }
@@ -99,7 +99,7 @@ fn known_aad_flags() {
 #[test]
 fn known_aad_flags_evidence_from_silicon() {
     // SingleStepTests 80286 D5 (AAD): SF is bit 7 of the final AL in every test.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sst286/D5.MOO.gz");
+    let Some(path) = picoqemu_verify::shared::require("sst286/D5.MOO.gz") else { return };
     let reader = picoqemu::sst::moo::MooReader::open(&path).unwrap();
     let mut checked = 0;
     for t in reader {
@@ -275,7 +275,7 @@ fn fixed_seed_campaign_has_no_unexplained_divergence() {
     }
     let out = temp_dir("fuzz-kvm");
     for (lockstep, count) in [(false, 600u64), (true, 150)] {
-        let jit = picoqemu::cli::JitChoice::Hot;
+        let jit = JitOpts::default();
         let a = FuzzArgs { seed: 2024, count, jobs: Some(2), out: out.clone(), lockstep, jit };
         let outcomes = campaign(&a, || kvm_worker(lockstep), &|_| {}).unwrap();
         let s = picoqemu::fuzz::report(&outcomes, a.seed);

@@ -36,6 +36,7 @@ mod control;
 mod cpu;
 mod decode;
 mod flags;
+mod flow;
 mod interrupt;
 mod io;
 mod jit;
@@ -44,6 +45,7 @@ mod muldiv;
 mod op;
 mod operand;
 mod opt;
+mod pages;
 mod run;
 mod shift;
 mod stack;
@@ -53,6 +55,7 @@ mod system;
 mod testutil;
 mod transfer;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use iced_x86::Instruction;
@@ -65,6 +68,7 @@ use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::Cpu;
 use crate::jit::JitTier;
 use crate::op::Op;
+use crate::pages::PageFlags;
 
 pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};
 pub use crate::run::TIME_CHECK_INTERVAL;
@@ -74,7 +78,7 @@ pub use crate::system::CPUID_FEATURES;
 pub struct InterpBackend {
     cpu: Cpu,
     cache: CodeCache,
-    pages: Vec<u8>,
+    pages: PageFlags,
     icount: u64,
     /// Scratch decoder output, reused.
     ins: Instruction,
@@ -93,6 +97,8 @@ pub struct InterpBackend {
     bp_resume: Option<(u32, u64)>,
     /// Interrupts runs from other threads.
     kick: Arc<KickFlag>,
+    /// Set from outside (Ctrl-C) to end the run at the next time check.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 impl std::fmt::Debug for InterpBackend {
@@ -112,7 +118,7 @@ impl InterpBackend {
         InterpBackend {
             cpu: Cpu::default(),
             cache: CodeCache::default(),
-            pages: Vec::new(),
+            pages: PageFlags::default(),
             icount: 0,
             ins: Instruction::default(),
             scratch: Vec::with_capacity(MAX_BLOCK),
@@ -122,7 +128,15 @@ impl InterpBackend {
             bps: Breakpoints::default(),
             bp_resume: None,
             kick: Arc::new(KickFlag::default()),
+            interrupt: None,
         }
+    }
+
+    /// Ends every run with [`StopReason::Interrupted`] at its next time check (every 64 Ki
+    /// instructions) once `flag` is set, e.g. by a SIGINT handler. The flag is only read.
+    pub fn with_interrupt(mut self, flag: &'static AtomicBool) -> Self {
+        self.interrupt = Some(flag);
+        self
     }
 
     /// Selects when hot loops are compiled to host code ([`JitMode::Hot`] by default;

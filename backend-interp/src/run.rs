@@ -19,6 +19,7 @@
 //! and with the compiled tier on or off; `next` adds the time check (kicks, the deadline),
 //! which blocks may overrun by at most one block.
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use iced_x86::Instruction;
@@ -29,9 +30,10 @@ use crate::breakpoints::{Breakpoints, KickFlag};
 use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::CS;
 use crate::decode::{self, Fx};
-use crate::jit::{JitTier, JIT_PAGES, TIER_COMPILED, TIER_NO};
-use crate::op::{Flow, Op};
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
+use crate::flow::Flow;
+use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
+use crate::op::Op;
+use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
 use crate::{interrupt, opt, system, InterpBackend};
 
 /// How many instructions run between two looks at the wall clock and the kick flag.
@@ -42,19 +44,19 @@ const IDLE_POLL: Duration = Duration::from_millis(1);
 
 /// Runs `be` on `machine` until a stop (the body of `Backend::run`).
 pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimits) -> StopReason {
-    if be.kick.take() {
+    if be.kick.take() || be.interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
         return StopReason::Interrupted;
     }
     let a20 = if machine.config().a20_wrap || be.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
     prepare_pages(be, machine, a20);
     let track = !machine.bus().mmio_regions().is_empty();
     let (ram, bus) = machine.ram_and_bus_mut();
-    let mut cx = Ctx::new(be.cpu, ram.as_mut_slice(), bus, &mut be.pages, a20);
+    let mut cx = Ctx::new(be.cpu, ram.as_mut_slice(), bus, be.pages.view(), a20);
     cx.icount = be.icount;
     cx.told = be.icount;
     // INTR may have been raised since the last run.
     cx.attn = true;
-    cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
+    cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
     let mut r = Runner {
         jit_threshold: be.jit.threshold(),
         cache: &mut be.cache,
@@ -65,6 +67,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
         single_op: [Op::new(system::nop, 0)],
         bps: &be.bps,
         kick: &be.kick,
+        ctrl_c: be.interrupt,
         a20,
         track,
         b: Bounds::new(cx.icount, limits),
@@ -88,42 +91,23 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
 
 /// Page flags: MMIO from the bus, CODE for what the cache still holds, SLOW where compiled
 /// code must not go; the cache drops changed pages, MMIO pages and pages with breakpoints.
-fn prepare_pages(be: &mut InterpBackend, machine: &Machine, a20: u32) {
-    let ram_len = machine.ram().len();
-    be.pages.clear();
-    be.pages.resize(ram_len / 4096, 0);
-    // Compiled code indexes the table by linear page up to JIT_PAGES: what is not plain
-    // RAM there (beyond RAM, above 1 MiB with A20 wrapping) is PG_SLOW.
-    let ram_pages = be.pages.len();
-    be.pages.resize(ram_pages.max(JIT_PAGES), PG_SLOW);
-    if a20 != u32::MAX {
-        for f in &mut be.pages[0x100..] {
-            *f |= PG_SLOW;
-        }
-    }
-    for (base, len) in machine.bus().mmio_regions() {
-        let end = base.saturating_add(len);
-        let mut p = base / 4096;
-        while p * 4096 < end && (p as usize) < be.pages.len() {
-            be.pages[p as usize] |= PG_MMIO;
-            p += 1;
-        }
-    }
-    for &pg in be.cache.sync(machine.ram().as_slice(), a20) {
-        if be.pages[pg] & PG_MMIO == 0 {
-            be.pages[pg] |= PG_CODE;
-        }
-    }
-    // MMIO pages must not be served from the cache, nor pages holding a breakpoint.
-    for pg in 0..be.pages.len() {
-        if be.pages[pg] & PG_MMIO != 0 {
-            be.cache.invalidate(pg);
-        }
-    }
+fn prepare_pages(be: &mut InterpBackend, machine: &mut Machine, a20: u32) {
+    // Pages holding a breakpoint go first, so that the cache's check below leaves them out.
     for &pg in be.bps.map_pages(a20) {
         be.cache.invalidate(pg);
-        if let Some(f) = be.pages.get_mut(pg) {
-            *f &= !PG_CODE;
+    }
+    let ram_len = machine.ram().len();
+    // PG_SLOW where compiled code must not go (beyond RAM, above 1 MiB with A20 wrapping).
+    be.pages.rebuild(ram_len, a20 != u32::MAX, &machine.bus().mmio_regions());
+    for &pg in be.cache.sync(machine.ram_mut().bytes(), a20) {
+        if be.pages.as_slice()[pg] & PG_MMIO == 0 {
+            be.pages.set(pg, PG_CODE);
+        }
+    }
+    // MMIO pages must not be served from the cache.
+    for (pg, &f) in be.pages.as_slice().iter().enumerate() {
+        if f & PG_MMIO != 0 {
+            be.cache.invalidate(pg);
         }
     }
 }
@@ -233,6 +217,8 @@ struct Runner<'r> {
     single_op: [Op; 1],
     bps: &'r Breakpoints,
     kick: &'r KickFlag,
+    /// The embedder's interrupt flag (`InterpBackend::with_interrupt`), only read.
+    ctrl_c: Option<&'static AtomicBool>,
     a20: u32,
     /// Some device claims MMIO: keep `Ctx::op_idx` exact (see [`Runner::exec`]).
     track: bool,
@@ -309,7 +295,7 @@ impl<'r> Runner<'r> {
             look = true;
         }
         if n >= self.b.check_at {
-            if self.kick.take() {
+            if self.interrupted() {
                 return Some(StopReason::Interrupted);
             }
             if self.b.past_deadline() {
@@ -328,6 +314,11 @@ impl<'r> Runner<'r> {
         }
         self.b.update();
         None
+    }
+
+    /// A kick arrived (taken), or the embedder's interrupt flag is set.
+    fn interrupted(&self) -> bool {
+        self.kick.take() || self.ctrl_c.is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// At an instruction boundary: delivers the waiting external interrupt when IF=1 and no
@@ -372,7 +363,7 @@ impl<'r> Runner<'r> {
         }
         let Some(t) = compiled else { return false };
         let budget = (self.b.hard - cx.icount).min(TIME_CHECK_INTERVAL);
-        let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) else { return false };
+        let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) else { return false };
         cx.icount += r.retired;
         if r.demote {
             // It keeps leaving early: the interpreter is better at this block.
@@ -426,7 +417,7 @@ impl<'r> Runner<'r> {
         if cacheable {
             let k = opt::optimise(self.scratch, self.scratch_fx);
             if self.cache.insert(phys, self.scratch, bytes, k, cx.ram) {
-                cx.pages[phys >> 12] |= PG_CODE;
+                cx.pages.set(phys >> 12, PG_CODE);
                 if !tf && k as u64 <= self.b.hard - cx.icount {
                     return Built::Cached;
                 }
@@ -648,7 +639,7 @@ impl<'r> Runner<'r> {
             cx.dirty = false;
             for pg in 0..cx.pages.len() {
                 if cx.pages[pg] & PG_DIRTY != 0 {
-                    cx.pages[pg] &= !PG_DIRTY;
+                    cx.pages.clear(pg, PG_DIRTY);
                     self.cache.invalidate(pg);
                 }
             }
@@ -681,7 +672,7 @@ impl<'r> Runner<'r> {
                 cx.attn = true;
                 return self.take_interrupt(cx);
             }
-            if self.kick.take() {
+            if self.interrupted() {
                 return Some(StopReason::Interrupted);
             }
             if self.b.past_deadline() {
@@ -699,7 +690,7 @@ impl<'r> Runner<'r> {
     /// Real time, halted: sleeps until `at`, waking for kicks and the run's deadline.
     fn sleep_until(&self, at: Instant) -> Option<StopReason> {
         loop {
-            if self.kick.take() {
+            if self.interrupted() {
                 return Some(StopReason::Interrupted);
             }
             if self.b.past_deadline() {
