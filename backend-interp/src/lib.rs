@@ -7,23 +7,38 @@
 //! optimised once (`opt.rs`: dead-flag elimination, `dec reg; jnz` fusion, pure ops) and is
 //! only ever run whole (TF or a budget ending inside it runs freshly decoded single
 //! instructions instead). Each op carries its offset in the block, so EIP is derived, not
-//! advanced, per instruction. The step loop
-//! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
-//! next cached block while nothing else needs attention, and handles faults, traps, budgets
-//! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
-//! `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`, `control`, `string`,
-//! `io`, `system`, `interrupt`; operand and memory access in `operand`, lazy flags in
-//! `flags`, the register file in `cpu`.
+//! advanced, per instruction. The step loop (`run.rs`, in named phases) looks up a block,
+//! runs its handlers, chains straight into the next cached block while nothing else needs
+//! attention, and between blocks handles faults, traps, budgets, device events, external
+//! interrupts, kicks and deadlines (the wall clock is read every 64 Ki instructions).
+//! Breakpoints and the kick handle are in `breakpoints.rs`. Instruction semantics live in
+//! modules by group: `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`,
+//! `control`, `string`, `io`, `system`, `interrupt`; operand and memory access in `operand`,
+//! lazy flags in `flags`, the register file in `cpu`.
 //!
 //! Counting: every executed instruction counts as one retired instruction (a faulting one
 //! too, as the fault's delivery is the step); a REP string instruction counts one per
 //! iteration (one when its count is 0), so `max_instructions = Some(1)` runs exactly one
 //! instruction or one REP iteration and then stops with `StepDone`. RDTSC returns this count.
+//! The delivery of an external interrupt is not an instruction (a step that delivers one
+//! also runs the handler's first instruction).
 //!
-//! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered,
-//! the run stops `Halted` first; there is no interrupt controller, so IF and the STI shadow
-//! have no visible effect beyond the flag itself; segment loads keep the hidden limit (386
-//! "unreal mode" behaviour); the stack is always 16-bit (SP).
+//! Time and interrupts: the bus's clock is told the exact count before every port or MMIO
+//! access and at every device-event boundary, which no block, REP or compiled loop overruns,
+//! so devices see the same time with any block boundaries and with the compiled tier on or
+//! off. External interrupts are taken at instruction boundaries with IF=1 outside the
+//! one-instruction shadow of STI (with IF clear before), MOV SS and POP SS; INTR is looked at
+//! only where it can change (run entry, after a device access or a device event, when the
+//! guest sets IF). HLT with IF=1 waits for the next event (virtual time skips to it) and
+//! stops `Halted` only when nothing can wake the CPU.
+//!
+//! Breakpoints: a run resumed at the breakpoint it stopped at (same instruction count) runs
+//! that instruction; a REP resuming an iteration does not stop again.
+//!
+//! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered
+//! (with IF=0 the run stops `Halted` first; with IF=1 the wake-up interrupt's handler runs
+//! without it); segment loads keep the hidden limit (386 "unreal mode" behaviour); the stack
+//! is always 16-bit (SP).
 // No unsafe code, except the compiled-block tier's executable memory (`jit/exec.rs`, which
 // opts in with its own `allow`; the benchmark that justifies it is in BENCHMARKS.md).
 #![deny(unsafe_code)]
