@@ -51,6 +51,9 @@ pub struct Cpu {
     pub gdt_limit: u16,
     /// Set by MOV SS / POP SS / LSS: debug traps are held off for one instruction.
     pub inhibit: bool,
+    /// Set by STI (with IF clear before), MOV SS and POP SS: external interrupts are held off
+    /// at the next instruction boundary (the interrupt shadow).
+    pub irq_shadow: bool,
     /// Always `0xFFFF_0000`: the high-half mask of [`Cpu::set_r16`], read from memory so the
     /// compiler cannot narrow the merge into a 16-bit store (see there).
     hi16: u32,
@@ -80,6 +83,7 @@ impl Cpu {
             gdt_base: 0,
             gdt_limit: 0xFFFF,
             inhibit: false,
+            irq_shadow: false,
             hi16: 0xFFFF_0000,
         }
     }

@@ -123,6 +123,9 @@ pub fn iret(cx: &mut Ctx, op: &Op) -> Flow {
     cx.c.flags.set((old & !mask) | (fl & mask));
     cx.c.load_seg(CS, cs as u16);
     cx.c.eip = ip;
+    if old & IF == 0 && fl & IF != 0 {
+        cx.irq_window_changed();
+    }
     Flow::Jump
 }
 

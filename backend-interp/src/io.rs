@@ -8,7 +8,7 @@ use crate::operand::Ctx;
 /// IN acc, imm8 (`DX = false`, port in `op.imm`) / IN acc, DX.
 pub fn in_<const W: u8, const DX: bool>(cx: &mut Ctx, op: &Op) -> Flow {
     let port = if DX { cx.c.r16(EDX) as u16 } else { op.imm as u16 };
-    let v = cx.pio_in(port, W);
+    let v = cx.pio_in(port, W, op.idx);
     cx.c.set_reg::<W>(EAX, v);
     Flow::Next
 }
@@ -17,7 +17,7 @@ pub fn in_<const W: u8, const DX: bool>(cx: &mut Ctx, op: &Op) -> Flow {
 pub fn out<const W: u8, const DX: bool>(cx: &mut Ctx, op: &Op) -> Flow {
     let port = if DX { cx.c.r16(EDX) as u16 } else { op.imm as u16 };
     let v = cx.c.reg::<W>(EAX);
-    cx.pio_out(port, W, v);
+    cx.pio_out(port, W, v, op.idx);
     Flow::Next
 }
 

@@ -7,29 +7,45 @@
 //! optimised once (`opt.rs`: dead-flag elimination, `dec reg; jnz` fusion, pure ops) and is
 //! only ever run whole (TF or a budget ending inside it runs freshly decoded single
 //! instructions instead). Each op carries its offset in the block, so EIP is derived, not
-//! advanced, per instruction. The step loop
-//! ([`InterpBackend::run`]) looks up a block, runs its handlers, chains straight into the
-//! next cached block while nothing else needs attention, and handles faults, traps, budgets
-//! and deadlines between blocks (the wall clock is read every 64 Ki instructions). Instruction semantics live in modules by group:
-//! `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`, `control`, `string`,
-//! `io`, `system`, `interrupt`; operand and memory access in `operand`, lazy flags in
-//! `flags`, the register file in `cpu`.
+//! advanced, per instruction. The step loop (`run.rs`, in named phases) looks up a block,
+//! runs its handlers, chains straight into the next cached block while nothing else needs
+//! attention, and between blocks handles faults, traps, budgets, device events, external
+//! interrupts, kicks and deadlines (the wall clock is read every 64 Ki instructions).
+//! Breakpoints and the kick handle are in `breakpoints.rs`. Instruction semantics live in
+//! modules by group: `arith`, `logic`, `shift`, `muldiv`, `bcd`, `transfer`, `stack`,
+//! `control`, `string`, `io`, `system`, `interrupt`; operand and memory access in `operand`,
+//! lazy flags in `flags`, the register file in `cpu`.
 //!
 //! Counting: every executed instruction counts as one retired instruction (a faulting one
 //! too, as the fault's delivery is the step); a REP string instruction counts one per
 //! iteration (one when its count is 0), so `max_instructions = Some(1)` runs exactly one
 //! instruction or one REP iteration and then stops with `StepDone`. RDTSC returns this count.
+//! The delivery of an external interrupt is not an instruction (a step that delivers one
+//! also runs the handler's first instruction).
 //!
-//! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered,
-//! the run stops `Halted` first; there is no interrupt controller, so IF and the STI shadow
-//! have no visible effect beyond the flag itself; segment loads keep the hidden limit (386
-//! "unreal mode" behaviour); the stack is always 16-bit (SP).
+//! Time and interrupts: the bus's clock is told the exact count before every port or MMIO
+//! access and at every device-event boundary, which no block, REP or compiled loop overruns,
+//! so devices see the same time with any block boundaries and with the compiled tier on or
+//! off. External interrupts are taken at instruction boundaries with IF=1 outside the
+//! one-instruction shadow of STI (with IF clear before), MOV SS and POP SS; INTR is looked at
+//! only where it can change (run entry, after a device access or a device event, when the
+//! guest sets IF). HLT with IF=1 waits for the next event (virtual time skips to it) and
+//! stops `Halted` only when nothing can wake the CPU.
+//!
+//! Breakpoints: a run resumed at the breakpoint it stopped at (same instruction count) runs
+//! that instruction; a REP resuming an iteration does not stop again.
+//!
+//! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered
+//! (with IF=0 the run stops `Halted` first; with IF=1 the wake-up interrupt's handler runs
+//! without it); segment loads keep the hidden limit (386 "unreal mode" behaviour); the stack
+//! is always 16-bit (SP).
 // No unsafe code, except the compiled-block tier's executable memory (`jit/exec.rs`, which
 // opts in with its own `allow`; the benchmark that justifies it is in BENCHMARKS.md).
 #![deny(unsafe_code)]
 
 mod arith;
 mod bcd;
+mod breakpoints;
 mod cache;
 mod control;
 mod cpu;
@@ -45,6 +61,7 @@ mod op;
 mod operand;
 mod opt;
 mod pages;
+mod run;
 mod shift;
 mod stack;
 mod string;
@@ -53,27 +70,24 @@ mod system;
 mod testutil;
 mod transfer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use iced_x86::Instruction;
-use picoqemu_core::flags::TF;
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, CpuState, InsnBytes, Machine, RunLimits, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuState, Kick, Machine, RunLimits, StopReason,
 };
 
+use crate::breakpoints::{Breakpoints, KickFlag};
 use crate::cache::{CodeCache, MAX_BLOCK};
-use crate::cpu::{Cpu, CS};
-use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
-use crate::op::{Flow, Op};
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+use crate::cpu::Cpu;
+use crate::jit::JitTier;
+use crate::op::Op;
 use crate::pages::PageFlags;
 
 pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};
+pub use crate::run::TIME_CHECK_INTERVAL;
 pub use crate::system::CPUID_FEATURES;
-
-/// How many instructions run between two looks at the wall clock.
-const TIME_CHECK_INTERVAL: u64 = 1 << 16;
 
 /// The software CPU.
 pub struct InterpBackend {
@@ -91,6 +105,13 @@ pub struct InterpBackend {
     force_a20_wrap: bool,
     /// The compiled-block tier.
     jit: JitTier,
+    /// Execution breakpoints.
+    bps: Breakpoints,
+    /// `(linear, icount)`: the run that starts at this instruction count does not stop at a
+    /// breakpoint on its first instruction (resuming from that breakpoint).
+    bp_resume: Option<(u32, u64)>,
+    /// Interrupts runs from other threads.
+    kick: Arc<KickFlag>,
     /// Set from outside (Ctrl-C) to end the run at the next time check.
     interrupt: Option<&'static AtomicBool>,
 }
@@ -119,6 +140,9 @@ impl InterpBackend {
             scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
             jit: JitTier::new(JitMode::default()),
+            bps: Breakpoints::default(),
+            bp_resume: None,
+            kick: Arc::new(KickFlag::default()),
             interrupt: None,
         }
     }
@@ -160,18 +184,6 @@ impl InterpBackend {
     }
 }
 
-/// Fetches up to 15 instruction bytes at CS:EIP, stopping at the CS limit.
-fn fetch(cx: &mut Ctx, buf: &mut [u8; 15]) -> usize {
-    let cs = cx.c.segs[CS as usize];
-    let eip = cx.c.eip;
-    let avail = if eip > cs.limit { 0 } else { (cs.limit - eip) as u64 + 1 };
-    let n = avail.min(15) as usize;
-    for (i, b) in buf.iter_mut().enumerate().take(n) {
-        *b = cx.rd::<1>(cs.base.wrapping_add(eip).wrapping_add(i as u32)) as u8;
-    }
-    n
-}
-
 impl Backend for InterpBackend {
     fn name(&self) -> &'static str {
         "interp"
@@ -187,332 +199,23 @@ impl Backend for InterpBackend {
     }
 
     fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
-        let a20 = if machine.config().a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
-        let ram_len = machine.ram().len();
-        // Page flags: MMIO from the bus, PG_SLOW where compiled code must not go (beyond RAM,
-        // above 1 MiB with A20 wrapping), CODE for what the cache still holds.
-        self.pages.rebuild(ram_len, a20 != u32::MAX, &machine.bus().mmio_regions());
-        for &pg in self.cache.sync(machine.ram_mut().bytes(), a20) {
-            if self.pages.as_slice()[pg] & PG_MMIO == 0 {
-                self.pages.set(pg, PG_CODE);
-            }
-        }
-        // MMIO pages must not be served from the cache.
-        for (pg, &f) in self.pages.as_slice().iter().enumerate() {
-            if f & PG_MMIO != 0 {
-                self.cache.invalidate(pg);
-            }
-        }
+        Ok(run::run(self, machine, limits))
+    }
 
-        let (ram, bus) = machine.ram_and_bus_mut();
-        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, self.pages.view(), a20);
-        cx.icount = self.icount;
-        cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
-        let start = cx.icount;
-        let single = limits.max_instructions == Some(1);
-        let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
-        let deadline = limits.timeout.map(|d| Instant::now() + d);
-        let mut next_event = start.saturating_add(TIME_CHECK_INTERVAL).min(limit);
-        let cache = &mut self.cache;
-        let ins = &mut self.ins;
-        let scratch = &mut self.scratch;
-        let scratch_fx = &mut self.scratch_fx;
-        let mut single_op = [Op::new(system::nop, 0)];
-        let jit = &mut self.jit;
-        let jit_threshold = jit.threshold();
-        let stop_flag = self.interrupt;
+    fn reset(&mut self, machine: &mut Machine) -> Result<(), BackendError> {
+        let _ = machine;
+        self.cpu = Cpu::default();
+        self.bp_resume = None;
+        Ok(())
+    }
 
-        let stop = loop {
-            if cx.icount >= next_event {
-                if cx.icount >= limit {
-                    break if single { StopReason::StepDone } else { StopReason::BudgetExhausted };
-                }
-                if let Some(d) = deadline {
-                    if Instant::now() >= d {
-                        break StopReason::Timeout;
-                    }
-                }
-                if stop_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                    break StopReason::Interrupted;
-                }
-                next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
-            }
-            // MOV SS / POP SS / LSS hold off the trap of their own step only.
-            cx.c.inhibit = false;
-            let tf = cx.c.flags.bits & TF != 0;
-            let remaining = limit - cx.icount;
-            cx.rep_budget = if tf { 1 } else { remaining };
+    fn set_breakpoints(&mut self, breakpoints: &[Breakpoint]) -> Result<(), BackendError> {
+        self.bps.set(breakpoints);
+        Ok(())
+    }
 
-            let cs = cx.c.segs[CS as usize];
-            let eip = cx.c.eip;
-            let phys = (cs.base.wrapping_add(eip) & a20) as usize;
-            let fits = |bytes: u32| eip as u64 + bytes as u64 <= cs.limit as u64 + 1;
-            // Compiled tier: count the block's starts, compile it once hot, run it when compiled.
-            if let (Some(th), false) = (jit_threshold, tf) {
-                let mut compiled = None;
-                let mut to_compile = None;
-                if let Some((_, bytes, k, tier)) = cache.lookup(phys).filter(|b| fits(b.1)) {
-                    let t = tier.get();
-                    if t & TIER_COMPILED != 0 {
-                        if t != TIER_NO {
-                            compiled = Some(t);
-                        }
-                    } else if t >= th {
-                        to_compile = Some((bytes as usize, k));
-                    } else {
-                        tier.set(t + 1);
-                    }
-                }
-                if let Some((bytes, k)) = to_compile {
-                    let (t, flushed) = match cx.ram.get(phys..phys + bytes) {
-                        Some(code) => jit.compile(code, eip, k),
-                        None => (TIER_NO, false),
-                    };
-                    if flushed {
-                        cache.reset_tiers();
-                    }
-                    if let Some((.., tier)) = cache.lookup(phys) {
-                        tier.set(t);
-                    }
-                    if t != TIER_NO {
-                        compiled = Some(t);
-                    }
-                }
-                if let Some(t) = compiled {
-                    let budget = (limit - cx.icount).min(TIME_CHECK_INTERVAL);
-                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) {
-                        cx.icount += r.retired;
-                        if r.demote {
-                            // It keeps leaving early: the interpreter is better at this block.
-                            if let Some((.., tier)) = cache.lookup(phys) {
-                                tier.set(TIER_NO);
-                            }
-                        }
-                        if r.retired > 0 {
-                            continue;
-                        }
-                    }
-                }
-            }
-            // Physical address of the running block when it is cached (usize::MAX when not)
-            // and the instructions it retires.
-            let mut cur_phys = phys;
-            let mut cur_insns = 1u64;
-            // Cached blocks may be optimised (opt.rs) and are only run whole: with TF or a
-            // budget that ends inside the block, single raw instructions are decoded instead.
-            let hit = match cache.lookup(phys) {
-                Some((ops, bytes, k, tier)) if fits(bytes) => Some((ops, k, tier)),
-                _ => None,
-            };
-            let mut ops: &[Op] = match hit {
-                Some((ops, k, _)) if !tf && k <= remaining => {
-                    cur_insns = k;
-                    ops
-                }
-                _ => {
-                    // Build a block (or decode one uncached instruction).
-                    let single_only = hit.is_some();
-                    scratch.clear();
-                    scratch_fx.clear();
-                    let mut buf = [0u8; 15];
-                    let mut ip = eip;
-                    let mut p = phys;
-                    let mut bytes = 0u32;
-                    let mut cacheable = !single_only && p < cx.ram.len() && cx.pages[p >> 12] & PG_MMIO == 0;
-                    loop {
-                        let save = cx.c.eip;
-                        cx.c.eip = ip;
-                        let n = fetch(&mut cx, &mut buf);
-                        cx.c.eip = save;
-                        let d = decode::decode(&buf[..n], ins);
-                        let len = d.op.len as usize;
-                        let crosses = (p & 0xFFF) + len > 0x1000;
-                        if n < 15 || crosses {
-                            cacheable = false;
-                        }
-                        if (d.alone || crosses || n < 15) && !scratch.is_empty() {
-                            break;
-                        }
-                        let mut o = d.op;
-                        o.off = bytes as u16;
-                        scratch.push(o);
-                        scratch_fx.push(d.fx);
-                        bytes += len as u32;
-                        ip = ip.wrapping_add(len as u32);
-                        p += len;
-                        if single_only
-                            || d.ends_block
-                            || d.alone
-                            || crosses
-                            || n < 15
-                            || scratch.len() >= MAX_BLOCK
-                            || p & 0xFFF == 0
-                            || ip > 0xFFFF
-                        {
-                            break;
-                        }
-                    }
-                    single_op[0] = scratch[0];
-                    let mut run_cached = None;
-                    if cacheable {
-                        let k = opt::optimise(scratch, scratch_fx);
-                        if cache.insert(phys, scratch, bytes, k, cx.ram) {
-                            cx.pages.set(phys >> 12, PG_CODE);
-                            if !tf && k as u64 <= remaining {
-                                run_cached = cache.lookup(phys).map(|(ops, _, k, _)| (ops, k));
-                            }
-                        }
-                    }
-                    match run_cached {
-                        Some((ops, k)) => {
-                            cur_insns = k;
-                            ops
-                        }
-                        None => {
-                            cur_phys = usize::MAX;
-                            &single_op[..]
-                        }
-                    }
-                }
-            };
-
-            // The running block's compiled-tier state (for the loop-back shortcut below).
-            let mut cur_tier = match cur_phys {
-                usize::MAX => None,
-                _ => cache.lookup(cur_phys).map(|(.., tier)| tier),
-            };
-            let mut start_eip = eip;
-            let mut flow;
-            let mut last_len;
-            loop {
-                flow = Flow::Next;
-                // Index of the last op run, and its end offset in the block.
-                let mut last = 0usize;
-                for (i, op) in ops.iter().enumerate() {
-                    last = i;
-                    if op.pure {
-                        // Cannot fault, stop or read EIP (opt.rs): always Flow::Next.
-                        (op.exec)(&mut cx, op);
-                        continue;
-                    }
-                    // EIP of this instruction, derived from the block start: no dependency on
-                    // the previous handler's EIP store.
-                    cx.c.eip = start_eip.wrapping_add(op.off as u32);
-                    flow = (op.exec)(&mut cx, op);
-                    if flow != Flow::Next || cx.brk {
-                        break;
-                    }
-                }
-                let lop = &ops[last];
-                last_len = lop.len as u32;
-                if flow == Flow::Next {
-                    // No IP wrap inside a block: the entry check guarantees it ends by the limit.
-                    let e = start_eip.wrapping_add(lop.off as u32 + last_len);
-                    cx.c.eip = if start_eip <= 0xFFFF { e & 0xFFFF } else { e };
-                }
-                cx.icount += last as u64 + 1;
-                // Chain straight into the next cached block while nothing needs the outer loop.
-                if matches!(flow, Flow::Next | Flow::Jump)
-                    && !tf
-                    && !cx.brk
-                    && cx.icount < next_event
-                    && cx.c.flags.bits & TF == 0
-                {
-                    let ncs = cx.c.segs[CS as usize];
-                    let neip = cx.c.eip;
-                    let nphys = (ncs.base.wrapping_add(neip) & a20) as usize;
-                    // A loop back to the start of this block skips the cache lookup (the cache
-                    // only changes in the outer loop).
-                    let rem = limit - cx.icount;
-                    let next = match cur_tier {
-                        Some(tier) if nphys == cur_phys => {
-                            let l = &ops[ops.len() - 1];
-                            Some((ops, (l.off + l.len as u16) as u32, cur_insns, tier))
-                        }
-                        _ => cache.lookup(nphys),
-                    };
-                    if let Some((o, bytes, k, tier)) = next {
-                        if neip as u64 + bytes as u64 <= ncs.limit as u64 + 1 && k <= rem {
-                            if let Some(th) = jit_threshold {
-                                let t = tier.get();
-                                if t < th {
-                                    tier.set(t + 1);
-                                } else if t != TIER_NO {
-                                    // Hot or compiled: the outer loop compiles or runs it.
-                                    break;
-                                }
-                            }
-                            ops = o;
-                            start_eip = neip;
-                            cur_phys = nphys;
-                            cur_insns = k;
-                            cur_tier = Some(tier);
-                            cx.c.inhibit = false;
-                            cx.rep_budget = rem;
-                            continue;
-                        }
-                    }
-                }
-                break;
-            }
-            if !tf && !cx.brk && matches!(flow, Flow::Next | Flow::Jump) {
-                continue;
-            }
-            let mut delivered = false;
-            match flow {
-                Flow::Next | Flow::Jump => {}
-                Flow::Fault(v) => {
-                    delivered = true;
-                    let ip = cx.c.eip;
-                    if interrupt::raise(&mut cx, v, ip) == Flow::TripleFault {
-                        break StopReason::TripleFault;
-                    }
-                }
-                Flow::Halt => {
-                    let e = cx.c.eip.wrapping_add(last_len);
-                    cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
-                    break StopReason::Halted;
-                }
-                Flow::Unsupported => {
-                    cx.icount -= 1;
-                    let mut buf = [0u8; 15];
-                    let n = fetch(&mut cx, &mut buf);
-                    break StopReason::Unsupported {
-                        cs: cx.c.segs[CS as usize].selector,
-                        ip: cx.c.eip,
-                        bytes: InsnBytes::new(&buf[..n]),
-                    };
-                }
-                Flow::TripleFault => break StopReason::TripleFault,
-            }
-            if tf && !delivered && !cx.c.inhibit && cx.delivered_int == 0 {
-                let ip = cx.c.eip;
-                if interrupt::raise(&mut cx, interrupt::DB, ip) == Flow::TripleFault {
-                    break StopReason::TripleFault;
-                }
-            }
-            cx.delivered_int = 0;
-            if !cx.brk {
-                continue;
-            }
-            if cx.dirty {
-                cx.dirty = false;
-                for pg in 0..cx.pages.len() {
-                    if cx.pages[pg] & PG_DIRTY != 0 {
-                        cx.pages.clear(pg, PG_DIRTY);
-                        cache.invalidate(pg);
-                    }
-                }
-            }
-            if let Some(s) = cx.stop.take() {
-                break s;
-            }
-            cx.brk = false;
-        };
-        self.cpu = cx.c;
-        self.icount = cx.icount;
-        machine.bus_mut().flush();
-        Ok(stop)
+    fn kicker(&self) -> Option<Arc<dyn Kick>> {
+        Some(self.kick.clone())
     }
 
     fn stats(&self) -> BackendStats {

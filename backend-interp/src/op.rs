@@ -27,6 +27,9 @@ pub struct Op {
     /// Offset of the instruction's first byte from the start of its block (the step loop
     /// derives EIP from it instead of advancing EIP after every instruction).
     pub off: u16,
+    /// Guest instructions the block retires before this one (the step loop hands it to
+    /// device accesses for the exact time).
+    pub idx: u8,
     /// Set by the block optimiser for instructions that cannot fault, stop the block or read
     /// EIP: the step loop then neither sets EIP nor checks the outcome.
     pub pure: bool,
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Op {
         f.debug_struct("Op")
             .field("len", &self.len)
             .field("off", &self.off)
+            .field("idx", &self.idx)
             .field("pure", &self.pure)
             .field("r", &self.r)
             .field("m", &self.m)
@@ -78,6 +82,7 @@ impl Op {
             exec,
             len,
             off: 0,
+            idx: 0,
             pure: false,
             r: 0,
             m: 0,

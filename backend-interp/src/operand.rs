@@ -35,6 +35,17 @@ pub struct Ctx<'m> {
     pub delivered_int: u32,
     /// Some page is MMIO (otherwise reads skip the page-flag lookup).
     pub mmio_any: bool,
+    /// Instructions of the running block retired before the current op (`Op::idx`), so that
+    /// an MMIO access knows the exact instruction count. Kept up to date only while some
+    /// device claims MMIO (the step loop's tracking mode); 0 otherwise. Port I/O handlers
+    /// pass their op's index themselves.
+    pub op_idx: u32,
+    /// The instruction count the bus's clock has been told about (`IoBus::retire`).
+    pub told: u64,
+    /// The run loop must look at the bus at the next instruction boundary: a device was
+    /// accessed (its events or the INTR line may have changed) or the guest set IF or began
+    /// an interrupt shadow. Whoever sets it also sets `brk`.
+    pub attn: bool,
 }
 
 /// Returns the linear address of a checked memory operand, or returns the segment fault
@@ -70,6 +81,9 @@ impl<'m> Ctx<'m> {
             rep_budget: u64::MAX,
             delivered_int: 0,
             mmio_any: true,
+            op_idx: 0,
+            told: 0,
+            attn: false,
         }
     }
 
@@ -133,7 +147,9 @@ impl<'m> Ctx<'m> {
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             buf[..w].copy_from_slice(&self.ram[p..p + w]);
         } else {
+            self.sync_time(self.op_idx);
             self.bus.mmio_read(p as u64, &mut buf[..w]);
+            self.bus_accessed();
         }
         u32::from_le_bytes(buf)
     }
@@ -167,8 +183,12 @@ impl<'m> Ctx<'m> {
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             self.ram[p..p + w].copy_from_slice(&bytes[..w]);
             self.note_ram_write(p);
-        } else if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
-            self.request_stop(s);
+        } else {
+            self.sync_time(self.op_idx);
+            if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
+                self.request_stop(s);
+            }
+            self.bus_accessed();
         }
     }
 
@@ -182,6 +202,33 @@ impl<'m> Ctx<'m> {
             self.dirty = true;
             self.brk = true;
         }
+    }
+
+    /// Tells the bus's clock about the instructions retired since it last heard, so that a
+    /// device accessed now sees the exact time. `idx`: instructions of the running block
+    /// before the current one (0 between blocks, where `icount` is exact).
+    #[inline]
+    pub fn sync_time(&mut self, idx: u32) {
+        let now = self.icount + idx as u64;
+        if now > self.told {
+            self.bus.retire(now - self.told);
+            self.told = now;
+        }
+    }
+
+    /// After a device access: the block ends and the run loop looks at the bus's events and
+    /// INTR line before the next instruction.
+    #[inline]
+    pub fn bus_accessed(&mut self) {
+        self.attn = true;
+        self.brk = true;
+    }
+
+    /// The guest set IF or started an interrupt shadow: look at INTR at the next boundary.
+    #[inline]
+    pub fn irq_window_changed(&mut self) {
+        self.attn = true;
+        self.brk = true;
     }
 
     /// Ends the run after the current instruction.
@@ -245,17 +292,23 @@ impl<'m> Ctx<'m> {
 
     // ---- port I/O ----
 
-    pub fn pio_in(&mut self, port: u16, w: u8) -> u32 {
+    /// IN from `port` by the instruction whose `Op::idx` is `idx` (for the exact time).
+    pub fn pio_in(&mut self, port: u16, w: u8, idx: u8) -> u32 {
         let mut buf = [0u8; 4];
+        self.sync_time(idx as u32);
         self.bus.pio_read(port, &mut buf[..w as usize]);
+        self.bus_accessed();
         u32::from_le_bytes(buf)
     }
 
-    pub fn pio_out(&mut self, port: u16, w: u8, v: u32) {
+    /// OUT to `port` by the instruction whose `Op::idx` is `idx`.
+    pub fn pio_out(&mut self, port: u16, w: u8, v: u32, idx: u8) {
         let bytes = v.to_le_bytes();
+        self.sync_time(idx as u32);
         if let IoAction::Stop(s) = self.bus.pio_write(port, &bytes[..w as usize]) {
             self.request_stop(s);
         }
+        self.bus_accessed();
     }
 }
 

@@ -5,7 +5,7 @@
 //! the segment limit raises #SS with SP unchanged. PUSH SP pushes the old SP (286+). A
 //! 32-bit PUSH of a segment register moves SP by 4 and writes only the low word (as current
 //! Intel cores do).
-use picoqemu_core::flags::{RF, VM};
+use picoqemu_core::flags::{IF, RF, VM};
 
 use crate::cpu::{EBP, ESP, SS};
 use crate::interrupt::{POPF16_MASK, POPF32_MASK, SSF};
@@ -92,6 +92,8 @@ pub fn pop_s<const W: u8>(cx: &mut Ctx, op: &Op) -> Flow {
             cx.c.load_seg(op.m, v as u16);
             if op.m == SS {
                 cx.c.inhibit = true;
+                cx.c.irq_shadow = true;
+                cx.irq_window_changed();
             }
             Flow::Next
         }
@@ -145,6 +147,9 @@ pub fn popf<const W: u8>(cx: &mut Ctx, _op: &Op) -> Flow {
     let mask = if W == 2 { POPF16_MASK } else { POPF32_MASK };
     let old = cx.c.flags.get();
     cx.c.flags.set((old & !mask) | (v & mask));
+    if old & IF == 0 && v & IF != 0 {
+        cx.irq_window_changed();
+    }
     Flow::Next
 }
 

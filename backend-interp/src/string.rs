@@ -108,13 +108,13 @@ fn step<const KIND: u8, const W: u8, const A32: bool>(cx: &mut Ctx, op: &Op) -> 
         }
         INS => {
             let port = cx.c.r16(EDX) as u16;
-            let v = cx.pio_in(port, W);
+            let v = cx.pio_in(port, W, op.idx);
             cx.wr::<W>(dst, v);
         }
         _ => {
             let v = cx.rd::<W>(src);
             let port = cx.c.r16(EDX) as u16;
-            cx.pio_out(port, W, v);
+            cx.pio_out(port, W, v, op.idx);
         }
     }
     if uses_si {

@@ -53,6 +53,15 @@ pub const STI: u8 = 6;
 
 /// CLC STC CMC CLD STD CLI STI.
 pub fn flag_op<const K: u8>(cx: &mut Ctx, _op: &Op) -> Flow {
+    if K == STI {
+        if cx.c.flags.bits & IF == 0 {
+            // External interrupts are recognised again after the next instruction.
+            cx.c.flags.bits |= IF;
+            cx.c.irq_shadow = true;
+            cx.irq_window_changed();
+        }
+        return Flow::Next;
+    }
     let f = &mut cx.c.flags;
     match K {
         CLC => f.set_some(CF, 0),
@@ -63,8 +72,7 @@ pub fn flag_op<const K: u8>(cx: &mut Ctx, _op: &Op) -> Flow {
         }
         CLD => f.bits &= !DF,
         STD => f.bits |= DF,
-        CLI => f.bits &= !IF,
-        _ => f.bits |= IF,
+        _ => f.bits &= !IF,
     }
     Flow::Next
 }

@@ -110,6 +110,8 @@ pub fn mov_sreg<const MEM: bool>(cx: &mut Ctx, op: &Op) -> Flow {
     cx.c.load_seg(op.r, v as u16);
     if op.r == SS {
         cx.c.inhibit = true;
+        cx.c.irq_shadow = true;
+        cx.irq_window_changed();
     }
     Flow::Next
 }
