@@ -83,7 +83,7 @@ fn breakpoints_stop_before_the_instruction_and_resume() {
         let r = b.run(&mut m, RunLimits::timeout(SAFETY)).unwrap();
         assert_eq!(r, StopReason::Breakpoint { cs: 0, ip: 0x7C02 }, "{kind:?}");
         assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2, "the instruction has not run");
-        assert_eq!(m.ram().as_slice()[0x7C02], 0x40, "no INT3 byte in guest memory");
+        assert_eq!(m.ram().read_u8(0x7C02).unwrap(), 0x40, "no INT3 byte in guest memory");
         // Resuming from the breakpoint executes it.
         assert_eq!(b.run(&mut m, RunLimits::timeout(SAFETY)).unwrap(), StopReason::Halted);
         assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 3);
@@ -138,8 +138,8 @@ fn irq_machine(body: &[u8]) -> (Machine, KvmBackend) {
 }
 
 fn counter(m: &Machine) -> u16 {
-    let r = m.ram().as_slice();
-    u16::from_le_bytes([r[0x500], r[0x501]])
+    let r = m.ram().read_vec(0x500, 2).unwrap();
+    u16::from_le_bytes([r[0], r[1]])
 }
 
 #[test]
@@ -196,8 +196,8 @@ fn a_request_waits_for_the_interrupt_window() {
     assert!(m.raise_interrupt(0x20));
     assert_eq!(b.run(&mut m, RunLimits::timeout(SAFETY)).unwrap(), StopReason::Halted);
     assert_eq!(counter(&m), 1);
-    assert_eq!(&m.ram().as_slice()[0x502..0x504], &[0, 0], "not delivered while IF=0");
-    assert_eq!(&m.ram().as_slice()[0x504..0x506], &[1, 0], "delivered at the window, before the HLT");
+    assert_eq!(m.ram().read_vec(0x502, 2).unwrap(), [0, 0], "not delivered while IF=0");
+    assert_eq!(m.ram().read_vec(0x504, 2).unwrap(), [1, 0], "delivered at the window, before the HLT");
     assert!(b.kvm_stats().irq_window_exits >= 1);
 }
 

@@ -83,7 +83,7 @@ impl KvmBackend {
     }
 
     /// The hang check of one tick.
-    fn check_hang(&mut self, machine: &Machine) -> Result<Option<StopReason>, KvmError> {
+    fn check_hang(&mut self, machine: &mut Machine) -> Result<Option<StopReason>, KvmError> {
         let regs = self.vm.vcpu.sync_regs_mut().regs;
         let cs = if self.sregs_synced {
             self.vm.vcpu.sync_regs_mut().sregs.cs
@@ -91,7 +91,7 @@ impl KvmBackend {
             self.vm.vcpu.get_sregs().map_err(KvmError::ioctl("KVM_GET_SREGS"))?.cs
         };
         let ip = regs.rip as u16;
-        let (bytes, n) = exits::fetch(machine.ram().as_slice(), cs.base as u32, ip);
+        let (bytes, n) = exits::fetch(machine.ram_mut().bytes(), cs.base as u32, ip);
         if !exits::hangs_kvm(&bytes[..n], ip) {
             self.clock.stuck = None;
             return Ok(None);
@@ -109,10 +109,10 @@ impl KvmBackend {
     }
 
     /// The stop for an instruction KVM made no progress on (single step over `vmcall`).
-    pub(super) fn cannot_run(&mut self, machine: &Machine) -> StopReason {
+    pub(super) fn cannot_run(&mut self, machine: &mut Machine) -> StopReason {
         let sync = self.vm.vcpu.sync_regs_mut();
         let (cs, rip) = (sync.sregs.cs, sync.regs.rip);
-        let (bytes, n) = exits::fetch(machine.ram().as_slice(), cs.base as u32, rip as u16);
+        let (bytes, n) = exits::fetch(machine.ram_mut().bytes(), cs.base as u32, rip as u16);
         StopReason::EmulationFailure {
             cs: cs.selector,
             ip: rip as u32,
