@@ -995,6 +995,8 @@ impl KvmBackend {
         self.leave(machine);
         let disarmed = self.watchdog.disarm();
         self.vm.vcpu.set_kvm_immediate_exit(0);
+        // Single steps do not offer interrupts: no window exit may interrupt them.
+        self.vm.vcpu.get_kvm_run().request_interrupt_window = 0;
         match disarmed {
             Ok(()) => reason,
             Err(e) => StopReason::HostError(e.to_string()),

@@ -211,6 +211,15 @@ fn hlt_with_interrupts_off_leaves_the_request_pending() {
     assert_eq!(b.run(&mut m, RunLimits::timeout(SAFETY)).unwrap(), StopReason::Halted);
     assert_eq!(counter(&m), 0);
     assert!(m.interrupt_pending(), "not acknowledged");
+    // The window that run asked for does not disturb later single steps (which do not
+    // inject): `sti / inc ax / inc ax` in a budget of 3 with the request still pending.
+    m.ram_mut().write(0x7C00, &[0xFB, 0x40, 0x40, 0xF4]).unwrap();
+    let mut s = picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() };
+    s.set_reg(Gpr::Esp, 0x7000);
+    b.set_state(&s).unwrap();
+    let limits = RunLimits { max_instructions: Some(3), timeout: Some(SAFETY) };
+    assert_eq!(b.run(&mut m, limits).unwrap(), StopReason::BudgetExhausted);
+    assert_eq!(b.state().unwrap().eip, 0x7C03);
 }
 
 #[test]

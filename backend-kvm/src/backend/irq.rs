@@ -51,38 +51,42 @@ impl KvmBackend {
         Ok(())
     }
 
-    /// A HLT exit of a free run: `None` to go on (an interrupt can be delivered now).
+    /// A HLT exit of a free run: `None` to go on (an interrupt can be delivered now). With
+    /// IF=1 the CPU stays halted while the machine idles: in virtual time from event to event
+    /// until one raises a request, in real time sleeping until each event is due; a kick or
+    /// the run's deadline ends the wait.
     pub(super) fn after_hlt(&mut self, machine: &mut Machine) -> Result<Option<StopReason>, KvmError> {
-        let if_set = self.vm.vcpu.sync_regs_mut().regs.rflags & u64::from(flags::IF) != 0;
-        if !if_set || !machine.idle() {
+        if self.vm.vcpu.sync_regs_mut().regs.rflags & u64::from(flags::IF) == 0 {
             return Ok(Some(StopReason::Halted));
         }
-        self.wait_for_event(machine)
-    }
-
-    /// Real time with nothing pending yet: sleeps until the next device event (or the run's
-    /// deadline, or a kick), servicing it when due.
-    fn wait_for_event(&mut self, machine: &mut Machine) -> Result<Option<StopReason>, KvmError> {
         loop {
-            if self.watchdog.take_kick() {
-                return Ok(Some(StopReason::Interrupted));
+            if !machine.idle() {
+                return Ok(Some(StopReason::Halted));
             }
             if machine.interrupt_pending() {
                 return Ok(None);
             }
-            let Some(event) = machine.event_deadline() else { return Ok(Some(StopReason::Halted)) };
+            if self.watchdog.take_kick() {
+                return Ok(Some(StopReason::Interrupted));
+            }
             let now = Instant::now();
             if self.clock.deadline.is_some_and(|d| now >= d) {
                 return Ok(Some(StopReason::Timeout));
             }
-            let until = self.clock.deadline.map_or(event, |d| d.min(event));
-            let left = until.saturating_duration_since(now);
-            let ts =
-                libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos() as _ };
-            // SAFETY: `ts` is valid for the call; a signal (a kick, the watchdog) ends it
-            // early with EINTR, which the loop handles by looking again.
-            unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-            machine.retire(0);
+            if let Some(event) = machine.event_deadline() {
+                let until = self.clock.deadline.map_or(event, |d| d.min(event));
+                sleep_until(now, until);
+                machine.retire(0);
+            }
         }
     }
+}
+
+/// Sleeps until `until`, or less: a signal (a kick, the watchdog) ends the sleep early with
+/// `EINTR`, and the caller looks again.
+fn sleep_until(now: Instant, until: Instant) {
+    let left = until.saturating_duration_since(now);
+    let ts = libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos() as _ };
+    // SAFETY: `ts` is valid for the call; no remainder is asked for.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
