@@ -4,29 +4,26 @@
 //! `picoqemu` with no command runs the built-in copy of the article's program on the best
 //! backend and prints the screen; `picoqemu run IMAGE` runs a file. Exit statuses: 0 halted,
 //! `(v << 1) | 1` debug exit, 2 bad usage or bad image, 3 guest fault, 4 budget or timeout,
-//! 5 host error. Every error line on stderr starts with `picoqemu:`.
+//! 5 host error (also: the guest's output could not be written), 130 stopped by Ctrl-C.
+//! Every error line on stderr starts with `picoqemu:`. Options shared with the other commands
+//! are in [`crate::options`]; machines and backends come from [`crate::backends`].
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
+use std::io::{self, IsTerminal, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
-use picoqemu_core::devices::mmio_console::MMIO_CONSOLE_SIZE;
 use picoqemu_core::devices::sink::{Sink, SinkTarget};
-use picoqemu_core::devices::vga::{SCREEN_BYTES, TEXT_BASE};
-use picoqemu_core::devices::MmioConsole;
 use picoqemu_core::loader::{BOOT_SIZE, MAX_ROM_SIZE};
-use picoqemu_core::ram::MAX_MEM_SIZE;
-use picoqemu_core::{
-    load_image, Backend, CoreError, ImageKind, IoBus, LoadError, Machine, MachineConfig, RunLimits,
-    StopReason, DEFAULT_MEM_SIZE, MIN_MEM_SIZE,
-};
-use picoqemu_interp::{InterpBackend, JitMode};
-use picoqemu_kvm::KvmBackend;
+use picoqemu_core::{BackendError, CoreError, CpuState, ImageKind, IoBus, LoadError, Machine, StopReason};
 use thiserror::Error;
 
+use crate::backends::{self, BuildError, KvmUnavailable};
 use crate::guests::{self, GuestError};
+use crate::options::{BackendChoice, CpuOpts, LimitOpts, MachineOpts};
+use crate::signals;
 
 /// Exit status: the guest halted.
 pub const EXIT_HALTED: i32 = 0;
@@ -38,6 +35,8 @@ pub const EXIT_GUEST_FAULT: i32 = 3;
 pub const EXIT_LIMIT: i32 = 4;
 /// Exit status: the host failed.
 pub const EXIT_HOST: i32 = 5;
+/// Exit status: stopped by Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// picoqemu: an x86 real-mode machine with two CPUs, KVM and an interpreter.
 ///
@@ -87,43 +86,11 @@ commands! {
     Fuzz(crate::fuzz::FuzzArgs) => |a: crate::fuzz::FuzzArgs| crate::fuzz::run(&a).map_err(CliError::usage_from),
 }
 
-/// Which CPU runs the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// The host's KVM.
-    Kvm,
-    /// picoqemu's software interpreter.
-    Interp,
-    /// KVM when /dev/kvm works, otherwise the interpreter (with one line on stderr saying why).
-    Auto,
-}
-
-/// When the interpreter compiles hot loops to host code (its compiled-block tier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum JitChoice {
-    /// Never: every instruction is interpreted.
-    Off,
-    /// Loops that started 64 times (the default).
-    #[default]
-    Hot,
-    /// Every eligible loop, the first time it runs (for testing the tier).
-    Eager,
-}
-
-impl From<JitChoice> for JitMode {
-    fn from(c: JitChoice) -> JitMode {
-        match c {
-            JitChoice::Off => JitMode::Off,
-            JitChoice::Hot => JitMode::Hot,
-            JitChoice::Eager => JitMode::Eager,
-        }
-    }
-}
-
 /// When and how to print the VGA text screen at the end of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum ScreenMode {
     /// Print the screen as text if the guest wrote to the text buffer.
+    #[default]
     Auto,
     /// Always print the screen as text (trailing blanks trimmed).
     Text,
@@ -134,52 +101,20 @@ pub enum ScreenMode {
 }
 
 /// Options that describe the machine and the run, shared by `run` and the built-in demo.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct MachineArgs {
-    /// CPU backend.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Interpreter only: when hot loops are compiled to host code (x86-64 Linux hosts).
-    #[arg(long, value_enum, default_value_t = JitChoice::Hot)]
-    pub jit: JitChoice,
-    /// Guest RAM size: bytes, or with a K/M/G suffix (e.g. 2M, 1088K). At least 1088K.
-    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_size)]
-    pub mem: usize,
+    #[command(flatten)]
+    pub cpu: CpuOpts,
+    #[command(flatten)]
+    pub machine: MachineOpts,
+    #[command(flatten)]
+    pub limits: LimitOpts,
     /// When to print the VGA text screen at the end.
     #[arg(long, value_enum, default_value_t = ScreenMode::Auto)]
     pub screen: ScreenMode,
-    /// Wall-clock limit, e.g. 1s, 500ms, 2m (exit status 4 when reached).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Instruction budget (exit status 4 when exhausted).
-    #[arg(long, value_name = "N")]
-    pub max_instructions: Option<u64>,
     /// Print the final registers.
     #[arg(long)]
     pub regs: bool,
-    /// Wrap addresses at 1 MiB like an 8086 (A20 gate disabled).
-    #[arg(long)]
-    pub a20_wrap: bool,
-    /// Map the MMIO console (a byte stored at offset 0 is printed on stdout) at this
-    /// 4 KiB-aligned guest-physical address, e.g. 0xd0000.
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    pub mmio_console: Option<u64>,
-}
-
-impl Default for MachineArgs {
-    fn default() -> Self {
-        MachineArgs {
-            backend: BackendChoice::Auto,
-            jit: JitChoice::Hot,
-            mem: DEFAULT_MEM_SIZE,
-            screen: ScreenMode::Auto,
-            timeout: None,
-            max_instructions: None,
-            regs: false,
-            a20_wrap: false,
-            mmio_console: None,
-        }
-    }
 }
 
 /// `picoqemu run`.
@@ -220,7 +155,10 @@ pub enum CliError {
     },
     /// `--backend kvm` was requested but KVM cannot be used.
     #[error("KVM is unavailable: {0}; use --backend interp (or auto) to run on the interpreter")]
-    KvmUnavailable(String),
+    KvmUnavailable(#[from] KvmUnavailable),
+    /// Output could not be written (a full disk, a closed pipe): the message names which.
+    #[error("cannot write {0}; the guest's output is incomplete")]
+    Output(String),
     /// The machine could not be built.
     #[error("{0}")]
     Machine(#[from] CoreError),
@@ -247,7 +185,7 @@ impl CliError {
             CliError::Usage(_) | CliError::ReadImage { .. } | CliError::BadImage { .. } => EXIT_USAGE,
             CliError::KvmUnavailable(_) => EXIT_USAGE,
             CliError::Machine(CoreError::BadMemSize { .. } | CoreError::BadMmioRegion { .. }) => EXIT_USAGE,
-            CliError::Machine(_) | CliError::Guest(_) | CliError::Host(_) => EXIT_HOST,
+            CliError::Machine(_) | CliError::Guest(_) | CliError::Host(_) | CliError::Output(_) => EXIT_HOST,
             CliError::Failed { status, .. } => *status,
         }
     }
@@ -321,7 +259,7 @@ pub fn run_command(args: RunArgs) -> Result<i32, CliError> {
             let limit = match kind {
                 ImageKind::Boot => BOOT_SIZE,
                 ImageKind::Rom => MAX_ROM_SIZE,
-                ImageKind::Raw => args.machine.mem,
+                ImageKind::Raw => args.machine.machine.mem,
             };
             (read_image(path, kind, limit)?, ImageSource::File(path.clone()))
         }
@@ -374,54 +312,20 @@ fn read_image(path: &Path, kind: ImageKind, limit: usize) -> Result<Vec<u8>, Cli
     Ok(image)
 }
 
-/// Creates the backend `choice` asks for.
-pub fn select_backend(
-    choice: BackendChoice,
-    jit: JitChoice,
-    machine: &Machine,
-) -> Result<Box<dyn Backend>, CliError> {
-    match choice {
-        BackendChoice::Interp => Ok(Box::new(InterpBackend::new().with_jit(jit.into()))),
-        BackendChoice::Kvm => {
-            KvmBackend::probe().map_err(|e| CliError::KvmUnavailable(e.to_string()))?;
-            let kvm = KvmBackend::new(machine).map_err(|e| CliError::KvmUnavailable(e.to_string()))?;
-            Ok(Box::new(kvm))
-        }
-        BackendChoice::Auto => match KvmBackend::probe().and_then(|_| KvmBackend::new(machine)) {
-            Ok(kvm) => Ok(Box::new(kvm)),
-            Err(e) => {
-                report(&format!("picoqemu: KVM unavailable ({e}); using the interpreter\n"));
-                Ok(Box::new(InterpBackend::new().with_jit(jit.into())))
-            }
-        },
-    }
-}
-
-/// Builds the machine for `opts` with COM1 on stdout and port 0xE9 on stderr.
-pub fn build_machine(opts: &MachineArgs) -> Result<Machine, CliError> {
-    let mut bus = IoBus::new(Sink::new(SinkTarget::Stdout), Sink::new(SinkTarget::Stderr));
-    if let Some(base) = opts.mmio_console {
-        check_mmio_console(base)?;
-        bus.mmio_console = Some(MmioConsole::new(base, Sink::new(SinkTarget::Stdout)));
-    }
-    let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap, ..MachineConfig::default() };
-    Ok(Machine::new(config, bus)?)
-}
-
-fn check_mmio_console(base: u64) -> Result<(), CliError> {
-    if !base.is_multiple_of(MMIO_CONSOLE_SIZE) || base.saturating_add(MMIO_CONSOLE_SIZE) > 1 << 32 {
-        return Err(CliError::Usage(format!(
-            "--mmio-console {base:#x} must be a 4 KiB-aligned address below 4 GiB (e.g. 0xd0000)"
-        )));
-    }
-    let text = (TEXT_BASE as u64)..(TEXT_BASE + SCREEN_BYTES) as u64;
-    if base < text.end && text.start < base.saturating_add(MMIO_CONSOLE_SIZE) {
-        return Err(CliError::Usage(format!(
-            "--mmio-console {base:#x} would cover the VGA text buffer at {:#x}; pick another address (e.g. 0xd0000)",
-            TEXT_BASE
-        )));
-    }
-    Ok(())
+/// Builds the machine for `opts` (COM1 and the MMIO console on stdout, port 0xE9 on stderr)
+/// and loads `image` into it.
+fn load(
+    opts: &MachineArgs,
+    image: &[u8],
+    kind: ImageKind,
+    source: &ImageSource,
+) -> Result<(Machine, CpuState), CliError> {
+    let bus = IoBus::new(Sink::new(SinkTarget::Stdout), Sink::new(SinkTarget::Stderr));
+    backends::machine(&opts.machine, bus, Sink::new(SinkTarget::Stdout), image, kind).map_err(|e| match e {
+        BuildError::Load(source_err) => CliError::BadImage { path: source.path(), source: source_err },
+        BuildError::Machine(e) => CliError::Machine(e),
+        BuildError::Placement(m) => CliError::Usage(m),
+    })
 }
 
 /// Loads `image`, runs it on the chosen backend, prints the results and returns the exit status.
@@ -431,15 +335,35 @@ fn run_image(
     kind: ImageKind,
     source: &ImageSource,
 ) -> Result<i32, CliError> {
-    let mut machine = build_machine(opts)?;
-    let start = load_image(&mut machine, image, kind)
-        .map_err(|source_err| CliError::BadImage { path: source.path(), source: source_err })?;
-    let mut backend = select_backend(opts.backend, opts.jit, &machine)?;
+    let (mut machine, start) = load(opts, image, kind, source)?;
+    let choice = opts.cpu.backend_or(BackendChoice::Auto);
+    let mut backend = backends::select(choice, opts.cpu.jit.jit.into(), &machine)?;
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
-    let limits = RunLimits { max_instructions: opts.max_instructions, timeout: opts.timeout };
-    let stop = backend.run(&mut machine, limits).unwrap_or_else(picoqemu_core::StopReason::from);
+    signals::install_sigint_handler()
+        .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
+    let progress = Progress::start(backend.name());
+    let stop = backend.run(&mut machine, opts.limits.limits(None)).unwrap_or_else(StopReason::from);
+    drop(progress);
     machine.bus_mut().flush();
 
+    let state = backend.state();
+    let written = print_results(opts, &machine, &state);
+    if !matches!(stop, StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone) {
+        report_stop(&stop, backend.name(), opts, &state);
+    }
+    if let Some(e) = machine.bus().output_error() {
+        return Err(CliError::Output(e));
+    }
+    written.map_err(|e| CliError::Output(format!("the screen and registers to stdout: {e}")))?;
+    Ok(stop.exit_status())
+}
+
+/// Prints the screen and (with `--regs`) the registers on stdout.
+fn print_results(
+    opts: &MachineArgs,
+    machine: &Machine,
+    state: &Result<CpuState, BackendError>,
+) -> io::Result<()> {
     let mut out = String::new();
     match opts.screen {
         ScreenMode::Auto if machine.screen_written() => out.push_str(&machine.screen_text()),
@@ -447,45 +371,88 @@ fn run_image(
         ScreenMode::Text => out.push_str(&machine.screen_text()),
         ScreenMode::Ansi => out.push_str(&machine.screen_ansi()),
     }
-    let state = backend.state();
     if opts.regs {
-        match &state {
+        match state {
             Ok(s) => push_line(&mut out, &s.to_string()),
             Err(e) => report(&format!("picoqemu: cannot read the final registers: {e}\n")),
         }
     }
-    if !out.is_empty() {
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush());
+    if out.is_empty() {
+        return Ok(());
     }
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
+}
 
-    match &stop {
-        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone => {}
-        other => {
-            let mut msg = format!("picoqemu: {} backend: {}", backend.name(), describe_stop(other, opts));
-            if let StopReason::Unsupported { cs, ip, bytes }
-            | StopReason::EmulationFailure { cs, ip, bytes } = other
-            {
-                let (len, text) = decode_one(*ip, bytes.as_slice());
-                let shown: Vec<String> = bytes.as_slice()[..len.max(1).min(bytes.as_slice().len())]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                let _ = write!(msg, "\n  {cs:04x}:{ip:04x}  {:<20} {text}", shown.join(" "));
+/// Reports a stop other than a halt or debug exit on stderr: the reason, the instruction
+/// (for one the CPU cannot run) and, unless `--regs` printed them, the registers.
+fn report_stop(stop: &StopReason, backend: &str, opts: &MachineArgs, state: &Result<CpuState, BackendError>) {
+    let mut msg = format!("picoqemu: {backend} backend: {}", describe_stop(stop, opts));
+    if let StopReason::Unsupported { cs, ip, bytes } | StopReason::EmulationFailure { cs, ip, bytes } = stop {
+        let (len, text) = decode_one(*ip, bytes.as_slice());
+        let shown: Vec<String> = bytes.as_slice()[..len.max(1).min(bytes.as_slice().len())]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _ = write!(msg, "\n  {cs:04x}:{ip:04x}  {:<20} {text}", shown.join(" "));
+    }
+    msg.push('\n');
+    if !opts.regs {
+        match state {
+            Ok(s) => push_line(&mut msg, &s.to_string()),
+            Err(e) => {
+                let _ = writeln!(msg, "(registers unavailable: {e})");
             }
-            msg.push('\n');
-            if !opts.regs {
-                match &state {
-                    Ok(s) => push_line(&mut msg, &s.to_string()),
-                    Err(e) => {
-                        let _ = writeln!(msg, "(registers unavailable: {e})");
-                    }
-                }
-            }
-            report(&msg);
         }
     }
-    Ok(stop.exit_status())
+    report(&msg);
+}
+
+/// How often a long `run` says it is still running (only when stderr is a terminal).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A thread that prints a progress line on stderr every [`PROGRESS_EVERY`] while a guest
+/// runs, when stderr is a terminal; it stops when dropped.
+struct Progress {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(backend: &'static str) -> Option<Progress> {
+        if !io::stderr().is_terminal() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                signals::block_sigint_on_this_thread();
+                let started = Instant::now();
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(PROGRESS_EVERY) {
+                    report(&progress_line(backend, started.elapsed()));
+                }
+            })
+            .ok()?;
+        Some(Progress { stop: Some(tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The progress line after `elapsed`.
+fn progress_line(backend: &str, elapsed: Duration) -> String {
+    format!(
+        "picoqemu: the guest is still running on {backend} after {} s (Ctrl-C stops it and prints its registers)\n",
+        elapsed.as_secs()
+    )
 }
 
 /// One line naming the stop and what to do about it.
@@ -493,11 +460,11 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
     match stop {
         StopReason::BudgetExhausted => format!(
             "instruction budget exhausted after {} instructions; raise --max-instructions if the guest needs more",
-            opts.max_instructions.unwrap_or(0)
+            opts.limits.max_instructions.unwrap_or(0)
         ),
         StopReason::Timeout => format!(
             "timeout: the guest was still running after {}; raise --timeout if it needs longer",
-            opts.timeout.map(|d| format!("{d:?}")).unwrap_or_else(|| "the deadline".into())
+            opts.limits.timeout.map(|d| format!("{d:?}")).unwrap_or_else(|| "the deadline".into())
         ),
         StopReason::TripleFault => {
             "triple fault (CPU shutdown): the guest raised an exception it could not handle".into()
@@ -509,16 +476,17 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
             format!("{stop}; KVM's instruction emulator on this host cannot run it, try --backend interp")
         }
         StopReason::HostError(_) => format!("{stop}"),
-        StopReason::Halted
-        | StopReason::DebugExit(_)
-        | StopReason::StepDone
-        | StopReason::Breakpoint { .. }
-        | StopReason::Interrupted => stop.to_string(),
+        StopReason::Interrupted => {
+            "stopped by Ctrl-C (SIGINT); the guest's output so far was written, its registers follow".into()
+        }
+        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone | StopReason::Breakpoint { .. } => {
+            stop.to_string()
+        }
     }
 }
 
 /// Writes `text` to stderr. Unlike `eprint!`, a closed or broken stderr is not a panic.
-fn report(text: &str) {
+pub(crate) fn report(text: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());
 }
@@ -553,70 +521,6 @@ fn decode_one(ip: u32, bytes: &[u8]) -> (usize, String) {
     (insn.len(), text)
 }
 
-/// Parses a memory size: bytes, or a number with a K, M or G suffix (binary units; an
-/// optional trailing `B` or `iB` is accepted). The result must be a multiple of 4 KiB between
-/// 1088 KiB and 1 GiB.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let body = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
-    let (digits, mult) = match body.char_indices().last() {
-        Some((i, 'k')) => (&body[..i], 1usize << 10),
-        Some((i, 'm')) => (&body[..i], 1 << 20),
-        Some((i, 'g')) => (&body[..i], 1 << 30),
-        _ => (body, 1),
-    };
-    let n: usize = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size; write bytes or use K/M/G, e.g. 2M or 1088K"))?;
-    let size = n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))?;
-    if !(MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&size) {
-        return Err(format!("guest RAM must be between {}K and {}M", MIN_MEM_SIZE >> 10, MAX_MEM_SIZE >> 20));
-    }
-    if size % 4096 != 0 {
-        return Err("guest RAM must be a multiple of 4K".into());
-    }
-    Ok(size)
-}
-
-/// Parses a duration: a number with a unit (`ns`, `us`, `ms`, `s`, `m`, `h`); a bare number is
-/// seconds. Fractions are allowed (`1.5s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("'{s}' is not a duration; write e.g. 1s, 500ms or 2m");
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(bad());
-    }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long"))
-}
-
-/// Parses a guest-physical address: decimal, or hexadecimal with `0x` (an `h` suffix works too).
-pub fn parse_addr(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase().replace('_', "");
-    let parsed = if let Some(h) = t.strip_prefix("0x") {
-        u64::from_str_radix(h, 16)
-    } else if let Some(h) = t.strip_suffix('h') {
-        u64::from_str_radix(h, 16)
-    } else {
-        t.parse()
-    };
-    parsed.map_err(|_| format!("'{s}' is not an address; write e.g. 0xd0000"))
-}
-
 fn parse_builtin(s: &str) -> Result<&'static guests::Builtin, String> {
     guests::builtin(s).ok_or_else(|| {
         let names: Vec<&str> = guests::BUILTINS.iter().map(|b| b.name).collect();
@@ -635,47 +539,10 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("1088K"), Ok(1088 << 10));
-        assert_eq!(parse_size("2097152"), Ok(2 << 20));
-        assert_eq!(parse_size("4mib"), Ok(4 << 20));
-        assert!(parse_size("1M").is_err());
-        assert!(parse_size("2X").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("2000001").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-        assert!(parse_size("2G").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("1parsec").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("1e400s").is_err());
-    }
-
-    #[test]
-    fn addresses() {
-        assert_eq!(parse_addr("0xd0000"), Ok(0xD0000));
-        assert_eq!(parse_addr("D0000h"), Ok(0xD0000));
-        assert_eq!(parse_addr("851968"), Ok(0xD0000));
-        assert!(parse_addr("zz").is_err());
-    }
-
-    #[test]
-    fn mmio_console_placement() {
-        assert!(check_mmio_console(0xD0000).is_ok());
-        assert!(check_mmio_console(0xD0010).is_err());
-        assert!(check_mmio_console(0xB8000).is_err());
-        assert!(check_mmio_console(1 << 32).is_err());
-        assert!(check_mmio_console(u64::MAX - 0xFFF).is_err());
+    fn progress_line_names_the_backend_the_time_and_ctrl_c() {
+        let line = progress_line("kvm", Duration::from_millis(10_400));
+        assert!(line.starts_with("picoqemu: the guest is still running on kvm after 10 s"), "{line}");
+        assert!(line.contains("Ctrl-C stops it") && line.ends_with('\n'), "{line}");
     }
 
     #[test]
@@ -689,7 +556,9 @@ mod tests {
     #[test]
     fn error_statuses() {
         assert_eq!(CliError::Usage("x".into()).exit_status(), 2);
-        assert_eq!(CliError::KvmUnavailable("x".into()).exit_status(), 2);
+        let kvm = KvmUnavailable { reason: "x".into(), advice: "" };
+        assert_eq!(CliError::KvmUnavailable(kvm).exit_status(), 2);
+        assert_eq!(CliError::Output("stdout: full".into()).exit_status(), 5);
         assert_eq!(CliError::Host("x".into()).exit_status(), 5);
         let e = CliError::BadImage { path: "a".into(), source: LoadError::Empty };
         assert_eq!(e.exit_status(), 2);

@@ -12,16 +12,16 @@ use picoqemu::diff::{self, known, DiffArgs};
 use picoqemu::fuzz::harness::Verdict;
 use picoqemu::fuzz::program::{InitState, Insn, Program, Unit, SP0};
 use picoqemu::fuzz::{campaign, kvm_worker, kvm_worker_with, FuzzArgs, Outcome};
+use picoqemu::options::{JitOpts, LimitOpts, MachineOpts};
 
 fn args(image: &std::path::Path, raw: bool, lockstep: bool) -> DiffArgs {
     DiffArgs {
         raw,
         rom: false,
-        mem: 2 << 20,
+        machine: MachineOpts::default(),
         lockstep,
-        max_instructions: None,
-        jit: picoqemu::cli::JitChoice::Hot,
-        timeout: Duration::from_secs(20),
+        limits: LimitOpts { timeout: Some(Duration::from_secs(20)), max_instructions: None },
+        jit: JitOpts::default(),
         image: image.to_path_buf(),
     }
 }
@@ -275,7 +275,7 @@ fn fixed_seed_campaign_has_no_unexplained_divergence() {
     }
     let out = temp_dir("fuzz-kvm");
     for (lockstep, count) in [(false, 600u64), (true, 150)] {
-        let jit = picoqemu::cli::JitChoice::Hot;
+        let jit = JitOpts::default();
         let a = FuzzArgs { seed: 2024, count, jobs: Some(2), out: out.clone(), lockstep, jit };
         let outcomes = campaign(&a, || kvm_worker(lockstep), &|_| {}).unwrap();
         let s = picoqemu::fuzz::report(&outcomes, a.seed);

@@ -97,7 +97,7 @@ fn campaigns_are_deterministic_for_any_job_count() {
             jobs: Some(jobs),
             out: out.clone(),
             lockstep: false,
-            jit: picoqemu::cli::JitChoice::Hot,
+            jit: picoqemu::options::JitOpts::default(),
         };
         campaign(&args, || planted_worker(false), &|_| {}).unwrap()
     };

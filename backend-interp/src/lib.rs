@@ -35,6 +35,7 @@ mod control;
 mod cpu;
 mod decode;
 mod flags;
+mod flow;
 mod interrupt;
 mod io;
 mod jit;
@@ -43,6 +44,7 @@ mod muldiv;
 mod op;
 mod operand;
 mod opt;
+mod pages;
 mod shift;
 mod stack;
 mod string;
@@ -51,6 +53,7 @@ mod system;
 mod testutil;
 mod transfer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use iced_x86::Instruction;
@@ -61,9 +64,10 @@ use picoqemu_core::{
 
 use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::{Cpu, CS};
-use crate::jit::{JitTier, JIT_PAGES, TIER_COMPILED, TIER_NO};
+use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
 use crate::op::{Flow, Op};
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
+use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+use crate::pages::PageFlags;
 
 pub use crate::jit::{JitMode, JitStats, HOT_THRESHOLD};
 pub use crate::system::CPUID_FEATURES;
@@ -75,7 +79,7 @@ const TIME_CHECK_INTERVAL: u64 = 1 << 16;
 pub struct InterpBackend {
     cpu: Cpu,
     cache: CodeCache,
-    pages: Vec<u8>,
+    pages: PageFlags,
     icount: u64,
     /// Scratch decoder output, reused.
     ins: Instruction,
@@ -87,6 +91,8 @@ pub struct InterpBackend {
     force_a20_wrap: bool,
     /// The compiled-block tier.
     jit: JitTier,
+    /// Set from outside (Ctrl-C) to end the run at the next time check.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 impl std::fmt::Debug for InterpBackend {
@@ -106,14 +112,22 @@ impl InterpBackend {
         InterpBackend {
             cpu: Cpu::default(),
             cache: CodeCache::default(),
-            pages: Vec::new(),
+            pages: PageFlags::default(),
             icount: 0,
             ins: Instruction::default(),
             scratch: Vec::with_capacity(MAX_BLOCK),
             scratch_fx: Vec::with_capacity(MAX_BLOCK),
             force_a20_wrap: false,
             jit: JitTier::new(JitMode::default()),
+            interrupt: None,
         }
+    }
+
+    /// Ends every run with [`StopReason::Interrupted`] at its next time check (every 64 Ki
+    /// instructions) once `flag` is set, e.g. by a SIGINT handler. The flag is only read.
+    pub fn with_interrupt(mut self, flag: &'static AtomicBool) -> Self {
+        self.interrupt = Some(flag);
+        self
     }
 
     /// Selects when hot loops are compiled to host code ([`JitMode::Hot`] by default;
@@ -175,42 +189,25 @@ impl Backend for InterpBackend {
     fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
         let a20 = if machine.config().a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
         let ram_len = machine.ram().len();
-        // Page flags: MMIO from the bus, CODE for what the cache still holds.
-        self.pages.clear();
-        self.pages.resize(ram_len / 4096, 0);
-        // Compiled code indexes the table by linear page up to JIT_PAGES: what is not plain
-        // RAM there (beyond RAM, above 1 MiB with A20 wrapping) is PG_SLOW.
-        let ram_pages = self.pages.len();
-        self.pages.resize(ram_pages.max(JIT_PAGES), PG_SLOW);
-        if a20 != u32::MAX {
-            for f in &mut self.pages[0x100..] {
-                *f |= PG_SLOW;
-            }
-        }
-        for (base, len) in machine.bus().mmio_regions() {
-            let end = base.saturating_add(len);
-            let mut p = base / 4096;
-            while p * 4096 < end && (p as usize) < self.pages.len() {
-                self.pages[p as usize] |= PG_MMIO;
-                p += 1;
-            }
-        }
+        // Page flags: MMIO from the bus, PG_SLOW where compiled code must not go (beyond RAM,
+        // above 1 MiB with A20 wrapping), CODE for what the cache still holds.
+        self.pages.rebuild(ram_len, a20 != u32::MAX, &machine.bus().mmio_regions());
         for &pg in self.cache.sync(machine.ram_mut().bytes(), a20) {
-            if self.pages[pg] & PG_MMIO == 0 {
-                self.pages[pg] |= PG_CODE;
+            if self.pages.as_slice()[pg] & PG_MMIO == 0 {
+                self.pages.set(pg, PG_CODE);
             }
         }
         // MMIO pages must not be served from the cache.
-        for pg in 0..self.pages.len() {
-            if self.pages[pg] & PG_MMIO != 0 {
+        for (pg, &f) in self.pages.as_slice().iter().enumerate() {
+            if f & PG_MMIO != 0 {
                 self.cache.invalidate(pg);
             }
         }
 
         let (ram, bus) = machine.ram_and_bus_mut();
-        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, &mut self.pages, a20);
+        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, self.pages.view(), a20);
         cx.icount = self.icount;
-        cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
+        cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
         let start = cx.icount;
         let single = limits.max_instructions == Some(1);
         let limit = limits.max_instructions.map_or(u64::MAX, |n| start.saturating_add(n));
@@ -223,6 +220,7 @@ impl Backend for InterpBackend {
         let mut single_op = [Op::new(system::nop, 0)];
         let jit = &mut self.jit;
         let jit_threshold = jit.threshold();
+        let stop_flag = self.interrupt;
 
         let stop = loop {
             if cx.icount >= next_event {
@@ -233,6 +231,9 @@ impl Backend for InterpBackend {
                     if Instant::now() >= d {
                         break StopReason::Timeout;
                     }
+                }
+                if stop_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                    break StopReason::Interrupted;
                 }
                 next_event = cx.icount.saturating_add(TIME_CHECK_INTERVAL).min(limit);
             }
@@ -279,7 +280,7 @@ impl Backend for InterpBackend {
                 }
                 if let Some(t) = compiled {
                     let budget = (limit - cx.icount).min(TIME_CHECK_INTERVAL);
-                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, cx.pages, eip, budget) {
+                    if let Some(r) = jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) {
                         cx.icount += r.retired;
                         if r.demote {
                             // It keeps leaving early: the interpreter is better at this block.
@@ -356,7 +357,7 @@ impl Backend for InterpBackend {
                     if cacheable {
                         let k = opt::optimise(scratch, scratch_fx);
                         if cache.insert(phys, scratch, bytes, k, cx.ram) {
-                            cx.pages[phys >> 12] |= PG_CODE;
+                            cx.pages.set(phys >> 12, PG_CODE);
                             if !tf && k as u64 <= remaining {
                                 run_cached = cache.lookup(phys).map(|(ops, _, k, _)| (ops, k));
                             }
@@ -498,7 +499,7 @@ impl Backend for InterpBackend {
                 cx.dirty = false;
                 for pg in 0..cx.pages.len() {
                     if cx.pages[pg] & PG_DIRTY != 0 {
-                        cx.pages[pg] &= !PG_DIRTY;
+                        cx.pages.clear(pg, PG_DIRTY);
                         cache.invalidate(pg);
                     }
                 }

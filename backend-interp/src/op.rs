@@ -5,6 +5,11 @@
 //! `decode.rs`): the handler is chosen at decode time and every operand is reduced to small
 //! register indices, an effective-address recipe and immediates, so executing it never looks
 //! at iced again.
+//!
+//! Dependencies point one way: this module uses [`Ctx`] (the handler signature) and
+//! [`Flow`]; `operand.rs` knows nothing of `Op`. The two `Ctx` methods that read an `Op`'s
+//! address recipe live here for that reason.
+pub use crate::flow::Flow;
 use crate::operand::Ctx;
 
 /// An instruction handler: executes `op` on the CPU in `cx`.
@@ -12,23 +17,6 @@ pub type Handler = fn(&mut Ctx<'_>, &Op) -> Flow;
 
 /// Register index meaning "no register" in an effective-address recipe (reads as 0).
 pub const NO_REG: u8 = 8;
-
-/// What the step loop does after a handler returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// The instruction retired normally: advance EIP by its length.
-    Next,
-    /// The instruction set EIP itself (branch, interrupt, or a REP to be resumed).
-    Jump,
-    /// A fault with this vector; EIP still points at the instruction's first byte.
-    Fault(u8),
-    /// HLT retired: advance EIP and stop the run.
-    Halt,
-    /// The instruction is not implemented: stop with nothing executed.
-    Unsupported,
-    /// Three faults in a row: the CPU shut down.
-    TripleFault,
-}
 
 /// One predecoded instruction.
 #[derive(Clone, Copy)]
@@ -104,5 +92,47 @@ impl Op {
             imm: 0,
             imm2: 0,
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// The effective address (offset) of `op`'s memory operand.
+    #[inline(always)]
+    pub fn ea(&self, op: &Op) -> u32 {
+        let r = &self.c.regs;
+        r[(op.base & 15) as usize]
+            .wrapping_add(r[(op.index & 15) as usize] << (op.scale & 3))
+            .wrapping_add(op.disp)
+            & op.amask
+    }
+
+    /// Linear address of `op`'s `W`-byte memory operand, or `None` past the segment limit.
+    #[inline(always)]
+    pub fn mem_lin<const W: u8>(&self, op: &Op) -> Option<u32> {
+        self.seg_lin::<W>(op.seg, self.ea(op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Cpu;
+    use picoqemu_core::IoBus;
+
+    #[test]
+    fn ea_wraps_at_64k_for_16bit_addressing() {
+        let mut ram = vec![0u8; 0x11_0000];
+        let mut pages = vec![0u8; 0x110];
+        let mut bus = IoBus::capturing();
+        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, &mut pages, u32::MAX);
+        cx.c.regs[5] = 0x0001; // BP
+        let mut op = Op::new(|_, _| Flow::Next, 3);
+        op.base = 5;
+        op.index = NO_REG;
+        op.disp = 0xFFFE; // [bp-2]
+        assert_eq!(cx.ea(&op), 0xFFFF);
+        op.amask = u32::MAX;
+        op.disp = 0xFFFF_FFFE;
+        assert_eq!(cx.ea(&op), 0xFFFF_FFFF);
     }
 }

@@ -8,17 +8,9 @@
 use picoqemu_core::{IoAction, IoBus, StopReason};
 
 use crate::cpu::{Cpu, ESP, SS};
-use crate::op::{Flow, Op};
+use crate::flow::Flow;
 
-/// Page flag: the page is MMIO, not RAM.
-pub const PG_MMIO: u8 = 1;
-/// Page flag: the decode cache holds instructions from this page.
-pub const PG_CODE: u8 = 2;
-/// Page flag: a code page was written; its cached instructions must be dropped.
-pub const PG_DIRTY: u8 = 4;
-/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping);
-/// the interpreter itself never looks at it (its own checks cover those cases).
-pub const PG_SLOW: u8 = 8;
+pub use crate::pages::{Pages, PG_CODE, PG_DIRTY, PG_MMIO};
 
 /// Everything an instruction handler can touch during one run.
 pub struct Ctx<'m> {
@@ -26,7 +18,7 @@ pub struct Ctx<'m> {
     pub ram: &'m mut [u8],
     pub bus: &'m mut IoBus,
     /// One flag byte per 4 KiB page of RAM (`PG_*`).
-    pub pages: &'m mut [u8],
+    pub pages: Pages<'m>,
     /// `0xFFFF_FFFF`, or `0x000F_FFFF` with A20 wrapping.
     pub a20: u32,
     /// Set when the current block must end after this instruction (SMC, a stop request).
@@ -64,7 +56,7 @@ pub fn seg_fault(seg: u8) -> Flow {
 }
 
 impl<'m> Ctx<'m> {
-    pub fn new(c: Cpu, ram: &'m mut [u8], bus: &'m mut IoBus, pages: &'m mut [u8], a20: u32) -> Self {
+    pub fn new(c: Cpu, ram: &'m mut [u8], bus: &'m mut IoBus, pages: Pages<'m>, a20: u32) -> Self {
         Ctx {
             c,
             ram,
@@ -79,16 +71,6 @@ impl<'m> Ctx<'m> {
             delivered_int: 0,
             mmio_any: true,
         }
-    }
-
-    /// The effective address (offset) of `op`'s memory operand.
-    #[inline(always)]
-    pub fn ea(&self, op: &Op) -> u32 {
-        let r = &self.c.regs;
-        r[(op.base & 15) as usize]
-            .wrapping_add(r[(op.index & 15) as usize] << (op.scale & 3))
-            .wrapping_add(op.disp)
-            & op.amask
     }
 
     /// Linear address of a `W`-byte access at `seg:off`, or `None` past the segment limit.
@@ -111,11 +93,6 @@ impl<'m> Ctx<'m> {
         } else {
             Some(s.base.wrapping_add(off))
         }
-    }
-
-    #[inline(always)]
-    pub fn mem_lin<const W: u8>(&self, op: &Op) -> Option<u32> {
-        self.seg_lin::<W>(op.seg, self.ea(op))
     }
 
     #[inline(always)]
@@ -198,9 +175,10 @@ impl<'m> Ctx<'m> {
     /// Marks the page of physical address `p` as written (drops its decoded code later).
     #[inline]
     pub fn note_ram_write(&mut self, p: usize) {
-        let f = &mut self.pages[p >> 12];
-        if *f & PG_CODE != 0 {
-            *f = (*f & !PG_CODE) | PG_DIRTY;
+        let pg = p >> 12;
+        if self.pages[pg] & PG_CODE != 0 {
+            self.pages.clear(pg, PG_CODE);
+            self.pages.set(pg, PG_DIRTY);
             self.dirty = true;
             self.brk = true;
         }
@@ -223,7 +201,7 @@ impl<'m> Ctx<'m> {
             return None;
         }
         let mask = if for_write { 0xFF } else { PG_MMIO };
-        if self.pages[p >> 12..=(p + n - 1) >> 12].iter().all(|&f| f & mask == 0) {
+        if self.pages.range(p >> 12, (p + n - 1) >> 12).iter().all(|&f| f & mask == 0) {
             Some(p)
         } else {
             None
@@ -285,29 +263,13 @@ impl<'m> Ctx<'m> {
 mod tests {
     use super::*;
     use crate::cpu::DS;
-    use crate::op::NO_REG;
 
     fn with_ctx(f: impl FnOnce(&mut Ctx)) {
         let mut ram = vec![0u8; 0x11_0000];
-        let mut pages = vec![0u8; 0x110];
+        let mut pages = crate::pages::PageFlags::build(ram.len(), false, &[]);
         let mut bus = IoBus::capturing();
-        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, &mut pages, u32::MAX);
+        let mut cx = Ctx::new(Cpu::default(), &mut ram, &mut bus, pages.view(), u32::MAX);
         f(&mut cx);
-    }
-
-    #[test]
-    fn ea_wraps_at_64k_for_16bit_addressing() {
-        with_ctx(|cx| {
-            cx.c.regs[5] = 0x0001; // BP
-            let mut op = Op::new(|_, _| Flow::Next, 3);
-            op.base = 5;
-            op.index = NO_REG;
-            op.disp = 0xFFFE; // [bp-2]
-            assert_eq!(cx.ea(&op), 0xFFFF);
-            op.amask = u32::MAX;
-            op.disp = 0xFFFF_FFFE;
-            assert_eq!(cx.ea(&op), 0xFFFF_FFFF);
-        });
     }
 
     #[test]
@@ -340,7 +302,7 @@ mod tests {
     #[test]
     fn code_page_write_marks_dirty() {
         with_ctx(|cx| {
-            cx.pages[1] = PG_CODE;
+            cx.pages.set(1, PG_CODE);
             cx.wr::<1>(0x1234, 1);
             assert_eq!(cx.pages[1], PG_DIRTY);
             assert!(cx.dirty && cx.brk);

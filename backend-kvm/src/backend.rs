@@ -235,6 +235,15 @@ impl KvmBackend {
         Ok(b)
     }
 
+    /// Ends every run and step with [`StopReason::Interrupted`] once `flag` is set (Ctrl-C). A
+    /// signal handler that sets it should also call [`crate::kick_current_thread`], so a vCPU
+    /// between two `KVM_RUN`s does not enter the next one; a signal arriving inside `KVM_RUN`
+    /// ends it with `EINTR` by itself.
+    pub fn with_interrupt(mut self, flag: &'static std::sync::atomic::AtomicBool) -> Self {
+        self.watchdog.set_interrupt(flag);
+        self
+    }
+
     /// Whether port 0xE9/0x3F8 writes are coalesced (the option, if the host supports it)
     /// once the guest has written to the port.
     pub fn coalesced_pio(&self) -> bool {

@@ -176,3 +176,4 @@ mod watchdog;
 pub use backend::{KvmBackend, KvmOptions, KvmStats};
 pub use error::KvmError;
 pub use step::StepEvent;
+pub use watchdog::kick_current_thread;

@@ -161,7 +161,20 @@ struct Timer {
     tid: libc::pid_t,
 }
 
-/// One backend's deadline watchdog.
+/// Sets `immediate_exit` of the vCPU that is running on the calling thread, if any, so its
+/// `KVM_RUN` returns `EINTR` at once (or is not entered). Async-signal-safe: meant for a
+/// signal handler (Ctrl-C) that has already set the flag given to
+/// [`crate::KvmBackend::with_interrupt`]; a signal landing inside `KVM_RUN` ends it by itself.
+pub fn kick_current_thread() {
+    let exit = CURRENT_EXIT.try_with(Cell::get).unwrap_or(ptr::null_mut());
+    if !exit.is_null() {
+        // SAFETY: as in `on_signal`: `exit` is the live `immediate_exit` of the vCPU between
+        // `Watchdog::enter` and `leave` on this thread, and this code interrupts that thread.
+        unsafe { ptr::write_volatile(exit, 1) };
+    }
+}
+
+/// One backend's deadline watchdog, and the outside stop request (Ctrl-C) it watches too.
 #[derive(Debug)]
 pub struct Watchdog {
     /// Heap flag whose address the timer's signal carries (from `Box::into_raw`).
@@ -169,6 +182,8 @@ pub struct Watchdog {
     timer: Option<Timer>,
     armed: Option<Instant>,
     kick: Arc<KickState>,
+    /// Set from outside to end the run (see [`kick_current_thread`]).
+    interrupt: Option<&'static AtomicBool>,
 }
 
 // SAFETY: the timer id is a process-wide kernel handle usable from any thread, and `fired` is
@@ -183,6 +198,7 @@ impl Default for Watchdog {
             timer: None,
             armed: None,
             kick: Arc::default(),
+            interrupt: None,
         }
     }
 }
@@ -204,14 +220,25 @@ impl Watchdog {
         Ok(Kicker { state: Arc::clone(&self.kick) })
     }
 
-    /// Takes a pending kick: true once per kick.
+    /// Takes a pending kick (true once per kick), or true while the outside stop flag
+    /// ([`Watchdog::set_interrupt`]) is set.
     pub fn take_kick(&self) -> bool {
-        self.kick.kicked.swap(false, Ordering::SeqCst)
+        self.kick.kicked.swap(false, Ordering::SeqCst) || self.interrupted()
     }
 
     /// True while a kick waits.
     pub fn kicked(&self) -> bool {
         self.kick.kicked.load(Ordering::SeqCst)
+    }
+
+    /// Watches `flag`: once it is set the run ends (see [`Watchdog::interrupted`]).
+    pub fn set_interrupt(&mut self, flag: &'static AtomicBool) {
+        self.interrupt = Some(flag);
+    }
+
+    /// True when the outside stop flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// The deadline armed now, if any.
@@ -260,7 +287,7 @@ impl Watchdog {
         CURRENT_FLAG.with(|c| c.set(self.fired));
         compiler_fence(Ordering::SeqCst);
         self.kick.tid.store(current_tid(), Ordering::SeqCst);
-        if self.fired() || self.kicked() {
+        if self.fired() || self.kicked() || self.interrupted() {
             // SAFETY: `exit` is the caller's live `kvm_run.immediate_exit`.
             unsafe { ptr::write_volatile(exit, 1) };
         }
@@ -272,7 +299,7 @@ impl Watchdog {
         // SAFETY: `exit` is the caller's live `kvm_run.immediate_exit`.
         unsafe { ptr::write_volatile(exit, 0) };
         compiler_fence(Ordering::SeqCst);
-        if self.fired() || self.kicked() {
+        if self.fired() || self.kicked() || self.interrupted() {
             // SAFETY: as above.
             unsafe { ptr::write_volatile(exit, 1) };
         }
@@ -364,6 +391,31 @@ mod tests {
         assert!(!w.fired());
         w.disarm().unwrap();
         assert_eq!(w.deadline(), None);
+    }
+
+    #[test]
+    fn an_interrupt_sets_immediate_exit_on_entry_and_survives_clearing() {
+        static FLAG: AtomicBool = AtomicBool::new(false);
+        let mut w = Watchdog::default();
+        w.set_interrupt(&FLAG);
+        let mut exit = 0u8;
+        w.enter(&mut exit);
+        assert_eq!(exit, 0);
+        kick_current_thread();
+        assert_eq!(exit, 1, "a kick sets immediate_exit of the vCPU entered on this thread");
+        w.clear_immediate_exit(&mut exit);
+        assert_eq!(exit, 0, "a kick without the flag set is not sticky");
+        FLAG.store(true, Ordering::SeqCst);
+        w.clear_immediate_exit(&mut exit);
+        assert_eq!(exit, 1);
+        w.leave();
+        let mut fresh = 0u8;
+        w.enter(&mut fresh);
+        assert_eq!(fresh, 1, "entering with the flag set exits at once");
+        w.leave();
+        exit = 0;
+        kick_current_thread();
+        assert_eq!(exit, 0, "no vCPU entered: nothing to kick");
     }
 
     #[test]

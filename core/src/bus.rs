@@ -251,6 +251,21 @@ impl IoBus {
         }
     }
 
+    /// The first failure writing device output to the host, naming the device, if any.
+    pub fn output_error(&self) -> Option<String> {
+        let console = self.mmio_console.as_ref().map(|c| ("MMIO console", &c.out));
+        [("COM1", &self.uart.out), ("port 0xE9", &self.debugcon.out)].into_iter().chain(console).find_map(
+            |(name, sink)| {
+                let to = match sink.target() {
+                    crate::devices::sink::SinkTarget::Stdout => "stdout",
+                    crate::devices::sink::SinkTarget::Stderr => "stderr",
+                    crate::devices::sink::SinkTarget::Null => "nowhere",
+                };
+                sink.write_error().map(|e| format!("{name} output to {to}: {e}"))
+            },
+        )
+    }
+
     /// Power-on state for every device (captured output cleared), for reusing a machine.
     pub fn reset(&mut self) {
         self.vga = VgaText::default();

@@ -16,4 +16,7 @@ pub enum DiffError {
         "KVM is not available ({0}); `diff` and `fuzz` compare KVM against the interpreter and need /dev/kvm"
     )]
     KvmUnavailable(String),
+    /// The options ask for an impossible machine (e.g. an MMIO console over the image).
+    #[error("{0}")]
+    Usage(String),
 }

@@ -20,7 +20,6 @@ pub mod error;
 pub mod history;
 pub mod known;
 pub mod lockstep;
-pub mod parse;
 pub mod stepper;
 pub mod trace;
 pub mod wholerun;
@@ -32,9 +31,13 @@ pub use picoqemu_verify::{compare, disasm, flagmask};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use picoqemu_core::{load_image, CpuState, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason};
+use picoqemu_core::devices::Sink;
+use picoqemu_core::{load_image, CpuState, ImageKind, IoBus, Machine, RunLimits, StopReason};
 use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::KvmBackend;
+
+use crate::backends::{self, BuildError};
+use crate::options::{JitOpts, LimitOpts, MachineOpts};
 
 pub use error::DiffError;
 use known::Known;
@@ -71,21 +74,17 @@ pub struct DiffArgs {
     /// Load the image to end at 0xFFFFF and start at F000:FFF0 like a CPU reset.
     #[arg(long)]
     pub rom: bool,
-    /// Guest RAM size (e.g. 2M, 1088K); at least 1 MiB + 64 KiB.
-    #[arg(long, value_parser = parse::parse_size, default_value = "2M")]
-    pub mem: usize,
+    #[command(flatten)]
+    pub machine: MachineOpts,
     /// Compare after every instruction (KVM single-steps) instead of only at the end.
     #[arg(long)]
     pub lockstep: bool,
-    /// Stop both runs after this many instructions (no verdict: exit 4 if no difference yet).
-    #[arg(long, value_name = "N")]
-    pub max_instructions: Option<u64>,
-    /// When the interpreter compiles loops to host code (`eager` tests that tier).
-    #[arg(long, value_enum, default_value_t = crate::cli::JitChoice::Hot)]
-    pub jit: crate::cli::JitChoice,
-    /// Wall-clock limit for each run (e.g. 500ms, 10s).
-    #[arg(long, value_parser = parse::parse_duration, default_value = "10s", value_name = "DURATION")]
-    pub timeout: Duration,
+    /// `--timeout` limits each of the two runs (default 10s); both runs stop after
+    /// `--max-instructions` (no verdict: exit 4 if no difference yet).
+    #[command(flatten)]
+    pub limits: LimitOpts,
+    #[command(flatten)]
+    pub jit: JitOpts,
     /// The guest image (a 512-byte boot sector unless --raw or --rom).
     pub image: PathBuf,
 }
@@ -102,11 +101,14 @@ impl DiffArgs {
         }
     }
 
-    /// The run limits the flags select.
+    /// The run limits the flags select (each run: [`DEFAULT_TIMEOUT`] unless `--timeout`).
     pub fn limits(&self) -> RunLimits {
-        RunLimits { max_instructions: self.max_instructions, timeout: Some(self.timeout) }
+        self.limits.limits(Some(DEFAULT_TIMEOUT))
     }
 }
+
+/// The limit of each run when `--timeout` is not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Two machines with the same image loaded, and the start state.
 pub struct Prepared {
@@ -115,27 +117,36 @@ pub struct Prepared {
     pub start: CpuState,
 }
 
-/// Builds a capturing machine and loads `image` into it.
-pub fn machine_with(image: &[u8], kind: ImageKind, mem: usize) -> Result<(Machine, CpuState), DiffError> {
-    let mut m = Machine::new(
-        MachineConfig { mem_size: mem, a20_wrap: false, ..MachineConfig::default() },
-        IoBus::capturing(),
-    )?;
-    let start = load_image(&mut m, image, kind)?;
-    Ok((m, start))
+/// Builds a capturing machine shaped by `opts` and loads `image` into it.
+pub fn machine_with(
+    image: &[u8],
+    kind: ImageKind,
+    opts: &MachineOpts,
+) -> Result<(Machine, CpuState), DiffError> {
+    backends::machine(opts, IoBus::capturing(), Sink::capture(), image, kind).map_err(|e| match e {
+        BuildError::Load(e) => DiffError::Load(e),
+        BuildError::Machine(e) => DiffError::Core(e),
+        BuildError::Placement(m) => DiffError::Usage(m),
+    })
 }
 
-/// Loads `image` on two fresh machines and creates the KVM VM and the interpreter.
+/// Loads `image` on two fresh machines of `mem` bytes and creates the KVM VM and the
+/// interpreter (default compiled tier).
 pub fn prepare(image: &[u8], kind: ImageKind, mem: usize) -> Result<Prepared, DiffError> {
-    prepare_with(image, kind, mem, JitMode::default())
+    prepare_with(image, kind, &MachineOpts { mem, ..MachineOpts::default() }, JitMode::default())
 }
 
-/// [`prepare`] with the interpreter's compiled-block tier in `jit` mode.
-pub fn prepare_with(image: &[u8], kind: ImageKind, mem: usize, jit: JitMode) -> Result<Prepared, DiffError> {
-    let (mk, start) = machine_with(image, kind, mem)?;
-    let (mi, _) = machine_with(image, kind, mem)?;
-    let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
-    Ok(Prepared { kvm: Side::new(kvm, mk), interp: Side::new(InterpBackend::new().with_jit(jit), mi), start })
+/// [`prepare`] on machines shaped by `opts`, with the interpreter's compiled tier in `jit` mode.
+pub fn prepare_with(
+    image: &[u8],
+    kind: ImageKind,
+    opts: &MachineOpts,
+    jit: JitMode,
+) -> Result<Prepared, DiffError> {
+    let (mk, start) = machine_with(image, kind, opts)?;
+    let (mi, _) = machine_with(image, kind, opts)?;
+    let kvm = backends::kvm(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
+    Ok(Prepared { kvm: Side::new(kvm, mk), interp: Side::new(backends::interp(jit), mi), start })
 }
 
 /// Exit status and report text for a whole-run comparison.
@@ -287,13 +298,13 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let kind = args.kind();
-    let mut p = match prepare_with(&image, kind, args.mem, args.jit.into()) {
+    let mut p = match prepare_with(&image, kind, &args.machine, args.jit.jit.into()) {
         Ok(p) => p,
         Err(DiffError::KvmUnavailable(m)) => {
             eprintln!("picoqemu: KVM is not available ({m}); diff compares KVM with the interpreter and needs /dev/kvm");
             return Ok(exit::HOST_ERROR);
         }
-        Err(e @ (DiffError::Load(_) | DiffError::Core(_))) => {
+        Err(e @ (DiffError::Load(_) | DiffError::Core(_) | DiffError::Usage(_))) => {
             eprintln!("picoqemu: {e}");
             return Ok(exit::BAD_INPUT);
         }
@@ -316,7 +327,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
                 "picoqemu: the guest sets TF at instruction #{step} ({cs:04x}:{ip:04x}); KVM swallows a guest's own \
                  single-step trap while it single-steps, so lockstep cannot compare it: falling back to a whole-run comparison"
             );
-            p = match prepare_with(&image, kind, args.mem, args.jit.into()) {
+            p = match prepare_with(&image, kind, &args.machine, args.jit.jit.into()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("picoqemu: {e}");
@@ -350,7 +361,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         explain_whole_run(&w, p.kvm.machine.ram_mut().bytes(), p.interp.machine.ram_mut().bytes());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
-        explained = locate_known(&image, kind, args.mem, limits);
+        explained = locate_known(&image, kind, &args.machine, limits);
     }
     let (code, text) = match explained {
         Some(k) => explained_verdict(k, &text),
@@ -363,8 +374,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
 /// Runs `image` in lockstep on fresh machines and returns the known difference at its first
 /// differing instruction, if that is one. Host errors and other ends give `None` (the whole-run
 /// verdict stands).
-fn locate_known(image: &[u8], kind: ImageKind, mem: usize, limits: RunLimits) -> Option<Known> {
-    let mut p = prepare(image, kind, mem).ok()?;
+fn locate_known(image: &[u8], kind: ImageKind, opts: &MachineOpts, limits: RunLimits) -> Option<Known> {
+    let mut p = prepare_with(image, kind, opts, JitMode::default()).ok()?;
     let l = lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).ok()?;
     explain_lockstep(&l, &p.start, p.kvm.machine.ram_mut().bytes())
 }

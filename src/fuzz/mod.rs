@@ -27,6 +27,7 @@ use picoqemu_kvm::KvmBackend;
 use crate::diff::stepper::StepBackend;
 use crate::diff::wholerun::Side;
 use crate::diff::DiffError;
+use crate::options::JitOpts;
 use harness::{SkipReason, Verdict, Worker};
 
 /// Arguments of `picoqemu fuzz`.
@@ -47,9 +48,8 @@ pub struct FuzzArgs {
     /// Compare after every instruction instead of at the end of each program.
     #[arg(long)]
     pub lockstep: bool,
-    /// When the interpreter side compiles loops to host code (`eager` tests that tier).
-    #[arg(long, value_enum, default_value_t = crate::cli::JitChoice::Hot)]
-    pub jit: crate::cli::JitChoice,
+    #[command(flatten)]
+    pub jit: JitOpts,
 }
 
 /// Parses a seed: decimal or `0x` hex.
@@ -130,8 +130,8 @@ pub fn kvm_worker_with(lockstep: bool, jit: JitMode) -> Result<Worker<KvmBackend
     let config = MachineConfig { mem_size: program::FUZZ_MEM, a20_wrap: false, ..MachineConfig::default() };
     let mk = Machine::new(config, IoBus::capturing())?;
     let mi = Machine::new(config, IoBus::capturing())?;
-    let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
-    Ok(Worker::new(Side::new(kvm, mk), Side::new(InterpBackend::new().with_jit(jit), mi), lockstep))
+    let kvm = crate::backends::kvm(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;
+    Ok(Worker::new(Side::new(kvm, mk), Side::new(crate::backends::interp(jit), mi), lockstep))
 }
 
 /// Runs a campaign with workers made by `make`, calling `progress` after each program.
@@ -237,15 +237,15 @@ pub fn report(outcomes: &[Outcome], seed: u64) -> Summary {
 
 /// `picoqemu fuzz`.
 pub fn run(args: &FuzzArgs) -> anyhow::Result<i32> {
-    if let Err(e) = KvmBackend::probe() {
+    if args.out.exists() && !args.out.is_dir() {
+        eprintln!("picoqemu: --out {} exists and is not a directory", args.out.display());
+        return Ok(crate::diff::exit::BAD_INPUT);
+    }
+    if let Err(e) = crate::backends::kvm_probe() {
         eprintln!(
             "picoqemu: KVM is not available ({e}); fuzz compares KVM with the interpreter and needs /dev/kvm"
         );
         return Ok(crate::diff::exit::HOST_ERROR);
-    }
-    if args.out.exists() && !args.out.is_dir() {
-        eprintln!("picoqemu: --out {} exists and is not a directory", args.out.display());
-        return Ok(crate::diff::exit::BAD_INPUT);
     }
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(args.count);
@@ -260,7 +260,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<i32> {
     };
     let progress = |n: u64| bar.set_position(n);
     let lockstep = args.lockstep;
-    let outcomes = match campaign(args, || kvm_worker_with(lockstep, args.jit.into()), &progress) {
+    let outcomes = match campaign(args, || kvm_worker_with(lockstep, args.jit.jit.into()), &progress) {
         Ok(o) => o,
         Err(e) => {
             bar.finish_and_clear();

@@ -22,21 +22,13 @@ use picoqemu_core::Backend;
 use classify::Form;
 use metadata::Metadata;
 
-/// Which CPU runs the tests.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SstBackend {
-    /// The software interpreter.
-    Interp,
-    /// The host's KVM (here: its in-kernel instruction emulator; its failures are findings).
-    Kvm,
-}
-
 /// Arguments of `picoqemu sst`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SstArgs {
-    /// The CPU to test.
-    #[arg(long, value_enum, default_value_t = SstBackend::Interp)]
-    pub backend: SstBackend,
+    /// The CPU to test (`--backend`, default interp; KVM's failures are findings about its
+    /// in-kernel emulator) and the interpreter's compiled tier (`--jit`).
+    #[command(flatten)]
+    pub cpu: crate::options::CpuOpts,
     /// Only these forms: comma-separated opcodes or opcode.reg, e.g. "00,80.1,F6".
     #[arg(long, value_name = "OPCODES")]
     pub filter: Option<String>,
@@ -82,23 +74,20 @@ pub fn run(args: &SstArgs) -> anyhow::Result<i32> {
         None => find_metadata(&args.paths)?,
     };
     let md = Metadata::load(&md_path).with_context(|| format!("cannot load {}", md_path.display()))?;
-    let opts = SuiteOptions {
+    let mut opts = SuiteOptions {
         filter: args.filter.as_deref().map(parse_filter).transpose()?,
         limit: args.limit,
         verbose: args.verbose,
         max_shown: args.max_shown,
-        limits: match args.backend {
-            SstBackend::Interp => runner::interp_limits(),
-            SstBackend::Kvm => runner::kvm_limits(),
-        },
+        limits: runner::interp_limits(),
     };
     let mut machine = new_machine().context("cannot create the test machine")?;
-    let mut backend: Box<dyn Backend> = match args.backend {
-        SstBackend::Interp => Box::new(picoqemu_interp::InterpBackend::new()),
-        SstBackend::Kvm => {
-            Box::new(picoqemu_kvm::KvmBackend::new(&machine).context("cannot use --backend kvm")?)
-        }
-    };
+    let choice = args.cpu.backend_or(crate::options::BackendChoice::Interp);
+    let mut backend = crate::backends::select(choice, args.cpu.jit.jit.into(), &machine)
+        .map_err(|e| anyhow::anyhow!("cannot use --backend kvm: {e}"))?;
+    if backend.name() == "kvm" {
+        opts.limits = runner::kvm_limits();
+    }
     let start = Instant::now();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -143,7 +132,7 @@ mod tests {
 
     fn args(paths: Vec<PathBuf>) -> SstArgs {
         SstArgs {
-            backend: SstBackend::Interp,
+            cpu: crate::options::CpuOpts::default(),
             filter: None,
             verbose: false,
             limit: Some(2),

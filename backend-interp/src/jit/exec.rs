@@ -20,9 +20,10 @@ pub struct JitCtx {
     /// Segment bases ES, CS, SS, DS, FS, GS (the block copies them and the tables after
     /// them into its stack frame at entry).
     pub seg_base: [u32; 6],
-    /// Lookup tables copied into the frame: 24 bytes "offset wraps" by (end offset >> 12),
-    /// 16 bytes "read must exit" and 16 bytes "write must exit" by page-flag value.
-    pub tables: [u8; 56],
+    /// Lookup tables copied into the frame: 24 bytes "offset wraps" by (end offset >> 12)
+    /// at [`T_WRAP`], 16 bytes "read must exit" at [`T_READ`] and 16 bytes "write must exit"
+    /// at [`T_WRITE`], both by page-flag value.
+    pub tables: [u8; TABLES],
     /// In: guest EFLAGS status bits (plus bit 1). Out: the host RFLAGS at exit.
     pub flags: u64,
     /// Guest RAM base.
@@ -34,6 +35,16 @@ pub struct JitCtx {
     /// Out: the next EIP as an offset from the block's first instruction.
     pub exit: u64,
 }
+
+/// Size of [`JitCtx::tables`].
+pub const TABLES: usize = 56;
+/// Offset of the "offset wraps" table in [`JitCtx::tables`] (24 entries).
+pub const T_WRAP: usize = 0;
+/// Offset of the "read must exit" table (16 entries, by page-flag value).
+pub const T_READ: usize = 24;
+/// Offset of the "write must exit" table (16 entries, by page-flag value).
+pub const T_WRITE: usize = 40;
+const _: () = assert!(T_READ == T_WRAP + 24 && T_WRITE == T_READ + 16 && TABLES == T_WRITE + 16);
 
 /// Why executable memory could not be set up or written.
 #[derive(Debug, thiserror::Error)]
@@ -129,18 +140,30 @@ impl ExecBuf {
 
     /// Runs the block at `off` on `ctx`.
     ///
-    /// The caller guarantees (see `JitTier::run`): `off` came from [`ExecBuf::append`] since
-    /// the last [`ExecBuf::clear`], `ctx.ram` points at guest RAM covering every page whose
-    /// flag byte in `ctx.pages` is 0 or only `PG_CODE`/`PG_DIRTY`, and `ctx.pages` has at
-    /// least `JIT_PAGES` bytes, none of which change during the call.
-    pub fn call(&self, off: usize, ctx: &mut JitCtx) {
+    /// What the block does (guaranteed by `translate.rs`, which emits it): a System V function
+    /// of one pointer argument that saves and restores every callee-saved register it uses,
+    /// keeps the stack balanced, leaves DF clear, and touches only `*ctx`, its own stack
+    /// frame, the flag bytes `ctx.pages[..JIT_PAGES]` (read) and guest RAM at
+    /// `ctx.ram + linear` for linear addresses below `JIT_PAGES * 4096` whose page flag the
+    /// tables in `ctx.tables` allow (read: not `PG_MMIO`/`PG_SLOW`; write: flag 0).
+    ///
+    /// # Safety
+    /// The caller must guarantee that
+    /// - `off` was returned by [`ExecBuf::append`] on `self` since the last [`ExecBuf::clear`];
+    /// - `ctx.tables` is the table set `JitTier::new` builds (a slow or MMIO page always
+    ///   exits);
+    /// - `ctx.pages` points at at least `JIT_PAGES` readable flag bytes in which every page
+    ///   that is not plain, in-bounds guest RAM carries `PG_SLOW` or `PG_MMIO` (a
+    ///   `crate::pages::Pages` whose `ram_pages` RAM covers), and `ctx.ram` at that guest RAM,
+    ///   writable;
+    /// - nothing else reads or writes that RAM or those flag bytes during the call (the caller
+    ///   holds them through `&mut`/`&` borrows that outlive it).
+    pub unsafe fn call(&self, off: usize, ctx: &mut JitCtx) {
         debug_assert!(off < self.used);
-        // SAFETY: the bytes at `off` are a complete function emitted by `translate.rs` with
-        // the System V calling convention taking one pointer argument: it saves and restores
-        // every callee-saved register it uses, keeps the stack balanced, leaves DF clear, and
-        // only touches `ctx`, its own stack frame, `ctx.pages[..JIT_PAGES]` and guest RAM at
-        // `ctx.ram + linear` for linear addresses whose pages the tables allow (the caller's
-        // guarantees above make those in bounds).
+        // SAFETY: by the caller's contract above, `off` starts a complete function emitted by
+        // `translate.rs` in this mapping (executable, never written while mapped executable),
+        // and every memory access it makes is inside `ctx`, its frame, the flag table or
+        // plain guest RAM, none of which anything else touches during the call.
         unsafe {
             let f: extern "sysv64" fn(*mut JitCtx) =
                 std::mem::transmute::<*const u8, extern "sysv64" fn(*mut JitCtx)>(self.ptr.as_ptr().add(off));

@@ -11,12 +11,16 @@
 //! `docs/known-differences.md` lists that.
 //!
 //! Only built for x86-64 Linux hosts with BMI2; elsewhere [`JitTier::new`] returns a tier that
-//! never compiles. `exec.rs` holds the only `unsafe` code of this crate.
+//! never compiles. `exec.rs` holds the `unsafe` code of this crate (the W^X buffer and the
+//! `unsafe fn` that calls a block); the one call of it is in [`JitTier::run`], which discharges its
+//! contract with the types it is given: a [`Pages`] view (every page beyond RAM is `PG_SLOW` by
+//! construction) and the RAM slice it checks that view against.
 mod exec;
 mod translate;
 
 use crate::cpu::Cpu;
-use crate::operand::{PG_MMIO, PG_SLOW};
+use crate::pages::{Pages, PG_MMIO, PG_SLOW};
+use exec::{TABLES, T_READ, T_WRAP, T_WRITE};
 
 pub use exec::JitCtx;
 
@@ -88,7 +92,7 @@ pub struct JitTier {
     mode: JitMode,
     buf: Option<exec::ExecBuf>,
     entries: Vec<Entry>,
-    tables: [u8; 56],
+    tables: [u8; TABLES],
     pub stats: JitStats,
 }
 
@@ -97,15 +101,15 @@ impl JitTier {
     pub fn new(mode: JitMode) -> JitTier {
         let supported = cfg!(all(target_arch = "x86_64", target_os = "linux")) && host_has_bmi2();
         let mode = if supported { mode } else { JitMode::Off };
-        let mut tables = [0u8; 56];
+        let mut tables = [0u8; TABLES];
         // "Offset wraps": indexed by (16-bit offset of the last byte) >> 12, 0x10 past 0xFFFF.
-        for (i, t) in tables[..24].iter_mut().enumerate() {
+        for (i, t) in tables[T_WRAP..T_READ].iter_mut().enumerate() {
             *t = u8::from(i >= 0x10);
         }
         // "Read must exit" / "write must exit" by page-flag value.
         for f in 0..16u8 {
-            tables[24 + f as usize] = u8::from(f & (PG_MMIO | PG_SLOW) != 0);
-            tables[40 + f as usize] = u8::from(f != 0);
+            tables[T_READ + f as usize] = u8::from(f & (PG_MMIO | PG_SLOW) != 0);
+            tables[T_WRITE + f as usize] = u8::from(f != 0);
         }
         JitTier { mode, buf: None, entries: Vec::new(), tables, stats: JitStats::default() }
     }
@@ -170,12 +174,13 @@ impl JitTier {
     /// Returns what happened, or `None` when the CPU state does not allow compiled
     /// code now (segment bases above 0xFFFF0 or limits below 0xFFFF, EIP above 0xFFFF) or the
     /// budget is below one pass: the caller interprets the block instead.
+    #[allow(unsafe_code)]
     pub fn run(
         &mut self,
         tier: u32,
         c: &mut Cpu,
         ram: &mut [u8],
-        pages: &[u8],
+        pages: &Pages<'_>,
         start_eip: u32,
         budget: u64,
     ) -> Option<JitRun> {
@@ -183,7 +188,7 @@ impl JitTier {
         let buf = self.buf.as_ref()?;
         if budget < e.insns as u64
             || start_eip > 0xFFFF
-            || pages.len() < JIT_PAGES
+            || pages.ram_pages() * 4096 > ram.len()
             || ram.len() < 0x1000
             || c.segs.iter().any(|s| s.base > 0xF_FFF0 || s.limit < 0xFFFF)
         {
@@ -195,7 +200,7 @@ impl JitTier {
             tables: self.tables,
             flags: (c.flags.get() & picoqemu_core::flags::STATUS) as u64 | 2,
             ram: ram.as_mut_ptr() as u64,
-            pages: pages.as_ptr() as u64,
+            pages: pages.as_slice().as_ptr() as u64,
             budget,
             exit: 0,
         };
@@ -203,10 +208,14 @@ impl JitTier {
         for (b, s) in ctx.seg_base.iter_mut().zip(c.segs.iter()) {
             *b = s.base;
         }
-        // The pages a compiled block may touch are the ones the table marks plain RAM: those
-        // lie below `ram.len()` because `InterpBackend::run` marks every page at or beyond it
-        // PG_SLOW, and `pages` outlives the call.
-        buf.call(e.off, &mut ctx);
+        // SAFETY: `e.off` is an entry of `buf` recorded since its last clear (entries are
+        // dropped with every clear); `ctx.tables` is `self.tables`, built in `new`. `pages` is
+        // a `Pages`, which covers at least JIT_PAGES pages and marks every page from
+        // `ram_pages()` on PG_SLOW (its constructor establishes that and nothing can undo it),
+        // and `ram` covers `ram_pages()` pages (checked above), so every page a block may
+        // touch is inside `ram`. `ram` (`&mut`) and `pages` (`&`) are borrowed for the whole
+        // call, so nothing else touches them.
+        unsafe { buf.call(e.off, &mut ctx) };
         c.regs[..8].copy_from_slice(&ctx.regs);
         let status = picoqemu_core::flags::STATUS;
         let f = c.flags.get();

@@ -41,12 +41,37 @@ use iced_x86::{
 use super::exec::JitCtx;
 
 /// Stack frame of a running block: segment bases, the three lookup tables, the ctx pointer.
+/// The prologue fills `[F_SEG, F_CTX)` with one copy of the `JitCtx` bytes from `seg_base` up
+/// to `flags`, so the frame mirrors that part of the struct (asserted below).
 const FRAME: i32 = 88;
 const F_SEG: i32 = 0;
 const F_WRAP: i32 = 24;
 const F_RD: i32 = 48;
 const F_WR: i32 = 64;
 const F_CTX: i32 = 80;
+
+// Layout assumptions of the emitted code, checked at compile time.
+const _: () = {
+    let seg = offset_of!(JitCtx, seg_base);
+    // The frame copy: seg_base, then the tables, then flags right after them, in 8-byte moves.
+    assert!(offset_of!(JitCtx, tables) - seg == (F_WRAP - F_SEG) as usize);
+    assert!(offset_of!(JitCtx, flags) - seg == (F_CTX - F_SEG) as usize);
+    assert!(seg % 8 == 0 && (F_CTX - F_SEG) % 8 == 0);
+    assert!(std::mem::size_of::<[u32; 6]>() == (F_WRAP - F_SEG) as usize);
+    // The three tables where `JitTier::new` puts them.
+    assert!(F_WRAP as usize == F_SEG as usize + 24 + super::exec::T_WRAP);
+    assert!(F_RD as usize == F_WRAP as usize + super::exec::T_READ);
+    assert!(F_WR as usize == F_WRAP as usize + super::exec::T_WRITE);
+    assert!(F_CTX as usize == F_WRAP as usize + super::exec::TABLES);
+    assert!(FRAME == F_CTX + 8);
+    // Fields the code loads as qwords and dwords.
+    assert!(std::mem::size_of::<[u32; 8]>() == 32 && offset_of!(JitCtx, regs) % 4 == 0);
+    assert!(offset_of!(JitCtx, ram) % 8 == 0 && offset_of!(JitCtx, pages) % 8 == 0);
+    assert!(offset_of!(JitCtx, budget) % 8 == 0 && offset_of!(JitCtx, exit) % 8 == 0);
+    assert!(offset_of!(JitCtx, flags) % 8 == 0);
+    // Every offset fits the i32 displacements the assembler takes.
+    assert!(std::mem::size_of::<JitCtx>() < i32::MAX as usize);
+};
 
 /// A translated block.
 #[derive(Debug)]
@@ -498,8 +523,6 @@ fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Resul
     let o_pages = offset_of!(JitCtx, pages) as i32;
     let o_budget = offset_of!(JitCtx, budget) as i32;
     let o_exit = offset_of!(JitCtx, exit) as i32;
-    debug_assert_eq!(offset_of!(JitCtx, tables) as i32 - o_seg, F_WRAP);
-    debug_assert_eq!(o_flags - o_seg, F_CTX);
 
     // Prologue: save callee-saved registers, build the frame, load the guest state.
     for r in [rbx, rbp, r12, r13, r14, r15] {

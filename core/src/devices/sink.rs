@@ -9,6 +9,8 @@ pub struct Sink {
     target: SinkTarget,
     captured: Option<Vec<u8>>,
     pending: Vec<u8>,
+    /// The first error writing to the host; once set, host output stops (it would fail again).
+    error: Option<String>,
 }
 
 /// The host side of a [`Sink`].
@@ -23,11 +25,11 @@ pub enum SinkTarget {
 
 impl Sink {
     pub fn new(target: SinkTarget) -> Self {
-        Sink { target, captured: None, pending: Vec::new() }
+        Sink { target, captured: None, pending: Vec::new(), error: None }
     }
     /// A sink that only records.
     pub fn capture() -> Self {
-        Sink { target: SinkTarget::Null, captured: Some(Vec::new()), pending: Vec::new() }
+        Sink { target: SinkTarget::Null, captured: Some(Vec::new()), pending: Vec::new(), error: None }
     }
     /// Also record everything written from now on.
     pub fn with_capture(mut self) -> Self {
@@ -44,7 +46,7 @@ impl Sink {
         if let Some(c) = &mut self.captured {
             c.push(byte);
         }
-        if self.target != SinkTarget::Null {
+        if self.target != SinkTarget::Null && self.error.is_none() {
             self.pending.push(byte);
             if byte == b'\n' || self.pending.len() >= 4096 {
                 self.flush();
@@ -52,13 +54,14 @@ impl Sink {
         }
     }
 
-    /// Writes pending host output. Errors writing to the host (a closed pipe) are ignored:
-    /// the guest cannot do anything about them.
+    /// Writes pending host output. An error writing to the host (a full disk, a closed pipe)
+    /// is not the guest's business: it is recorded ([`Sink::write_error`]) for the caller to
+    /// report, and later output is dropped.
     pub fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let _ = match self.target {
+        let written = match self.target {
             SinkTarget::Null => Ok(()),
             SinkTarget::Stdout => {
                 let mut o = std::io::stdout().lock();
@@ -69,7 +72,15 @@ impl Sink {
                 o.write_all(&self.pending).and_then(|_| o.flush())
             }
         };
+        if let Err(e) = written {
+            self.error.get_or_insert_with(|| e.to_string());
+        }
         self.pending.clear();
+    }
+
+    /// The first error writing this sink's output to the host, if any.
+    pub fn write_error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Everything recorded so far (empty when capture is off).

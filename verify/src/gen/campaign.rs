@@ -140,44 +140,26 @@ const ALLOWED_FEATURES: &[CpuidFeature] = &[
     CpuidFeature::INTEL486,
 ];
 
+/// The loop profile's operand kinds plus segment registers, the `r/m`-only forms, DX and XLAT's
+/// implicit memory operand.
 fn supported_kind(k: K) -> bool {
-    matches!(
-        k,
-        K::r8_or_mem
-            | K::r16_or_mem
-            | K::r32_or_mem
-            | K::r8_reg
-            | K::r8_opcode
-            | K::r16_reg
-            | K::r16_reg_mem
-            | K::r16_rm
-            | K::r16_opcode
-            | K::r32_reg
-            | K::r32_reg_mem
-            | K::r32_rm
-            | K::r32_opcode
-            | K::mem
-            | K::mem_offs
-            | K::seg_reg
-            | K::es
-            | K::cs
-            | K::ss
-            | K::ds
-            | K::fs
-            | K::gs
-            | K::al
-            | K::cl
-            | K::ax
-            | K::dx
-            | K::eax
-            | K::imm8
-            | K::imm8_const_1
-            | K::imm8sex16
-            | K::imm8sex32
-            | K::imm16
-            | K::imm32
-            | K::seg_rBX_al
-    )
+    super::plain_operand_kind(k)
+        || matches!(
+            k,
+            K::r16_reg_mem
+                | K::r16_rm
+                | K::r32_reg_mem
+                | K::r32_rm
+                | K::seg_reg
+                | K::es
+                | K::cs
+                | K::ss
+                | K::ds
+                | K::fs
+                | K::gs
+                | K::dx
+                | K::seg_rBX_al
+        )
 }
 
 /// The pool of codes for plain units, with weights.

@@ -203,34 +203,6 @@ const MNEMONICS: [(Mnemonic, u32); 54] = [
     (Mnemonic::Setle, 1),
 ];
 
-fn supported_kind(k: OpCodeOperandKind) -> bool {
-    use OpCodeOperandKind as K;
-    matches!(
-        k,
-        K::r8_or_mem
-            | K::r16_or_mem
-            | K::r32_or_mem
-            | K::r8_reg
-            | K::r8_opcode
-            | K::r16_reg
-            | K::r16_opcode
-            | K::r32_reg
-            | K::r32_opcode
-            | K::al
-            | K::ax
-            | K::eax
-            | K::cl
-            | K::imm8
-            | K::imm8_const_1
-            | K::imm8sex16
-            | K::imm8sex32
-            | K::imm16
-            | K::imm32
-            | K::mem_offs
-            | K::mem
-    )
-}
-
 /// Every 16-bit-mode legacy encoding of the generator's mnemonics, grouped by mnemonic with
 /// the mnemonic's weight.
 pub struct Catalogue {
@@ -251,7 +223,7 @@ impl Catalogue {
                         && oc.mode16()
                         && oc.encoding() == EncodingKind::Legacy
                         && oc.decoder_option() == DecoderOptions::NONE
-                        && oc.op_kinds().iter().all(|&k| supported_kind(k))
+                        && oc.op_kinds().iter().all(|&k| super::plain_operand_kind(k))
                 })
                 .collect();
             assert!(!codes.is_empty(), "no encodings for {m:?}");

@@ -69,6 +69,36 @@ pub(crate) const ADDR16_FORMS: [(Register, Register); 9] = [
     (Register::None, Register::None),
 ];
 
+/// Operand kinds both profiles generate: general registers (explicit, in the opcode, or as
+/// r/m), AL/CL/AX/EAX, memory (ModR/M or moffs) and immediates.
+pub(crate) fn plain_operand_kind(k: iced_x86::OpCodeOperandKind) -> bool {
+    use iced_x86::OpCodeOperandKind as K;
+    matches!(
+        k,
+        K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r8_reg
+            | K::r8_opcode
+            | K::r16_reg
+            | K::r16_opcode
+            | K::r32_reg
+            | K::r32_opcode
+            | K::al
+            | K::ax
+            | K::eax
+            | K::cl
+            | K::imm8
+            | K::imm8_const_1
+            | K::imm8sex16
+            | K::imm8sex32
+            | K::imm16
+            | K::imm32
+            | K::mem_offs
+            | K::mem
+    )
+}
+
 /// What a generated program is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
