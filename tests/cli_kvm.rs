@@ -62,3 +62,42 @@ fn daa_is_an_emulation_failure_with_disassembly() {
         other => panic!("unexpected status {other:?}: {stderr}"),
     }
 }
+
+/// Runs `picoqemu args`, killing it after `limit` (a safety net: the test fails then).
+fn picoqemu_within(args: &[&str], limit: std::time::Duration) -> Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picoqemu"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning picoqemu");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            child.kill().expect("kill");
+            let out = child.wait_with_output().expect("output");
+            panic!("picoqemu {args:?} still ran after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn vmcall_without_a_timeout_stops_with_status_3() {
+    if !kvm_usable("vmcall_without_a_timeout_stops_with_status_3") {
+        return;
+    }
+    // No --timeout: the backend's hang check must end the run by itself.
+    let out = picoqemu_within(
+        &["run", "--backend", "kvm", "--builtin", "vmcall"],
+        std::time::Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("KVM could not emulate the instruction at 0000:7c00"), "{stderr}");
+    assert!(stderr.contains("vmcall"), "disassembly missing: {stderr}");
+    assert!(stderr.contains("try --backend interp"), "{stderr}");
+    assert!(stderr.contains("EIP="), "register dump missing: {stderr}");
+}

@@ -252,7 +252,7 @@ fn global_order_step_by_step_is_program_order() {
         let (mut m, start) = machine(&image);
         let mut b = KvmBackend::with_options(&m, options).expect("KVM backend");
         b.set_state(&start).expect("set_state");
-        let order = step_order(&mut m, |m| match b.step(m, None) {
+        let order = step_order(&mut m, |m| match b.single_step(m, None) {
             picoqemu_kvm::StepEvent::Halted => true,
             picoqemu_kvm::StepEvent::Stopped(r) => panic!("{options:?}: stopped: {r:?}"),
             _ => false,

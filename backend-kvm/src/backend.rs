@@ -1,6 +1,7 @@
 //! [`KvmBackend`]: the `Backend` implementation — vCPU state through sync regs, the run loop
 //! that turns KVM exits into bus accesses and stop reasons, instruction budgets by single
 //! step, and the public single-step API for lockstep testing.
+use std::sync::Arc;
 use std::time::Instant;
 
 use kvm_bindings::{
@@ -10,7 +11,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, CpuState, IoAction, IoBus, Machine, RunLimits, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuState, IoAction, IoBus, Kick, Machine, RunLimits,
+    StepInfo, StopReason,
 };
 
 use crate::exits::{self, InsnKind};
@@ -19,6 +21,10 @@ use crate::step::{classify, PcSnap, StepEvent};
 use crate::vm::Vm;
 use crate::watchdog::Watchdog;
 use crate::KvmError;
+
+mod debug;
+mod irq;
+mod ticks;
 
 /// How to build a [`KvmBackend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +82,10 @@ pub struct KvmStats {
     pub stepped_instructions: u64,
     /// Runs without an instruction budget (their instructions cannot be counted).
     pub free_runs: u64,
+    /// External interrupts injected with `KVM_INTERRUPT`.
+    pub interrupts: u64,
+    /// Interrupt-window exits (`KVM_EXIT_IRQ_WINDOW_OPEN`).
+    pub irq_window_exits: u64,
 }
 
 /// Exits of a free run during which KVM copies the special registers into the sync-regs area
@@ -107,6 +117,7 @@ enum Exit {
     Hlt,
     Shutdown,
     Debug,
+    IrqWindow,
     InternalError,
     Interrupted,
     Other(String),
@@ -123,6 +134,7 @@ impl Exit {
             Exit::Hlt => "KVM_EXIT_HLT",
             Exit::Shutdown => "KVM_EXIT_SHUTDOWN",
             Exit::Debug => "KVM_EXIT_DEBUG",
+            Exit::IrqWindow => "KVM_EXIT_IRQ_WINDOW_OPEN",
             Exit::InternalError => "KVM_EXIT_INTERNAL_ERROR",
             Exit::Interrupted => "EINTR",
             Exit::Other(m) => m,
@@ -150,6 +162,14 @@ pub struct KvmBackend {
     sregs_synced: bool,
     watchdog: Watchdog,
     stats: KvmStats,
+    /// Linear addresses of the execution breakpoints (at most 4: debug registers DR0-DR3).
+    breakpoints: Vec<u32>,
+    /// Whether KVM has `KVM_GUESTDBG_USE_HW_BP` with `breakpoints` now (free runs only).
+    hw_bp: bool,
+    /// What the last single step did.
+    last_step: StepInfo,
+    /// The wall-clock deadline of the run in progress, and the hang check's state.
+    clock: ticks::RunClock,
 }
 
 impl KvmBackend {
@@ -199,6 +219,10 @@ impl KvmBackend {
             sregs_synced: true,
             watchdog: Watchdog::default(),
             stats: KvmStats::default(),
+            breakpoints: Vec::new(),
+            hw_bp: false,
+            last_step: StepInfo::Instruction,
+            clock: ticks::RunClock::default(),
         };
         b.load(&CpuState::default());
         Ok(b)
@@ -244,11 +268,8 @@ impl KvmBackend {
         self.stats
     }
 
-    /// Prepares the VM for the next program without recreating it (about 20x cheaper than
-    /// a new VM here): completes any pending I/O, clears pending events and the interrupt
-    /// shadow, turns single-step off, disarms the watchdog and loads `CpuState::default()`.
-    /// Guest RAM and devices belong to the machine: reset them with `Machine::reset`.
-    pub fn reset(&mut self, machine: &mut Machine) -> Result<(), KvmError> {
+    /// [`Backend::reset`]: see there.
+    fn reset_vcpu(&mut self, machine: &mut Machine) -> Result<(), KvmError> {
         if let Err(r) = self.check_machine(machine) {
             return Err(KvmError::Memory(r.to_string()));
         }
@@ -262,16 +283,20 @@ impl KvmBackend {
             flags: KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING,
             ..Default::default()
         };
-        self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_EVENTS);
+        let run = self.vm.vcpu.get_kvm_run();
+        run.kvm_dirty_regs |= u64::from(KVM_SYNC_X86_EVENTS);
+        run.request_interrupt_window = 0;
+        self.last_step = StepInfo::Instruction;
         self.load(&CpuState::default());
         Ok(())
     }
 
     /// Executes one single step (see [`StepEvent`] for what a step can be) and returns what
-    /// it did. `deadline` bounds the step (a `vmcall` never returns on PVM hosts); the
-    /// watchdog stays armed between steps with the same deadline, so a lockstep session pays
-    /// for arming once. Port writes the step makes reach `machine.bus()` before it returns.
-    pub fn step(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> StepEvent {
+    /// it did; [`Backend::step`] is the same step without a deadline, reported as a
+    /// [`StopReason`] plus [`Backend::last_step`]. `deadline` bounds the step; the watchdog
+    /// stays armed between steps with the same deadline, so a session pays for arming once.
+    /// Port writes the step makes reach `machine.bus()` before it returns.
+    pub fn single_step(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> StepEvent {
         self.stats.runs += 1;
         if let Err(r) = self.check_machine(machine) {
             return StepEvent::Stopped(r);
@@ -294,7 +319,7 @@ impl KvmBackend {
         ev
     }
 
-    /// Ends a lockstep session started by [`KvmBackend::step`] calls: disarms the watchdog
+    /// Ends a session started by [`KvmBackend::single_step`] calls: disarms the watchdog
     /// and leaves single-step mode (the next `run` without a budget would do it anyway).
     pub fn end_steps(&mut self) -> Result<(), KvmError> {
         self.watchdog.disarm()?;
@@ -330,17 +355,33 @@ impl KvmBackend {
         crate::regs::read_state(&sync.regs, &sync.sregs)
     }
 
+    /// Single-step mode on or off; off, the breakpoints (if any) are armed in KVM.
     fn set_single_step(&mut self, on: bool) -> Result<(), KvmError> {
-        if self.single_step == on {
+        self.set_debug(on, !on && !self.breakpoints.is_empty())
+    }
+
+    /// Sets KVM's guest-debug control: single step and/or the hardware breakpoints.
+    fn set_debug(&mut self, single: bool, hw_bp: bool) -> Result<(), KvmError> {
+        if self.single_step == single && self.hw_bp == hw_bp {
             return Ok(());
         }
-        if on {
+        if single && !self.single_step {
             self.park_rip_for_guest_debug()?;
         }
-        let control = if on { KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP } else { 0 };
-        let dbg = kvm_guest_debug { control, ..Default::default() };
+        let mut control = 0;
+        if single {
+            control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+        }
+        if hw_bp {
+            control |= KVM_GUESTDBG_ENABLE | kvm_bindings::KVM_GUESTDBG_USE_HW_BP;
+        }
+        let mut dbg = kvm_guest_debug { control, ..Default::default() };
+        if hw_bp {
+            dbg.arch = debug::debug_registers(&self.breakpoints);
+        }
         self.vm.vcpu.set_guest_debug(&dbg).map_err(KvmError::ioctl("KVM_SET_GUEST_DEBUG"))?;
-        self.single_step = on;
+        self.single_step = single;
+        self.hw_bp = hw_bp;
         Ok(())
     }
 
@@ -399,6 +440,7 @@ impl KvmBackend {
             Ok(VcpuExit::Hlt) => Exit::Hlt,
             Ok(VcpuExit::Shutdown) => Exit::Shutdown,
             Ok(VcpuExit::Debug(_)) => Exit::Debug,
+            Ok(VcpuExit::IrqWindowOpen) => Exit::IrqWindow,
             Ok(VcpuExit::InternalError) => Exit::InternalError,
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 Exit::Other(format!("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x}, cpu {cpu})"))
@@ -559,10 +601,10 @@ impl KvmBackend {
             Exit::Shutdown => Some(StopReason::TripleFault),
             Exit::InternalError => Some(self.internal_error(machine)),
             Exit::Interrupted => {
-                if self.watchdog.fired() {
-                    Some(StopReason::Timeout)
-                } else if self.watchdog.interrupted() {
+                if self.watchdog.take_kick() {
                     Some(StopReason::Interrupted)
+                } else if self.watchdog.fired() {
+                    Some(StopReason::Timeout)
                 } else {
                     // Some other signal: go on (keeping a watchdog expiry that races with it).
                     let p = self.immediate_exit_ptr();
@@ -571,8 +613,10 @@ impl KvmBackend {
                 }
             }
             Exit::Other(m) => Some(StopReason::HostError(m)),
-            Exit::Debug => {
-                Some(StopReason::HostError("unexpected KVM_EXIT_DEBUG while not single-stepping".into()))
+            Exit::Debug => Some(self.debug_exit()),
+            Exit::IrqWindow => {
+                self.stats.irq_window_exits += 1;
+                None
             }
             Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. } => None,
         }
@@ -582,12 +626,18 @@ impl KvmBackend {
     /// the special registers on each exit; they are fetched again before anything reads them
     /// (a terminal exit, a stop requested by the bus, the end of the run).
     fn run_free(&mut self, machine: &mut Machine) -> StopReason {
+        if let Some(r) = self.step_off_breakpoint(machine) {
+            return r;
+        }
         let mut exits = 0u32;
         let reason = loop {
             if exits == FULL_SYNC_EXITS {
                 self.stop_sregs_sync();
             }
             exits = exits.saturating_add(1);
+            if let Err(e) = self.offer_interrupt(machine) {
+                break StopReason::HostError(e.to_string());
+            }
             let exit = self.kvm_run();
             self.drain_coalesced(machine.bus_mut());
             match exit {
@@ -597,6 +647,16 @@ impl KvmBackend {
                         Ok(Some(r)) | Err(r) => break r,
                     }
                 }
+                Exit::Interrupted => match self.on_signal(machine) {
+                    Ok(None) => {}
+                    Ok(Some(r)) => break r,
+                    Err(e) => break StopReason::HostError(e.to_string()),
+                },
+                Exit::Hlt => match self.after_hlt(machine) {
+                    Ok(None) => {}
+                    Ok(Some(r)) => break r,
+                    Err(e) => break StopReason::HostError(e.to_string()),
+                },
                 other => {
                     // `terminal` may read the state (an emulation failure names CS:IP).
                     if let Err(e) = self.resync_sregs() {
@@ -647,6 +707,11 @@ impl KvmBackend {
                 StepEvent::RepChunk => {}
                 StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => return StopReason::Halted,
                 StepEvent::Stopped(r) => return r,
+            }
+            if retired < budget {
+                if let Some(r) = self.breakpoint_here() {
+                    return r;
+                }
             }
         }
         if budget == 1 {
@@ -752,8 +817,10 @@ impl KvmBackend {
         let unchanged = post_regs.rflags & !rf == pre_regs.rflags & !rf
             && kvm_regs { rflags: 0, ..post_regs } == kvm_regs { rflags: 0, ..pre_regs };
         let ev = classify(&pre, &insn, &post, did_io, hlt, unchanged);
+        self.last_step = step_info(&ev);
         if ev != StepEvent::RepChunk {
             self.stats.stepped_instructions += 1;
+            machine.retire(1);
         }
         if matches!(ev, StepEvent::Halted | StepEvent::FaultDelivered { halted: true }) {
             // A HLT ran inside this step and ended in a debug exit (a HLT exit returned above).
@@ -786,13 +853,13 @@ impl KvmBackend {
         let (regs, sregs) = (sync.regs, sync.sregs);
         sync.regs.rip = u64::from((post.eip as u16).wrapping_sub(1));
         self.vm.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS);
-        let result = match self.set_single_step(false) {
+        let result = match self.set_debug(false, false) {
             Err(e) => Err(StopReason::HostError(e.to_string())),
             Ok(()) => loop {
                 match self.kvm_run() {
                     Exit::Hlt => break Ok(()),
+                    Exit::Interrupted if self.watchdog.take_kick() => break Err(StopReason::Interrupted),
                     Exit::Interrupted if self.watchdog.fired() => break Err(StopReason::Timeout),
-                    Exit::Interrupted if self.watchdog.interrupted() => break Err(StopReason::Interrupted),
                     Exit::Interrupted => {
                         let p = self.immediate_exit_ptr();
                         self.watchdog.clear_immediate_exit(p);
@@ -851,6 +918,54 @@ impl Backend for KvmBackend {
             exits: Some(self.stats.exits),
         }
     }
+
+    /// One `KVM_SET_GUEST_DEBUG` single step with no deadline (nothing is known to hang KVM
+    /// under single step: `vmcall` reports [`StepInfo::NoProgress`]; a kick still ends it).
+    /// A REP may stop after a chunk ([`StepInfo::RepChunk`]), a fault runs the handler's
+    /// first instruction too ([`StepInfo::FaultMerged`]): see [`Backend::last_step`].
+    fn step(&mut self, machine: &mut Machine) -> Result<StopReason, BackendError> {
+        match self.single_step(machine, None) {
+            StepEvent::Stopped(StopReason::HostError(m)) => Err(BackendError::new("kvm", m)),
+            StepEvent::Stopped(r) => Ok(r),
+            StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => Ok(StopReason::Halted),
+            StepEvent::Retired
+            | StepEvent::Io
+            | StepEvent::RepChunk
+            | StepEvent::NoProgress
+            | StepEvent::FaultDelivered { halted: false } => Ok(StopReason::StepDone),
+        }
+    }
+
+    fn last_step(&self) -> StepInfo {
+        self.last_step
+    }
+
+    /// Completes any pending I/O, clears pending events, the interrupt shadow and a requested
+    /// interrupt window, turns single-step off, disarms the watchdog and loads
+    /// `CpuState::default()` (about 20x cheaper than a new VM here). Breakpoints stay.
+    fn reset(&mut self, machine: &mut Machine) -> Result<(), BackendError> {
+        self.reset_vcpu(machine).map_err(BackendError::from)
+    }
+
+    /// Debug registers DR0-DR3 implement both kinds (see the crate docs): at most 4 in all.
+    fn set_breakpoints(&mut self, breakpoints: &[Breakpoint]) -> Result<(), BackendError> {
+        self.replace_breakpoints(breakpoints)
+    }
+
+    fn kicker(&self) -> Option<Arc<dyn Kick>> {
+        self.watchdog.kicker().ok().map(|k| Arc::new(k) as Arc<dyn Kick>)
+    }
+}
+
+/// The core's view of a classified step.
+fn step_info(ev: &StepEvent) -> StepInfo {
+    match ev {
+        StepEvent::RepChunk => StepInfo::RepChunk,
+        StepEvent::Io => StepInfo::Io,
+        StepEvent::FaultDelivered { halted } => StepInfo::FaultMerged { halted: *halted },
+        StepEvent::NoProgress => StepInfo::NoProgress,
+        StepEvent::Retired | StepEvent::Halted | StepEvent::Stopped(_) => StepInfo::Instruction,
+    }
 }
 
 impl KvmBackend {
@@ -863,14 +978,10 @@ impl KvmBackend {
         if limits.max_instructions == Some(0) {
             return StopReason::BudgetExhausted;
         }
-        let armed = match limits.timeout {
-            Some(t) => match Instant::now().checked_add(t) {
-                Some(deadline) => self.watchdog.arm(deadline),
-                None => self.watchdog.disarm(),
-            },
-            None => self.watchdog.disarm(),
-        };
-        if let Err(e) = armed.and_then(|_| self.set_single_step(limits.max_instructions.is_some())) {
+        let free = limits.max_instructions.is_none();
+        self.clock = ticks::RunClock::new(limits.timeout.and_then(|t| Instant::now().checked_add(t)));
+        let armed = self.arm_next(machine, free);
+        if let Err(e) = armed.and_then(|_| self.set_single_step(!free)) {
             return StopReason::HostError(e.to_string());
         }
         self.enter();
@@ -887,6 +998,8 @@ impl KvmBackend {
         self.leave(machine);
         let disarmed = self.watchdog.disarm();
         self.vm.vcpu.set_kvm_immediate_exit(0);
+        // Single steps do not offer interrupts: no window exit may interrupt them.
+        self.vm.vcpu.get_kvm_run().request_interrupt_window = 0;
         match disarmed {
             Ok(()) => reason,
             Err(e) => StopReason::HostError(e.to_string()),

@@ -58,6 +58,13 @@ pub fn insn_bytes(bytes: &[u8], ip: u16) -> InsnBytes {
     }
 }
 
+/// True when `bytes` at `ip` start with an instruction that hangs `KVM_RUN` on our hosts
+/// (`vmcall`: KVM spins on it without returning; `kvm-on-our-hosts.md` §4). The free-run
+/// hang check stops a run that stays on one of these.
+pub fn hangs_kvm(bytes: &[u8], ip: u16) -> bool {
+    decode(bytes, ip).is_some_and(|i| i.code() == Code::Vmcall)
+}
+
 /// What single-step needs to know about the instruction it is about to execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsnKind {
@@ -124,6 +131,14 @@ mod tests {
         assert_eq!(insn_bytes(&[0xB8, 0x34, 0x12, 0xF4], 0).as_slice(), &[0xB8, 0x34, 0x12]);
         // Truncated: keep what we have.
         assert_eq!(insn_bytes(&[0xB8, 0x34], 0).as_slice(), &[0xB8, 0x34]);
+    }
+
+    #[test]
+    fn hanging_instructions() {
+        assert!(hangs_kvm(&[0x0F, 0x01, 0xC1, 0xF4], 0));
+        assert!(!hangs_kvm(&[0x0F, 0x01, 0xD9], 0), "vmmcall raises #UD");
+        assert!(!hangs_kvm(&[0xEB, 0xFE], 0));
+        assert!(!hangs_kvm(&[0x0F, 0x01], 0), "truncated");
     }
 
     #[test]

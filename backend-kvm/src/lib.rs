@@ -7,13 +7,61 @@
 //! (a free run with more than 64 exits stops the per-exit copy of the special registers and
 //! fetches them once with `KVM_GET_SREGS` at its end: the copy costs about 2 % of an exit here).
 //! Port I/O exits go to the bus one access at a time: for string I/O the width and count are
-//! read from `kvm_run.io` (kvm-ioctls only gives `size * count` bytes). Every run with a
-//! timeout is bounded by a watchdog (a POSIX timer signalling the vCPU thread, plus
-//! `immediate_exit`), and `RunLimits::max_instructions` is honoured by single-stepping.
+//! read from `kvm_run.io` (kvm-ioctls only gives `size * count` bytes). Every free run is
+//! bounded by a watchdog (a POSIX timer signalling the vCPU thread, plus `immediate_exit`),
+//! and `RunLimits::max_instructions` is honoured by single-stepping.
 //!
 //! Modules: `vm` (VM, memslots, coalesced PIO/MMIO zones), `regs` (`CpuState` <-> kvm regs), `exits`
 //! (exit-shape checks, instruction bytes), `step` ([`StepEvent`] classification), `watchdog`
-//! (deadline timer and signal), and `backend` (the run loop and the public API).
+//! (timer, kicks and the signal), and `backend` (the run loop and the public API) with
+//! `backend::irq` (interrupt injection, HLT), `backend::ticks` (deadline, ticks, hang check)
+//! and `backend::debug` (breakpoints).
+//!
+//! # No hangs: ticks and the hang check
+//! A free run arms the watchdog at the earliest of its deadline, the next device event (real
+//! time) and a tick 100 ms away (one `timer_settime` per tick: nothing measurable). On a tick
+//! the run looks at the vCPU: when CS:IP stayed on an instruction that hangs `KVM_RUN` here
+//! (`vmcall`) with no register changed for three ticks, the run stops with
+//! [`picoqemu_core::StopReason::EmulationFailure`] naming CS:IP and the bytes (status 3), with
+//! or without a timeout. Other spinning guests (`jmp $`) are left alone: only the listed
+//! instructions are stopped.
+//!
+//! # Kicks
+//! [`picoqemu_core::Backend::kicker`] gives a thread-safe handle: a kick sets a flag and
+//! signals the vCPU thread if a run is active (the watchdog's signal, sent with `tgkill`), so
+//! `KVM_RUN` returns `EINTR` and the run stops with `Interrupted` at an instruction boundary;
+//! a kick while no run is active sets `immediate_exit` at the start of the next run. One kick
+//! ends one run.
+//!
+//! # Breakpoints
+//! Both [`picoqemu_core::BreakpointKind`]s use the debug registers DR0-DR3
+//! (`KVM_GUESTDBG_USE_HW_BP`), so guest memory never holds an INT3 byte and nothing has to be
+//! restored on reads; the price is a limit of **4 breakpoints in all** (duplicates count
+//! once), beyond which `set_breakpoints` fails with a clear error and keeps the previous set.
+//! The stop comes before the instruction (`Breakpoint { cs, ip }`, told from other debug exits
+//! by exception 1 with a B0-B3 bit in DR6). A run that starts on a breakpoint steps over it
+//! first. Budgeted (single-step) runs check CS base + IP after each instruction instead;
+//! `step` does not stop at breakpoints.
+//!
+//! # Interrupts and time
+//! There is no in-kernel interrupt controller: before each `KVM_RUN` of a free run a pending
+//! request ([`picoqemu_core::Machine::interrupt_pending`]) is injected with `KVM_INTERRUPT`
+//! when KVM reports the vCPU ready (IF=1, no shadow); otherwise the run requests an
+//! interrupt-window exit. On PVM the window opens only between emulation batches of up to
+//! 1,024 instructions, so delivery can come up to that many instructions after STI (on
+//! VMX/SVM right after STI's shadow). HLT with IF=1 calls
+//! [`picoqemu_core::Machine::idle`] and goes on when an interrupt can be delivered (in real
+//! time it sleeps until the next device event); HLT with IF=0, or with nothing that could
+//! wake the CPU, stops with `Halted`. Budgeted runs and `step` do not inject (requests stay
+//! pending).
+//!
+//! KVM cannot count the instructions of a free run, so **virtual time** on KVM advances (a)
+//! by the exact count of a budgeted (single-step) run, one `retire(1)` per instruction, (b)
+//! to the next device event at a HLT with IF=1 (`idle`, deterministic), and (c) only where
+//! unavoidable, at a tick of a free run with a device event scheduled: time jumps to that
+//! event (a guest polling a timer without HLT would otherwise wait forever); this one is
+//! paced by the host. In **real time** the watchdog is armed at the next device event so the
+//! run returns to service it.
 //!
 //! # Coalesced PIO and MMIO
 //! On by default ([`KvmOptions::coalesced_pio`], [`KvmOptions::coalesced_mmio`]): writes to
@@ -82,8 +130,8 @@
 //!   x87/MMX, POPCNT, CRC32, RDRAND, XGETBV, ARPL) stop with
 //!   [`picoqemu_core::StopReason::EmulationFailure`] naming CS:IP and the instruction's bytes
 //!   (trimmed to the decoded length); `movbe` raises #UD.
-//! * **`vmcall`** hangs `KVM_RUN` when free-running (the watchdog ends the run with
-//!   `Timeout`), but under single step each step returns at once with nothing changed and IP
+//! * **`vmcall`** hangs `KVM_RUN` when free-running (the hang check ends the run with
+//!   `EmulationFailure`, see above), but under single step each step returns at once with nothing changed and IP
 //!   still on it ([`StepEvent::NoProgress`]; a budgeted run counts those steps, so it ends).
 //! * **Budgets on KVM are single steps**: `max_instructions` costs one `KVM_RUN` per
 //!   instruction (about 7 µs here, against about 0.5 µs free-running); use `timeout` as a
@@ -92,6 +140,11 @@
 //!   MOV SS shadow, TF in PUSHF); the classification is by observed state, not by host type.
 //!
 //! # Lockstep use
+//! Through the core trait, as `diff` does: [`picoqemu_core::Backend::step`] (one single
+//! step, a [`picoqemu_core::StopReason`]) then [`picoqemu_core::Backend::last_step`] (a
+//! [`picoqemu_core::StepInfo`]: REP chunk, I/O, fault merged with the handler's first
+//! instruction, no progress). The KVM-specific [`KvmBackend::single_step`] also takes a
+//! deadline and gives the full [`StepEvent`]:
 //! ```no_run
 //! use std::time::{Duration, Instant};
 //! use picoqemu_core::{Backend, IoBus, Machine, MachineConfig};
@@ -101,7 +154,7 @@
 //! let mut kvm = KvmBackend::new(&m).unwrap();
 //! let deadline = Some(Instant::now() + Duration::from_secs(10));
 //! loop {
-//!     match kvm.step(&mut m, deadline) {
+//!     match kvm.single_step(&mut m, deadline) {
 //!         StepEvent::RepChunk => continue, // IP still on the REP: compare later
 //!         StepEvent::Retired | StepEvent::Io => { /* compare kvm.state() with the other CPU */ }
 //!         StepEvent::FaultDelivered { .. } => { /* the other CPU: deliver + one instruction */ }

@@ -14,10 +14,23 @@
 //! `timer_settime` returns is delivered on the return from that syscall, so no stale signal
 //! can reach a later run. Each backend has its own timer and flag (the signal's `sival_ptr`
 //! names the flag), so several backends on one thread do not disturb each other.
+//!
+//! The run loop re-arms the timer as a one-shot at the next instant it must look at the vCPU:
+//! the run's deadline, a device event (real time), or the next 100 ms hang-check tick of a
+//! free run (see the crate docs); an expiry that is not yet the deadline is handled and the
+//! run goes on.
+//!
+//! Kicks ([`Kicker`], the `Backend::kicker` handle) use the same signal, sent with `tgkill`
+//! from any thread to the vCPU thread while a run is active (`si_code` `SI_TKILL`, which the
+//! handler tells from a timer's `SI_TIMER`): the handler sets `immediate_exit` of the run on
+//! that thread, and the kick's own flag (set by the kicking thread before it signals) makes
+//! the run stop with `Interrupted`. A kick while no run is active only sets the flag, and
+//! [`Watchdog::enter`] turns it into `immediate_exit` for the next run (both sides use
+//! sequentially consistent atomics, so one of them always sees the other).
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use libc::{c_int, c_void, siginfo_t};
@@ -63,6 +76,16 @@ extern "C" fn on_signal(_sig: c_int, info: *mut siginfo_t, _ctx: *mut c_void) {
     if info.is_null() {
         return;
     }
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_TKILL {
+        // A kick (`Kicker::kick`): stop the run on this thread, if any.
+        let exit = CURRENT_EXIT.try_with(Cell::get).unwrap_or(ptr::null_mut());
+        if !exit.is_null() {
+            // SAFETY: as below: `exit` is `immediate_exit` of the vCPU running on this thread.
+            unsafe { ptr::write_volatile(exit, 1) };
+        }
+        return;
+    }
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler; our timers put the
     // address of their backend's `fired` flag in `sival_ptr`.
     let flag = unsafe { (*info).si_value().sival_ptr } as *const AtomicBool;
@@ -96,6 +119,41 @@ fn current_tid() -> libc::pid_t {
     })
 }
 
+/// The shared half of a backend's kick handle.
+#[derive(Debug, Default)]
+struct KickState {
+    /// A kick waits to stop a run.
+    kicked: AtomicBool,
+    /// Kernel thread id of the thread running the vCPU now, 0 while no run is active.
+    tid: AtomicI32,
+}
+
+/// The thread-safe kick handle of one backend (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Kicker {
+    state: Arc<KickState>,
+}
+
+impl picoqemu_core::Kick for Kicker {
+    fn kick(&self) {
+        self.state.kicked.store(true, Ordering::SeqCst);
+        let tid = self.state.tid.load(Ordering::SeqCst);
+        if tid != 0 {
+            // SAFETY: getpid and tgkill take plain integers. The handler is installed
+            // (`Watchdog::kicker` checked it) before any run publishes its tid; if the thread
+            // left its run meanwhile, the handler finds no run and does nothing, and a thread
+            // id reused by another thread of this process only costs that thread a spurious
+            // EINTR, which run loops treat as "go on".
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, signal_number()) };
+        }
+    }
+}
+
+/// The installed signal's number (0 before installation; only used after it).
+fn signal_number() -> c_int {
+    SIGNAL.get().and_then(|r| r.as_ref().ok().copied()).unwrap_or(0)
+}
+
 /// A POSIX timer aimed at one thread.
 #[derive(Debug)]
 struct Timer {
@@ -123,6 +181,7 @@ pub struct Watchdog {
     fired: *const AtomicBool,
     timer: Option<Timer>,
     armed: Option<Instant>,
+    kick: Arc<KickState>,
     /// Set from outside to end the run (see [`kick_current_thread`]).
     interrupt: Option<&'static AtomicBool>,
 }
@@ -138,6 +197,7 @@ impl Default for Watchdog {
             fired: Box::into_raw(Box::new(AtomicBool::new(false))),
             timer: None,
             armed: None,
+            kick: Arc::default(),
             interrupt: None,
         }
     }
@@ -152,6 +212,23 @@ impl Watchdog {
     /// True when the armed deadline has passed.
     pub fn fired(&self) -> bool {
         self.flag().load(Ordering::SeqCst)
+    }
+
+    /// A handle that kicks this backend's runs from any thread (installs the signal handler).
+    pub fn kicker(&self) -> Result<Kicker, KvmError> {
+        signal()?;
+        Ok(Kicker { state: Arc::clone(&self.kick) })
+    }
+
+    /// Takes a pending kick (true once per kick), or true while the outside stop flag
+    /// ([`Watchdog::set_interrupt`]) is set.
+    pub fn take_kick(&self) -> bool {
+        self.kick.kicked.swap(false, Ordering::SeqCst) || self.interrupted()
+    }
+
+    /// True while a kick waits.
+    pub fn kicked(&self) -> bool {
+        self.kick.kicked.load(Ordering::SeqCst)
     }
 
     /// Watches `flag`: once it is set the run ends (see [`Watchdog::interrupted`]).
@@ -204,12 +281,13 @@ impl Watchdog {
     }
 
     /// Marks this backend as the one running on this thread, with `immediate_exit` at `exit`.
-    /// If the deadline already passed, sets `immediate_exit` right away.
+    /// If the deadline already passed or a kick waits, sets `immediate_exit` right away.
     pub fn enter(&self, exit: *mut u8) {
         CURRENT_EXIT.with(|c| c.set(exit));
         CURRENT_FLAG.with(|c| c.set(self.fired));
         compiler_fence(Ordering::SeqCst);
-        if self.fired() || self.interrupted() {
+        self.kick.tid.store(current_tid(), Ordering::SeqCst);
+        if self.fired() || self.kicked() || self.interrupted() {
             // SAFETY: `exit` is the caller's live `kvm_run.immediate_exit`.
             unsafe { ptr::write_volatile(exit, 1) };
         }
@@ -221,7 +299,7 @@ impl Watchdog {
         // SAFETY: `exit` is the caller's live `kvm_run.immediate_exit`.
         unsafe { ptr::write_volatile(exit, 0) };
         compiler_fence(Ordering::SeqCst);
-        if self.fired() || self.interrupted() {
+        if self.fired() || self.kicked() || self.interrupted() {
             // SAFETY: as above.
             unsafe { ptr::write_volatile(exit, 1) };
         }
@@ -229,6 +307,8 @@ impl Watchdog {
 
     /// Ends the section started by [`Watchdog::enter`].
     pub fn leave(&self) {
+        self.kick.tid.store(0, Ordering::SeqCst);
+        compiler_fence(Ordering::SeqCst);
         CURRENT_FLAG.with(|c| c.set(ptr::null()));
         CURRENT_EXIT.with(|c| c.set(ptr::null_mut()));
     }

@@ -171,7 +171,7 @@ fn coalesced_pio_keeps_output_order() {
     let mut order = Vec::new();
     let (mut e9, mut com) = (0, 0);
     for _ in 0..200 {
-        let ev = b.step(&mut m, None);
+        let ev = b.single_step(&mut m, None);
         let (ne9, ncom) = (m.bus().debugcon().out.captured().len(), m.bus().uart().out.captured().len());
         if ne9 > e9 {
             order.push(m.bus().debugcon().out.captured()[e9]);

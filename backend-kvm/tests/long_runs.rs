@@ -62,9 +62,9 @@ fn state_after_a_long_free_run_is_exact() {
     s2.set_reg(Gpr::Esp, 0x7000);
     m.ram_mut().write(0x7C00, &[0x40, 0x40, 0xF4]).unwrap(); // inc ax / inc ax / hlt
     b.set_state(&s2).unwrap();
-    assert_eq!(b.step(&mut m, None), StepEvent::Retired);
-    assert_eq!(b.step(&mut m, None), StepEvent::Retired);
-    assert_eq!(b.step(&mut m, None), StepEvent::Halted);
+    assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
+    assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
+    assert_eq!(b.single_step(&mut m, None), StepEvent::Halted);
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.eip, s.reg(Gpr::Eax) & 0xFFFF), (0, 0x7C03, 2));
     b.end_steps().unwrap();

@@ -67,7 +67,7 @@ fn rep_movsb_steps_in_chunks_with_rf_set() {
     let mut events = Vec::new();
     let mut cx_seen = Vec::new();
     loop {
-        let ev = b.step(&mut m, deadline);
+        let ev = b.single_step(&mut m, deadline);
         let s = b.state().unwrap();
         if ev == StepEvent::RepChunk {
             assert_eq!(s.eip, 0x7C0A, "IP stays on the REP");
@@ -122,7 +122,7 @@ fn io_and_interrupt_steps() {
     m.ram_mut().write(0x7D00, &[0x45, 0xCF]).unwrap(); // inc bp ; iret
     m.ram_mut().write(0x10 * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
     let mut step = |want: StepEvent, ip: u32| {
-        let ev = b.step(&mut m, None);
+        let ev = b.single_step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!((ev, s.eip), (want, ip), "state:\n{s}");
         s
@@ -157,8 +157,8 @@ fn fault_step_includes_the_handlers_first_instruction() {
         let (mut m, mut b, _) = common::setup(&code);
         m.ram_mut().write(0x7D00, handler).unwrap();
         m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
-        assert_eq!(b.step(&mut m, None), StepEvent::Retired);
-        let ev = b.step(&mut m, None);
+        assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
+        let ev = b.single_step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!(ev, want, "state:\n{s}");
         assert_eq!(s.eip, 0x7D00 + 1, "the handler's first instruction ran");
@@ -184,10 +184,10 @@ fn step_honours_its_deadline_on_vmcall() {
     }
     let (mut m, mut b, _) = common::setup(&[0x90, 0x0F, 0x01, 0xC1, 0xF4]); // nop ; vmcall ; hlt
     let deadline = Some(Instant::now() + Duration::from_secs(1));
-    assert_eq!(b.step(&mut m, deadline), StepEvent::Retired);
+    assert_eq!(b.single_step(&mut m, deadline), StepEvent::Retired);
     // Here single-stepping vmcall makes no progress (IP stays on it); elsewhere it may hang
     // until the deadline or fail emulation.
-    match b.step(&mut m, deadline) {
+    match b.single_step(&mut m, deadline) {
         StepEvent::NoProgress => assert_eq!(b.state().unwrap().eip, 0x7C01),
         StepEvent::Stopped(StopReason::Timeout) | StepEvent::Stopped(StopReason::EmulationFailure { .. }) => {
         }
@@ -258,7 +258,7 @@ fn mmio_and_string_io_steps_complete() {
     let mut events = Vec::new();
     let mut after_read = None;
     for _ in 0..100 {
-        let ev = b.step(&mut m, None);
+        let ev = b.single_step(&mut m, None);
         let s = b.state().unwrap();
         if s.eip == 0x7C0F && after_read.is_none() {
             after_read = Some((ev.clone(), s.reg(Gpr::Eax) & 0xFFFF));
@@ -293,8 +293,8 @@ fn mov_ss_step_stops_after_mov_ss_or_after_the_shadowed_instruction() {
         a.hlt().unwrap(); // 7C08
     });
     let (mut m, mut b, _) = common::setup(&code);
-    assert_eq!(b.step(&mut m, None), StepEvent::Retired);
-    assert_eq!(b.step(&mut m, None), StepEvent::Retired);
+    assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
+    assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
     let ip = b.state().unwrap().eip;
     // PVM (KVM's emulator) ignores the shadow: 0x7C05. Hardware honours it: 0x7C08.
     assert!(ip == 0x7C05 || ip == 0x7C08, "IP after the MOV SS step: {ip:#x}");
@@ -313,7 +313,7 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
     let (mut m, mut b, start) = common::setup(&five_movs_then_hlt());
     let deadline = Some(Instant::now() + Duration::from_secs(10));
     let mut n = 0;
-    while b.step(&mut m, deadline) != StepEvent::Halted {
+    while b.single_step(&mut m, deadline) != StepEvent::Halted {
         n += 1;
         assert!(n < 20, "program 1 did not halt: {}", b.state().unwrap());
     }
@@ -337,8 +337,8 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
             m.ram_mut().write(vector * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
             b.set_state(&start).unwrap();
             let deadline = Some(Instant::now() + Duration::from_secs(10));
-            assert_eq!(b.step(&mut m, deadline), StepEvent::Retired, "round {round} vector {vector}");
-            let ev = b.step(&mut m, deadline);
+            assert_eq!(b.single_step(&mut m, deadline), StepEvent::Retired, "round {round} vector {vector}");
+            let ev = b.single_step(&mut m, deadline);
             let s = b.state().unwrap();
             assert_eq!(
                 ev,
@@ -347,7 +347,7 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
             );
             assert_eq!((s.eip, s.reg(Gpr::Ebp)), (0x7D01, 1), "round {round} vector {vector}");
             assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
-            assert_eq!(b.step(&mut m, deadline), StepEvent::Halted);
+            assert_eq!(b.single_step(&mut m, deadline), StepEvent::Halted);
             b.end_steps().unwrap();
         }
         // A free run in between, on the same VM.
@@ -406,9 +406,9 @@ fn reused_vm_fault_frame_has_no_host_trap_flag() {
         m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
         b.set_state(&start).unwrap();
         for _ in 0..3 {
-            assert_eq!(b.step(&mut m, None), StepEvent::Retired);
+            assert_eq!(b.single_step(&mut m, None), StepEvent::Retired);
         }
-        let ev = b.step(&mut m, None);
+        let ev = b.single_step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!(ev, StepEvent::FaultDelivered { halted: false }, "state:\n{s}");
         let frame = &m.ram_mut().bytes()[0x7000 - 6..0x7000];

@@ -62,6 +62,27 @@ pub trait Kick: Send + Sync {
     fn kick(&self);
 }
 
+/// What the last [`Backend::step`] did, where a backend's single step is not exactly "one
+/// instruction" (KVM's single step on our hosts; see `picoqemu-kvm`'s crate docs). Lockstep
+/// comparison uses it to apply its documented quirk rules; an interpreter always reports
+/// [`StepInfo::Instruction`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum StepInfo {
+    /// One instruction (or one REP iteration, or one exception delivery) completed.
+    #[default]
+    Instruction,
+    /// A REP string instruction ran a chunk of iterations; IP is still on it (RF set).
+    RepChunk,
+    /// The instruction did port I/O or MMIO and completed.
+    Io,
+    /// An exception was delivered *and the handler's first instruction executed* in the same
+    /// step; `halted` when that instruction was a HLT (the step then stops with `Halted`).
+    FaultMerged { halted: bool },
+    /// Nothing happened: the backend cannot execute the instruction at CS:IP (KVM: `vmcall`
+    /// under single step).
+    NoProgress,
+}
+
 /// A CPU that can run real-mode code on a [`Machine`].
 pub trait Backend {
     /// `"kvm"` or `"interp"`.
@@ -81,6 +102,11 @@ pub trait Backend {
     /// [`StopReason::StepDone`] unless something else stopped it first.
     fn step(&mut self, machine: &mut Machine) -> Result<StopReason, BackendError> {
         self.run(machine, RunLimits::instructions(1))
+    }
+
+    /// What the last [`Backend::step`] did beyond its stop reason (see [`StepInfo`]).
+    fn last_step(&self) -> StepInfo {
+        StepInfo::Instruction
     }
 
     /// Puts the CPU into its power-on state (`CpuState::default()`), dropping pending events

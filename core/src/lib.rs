@@ -20,7 +20,7 @@ pub mod machine;
 pub mod ram;
 pub mod stop;
 
-pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits};
+pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits, StepInfo};
 pub use bus::{DeviceHandle, IoAction, IoBus, IoStats};
 pub use clock::{Clock, TimeMode};
 pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};

@@ -279,11 +279,8 @@ fn loads_ss(instr: &Instruction) -> bool {
 }
 
 /// One side's step, with its resulting state.
-fn step_side<B: StepBackend>(
-    side: &mut Side<B>,
-    deadline: Option<Instant>,
-) -> Result<(Step, CpuState), DiffError> {
-    let step = side.backend.step_one(&mut side.machine, deadline);
+fn step_side<B: StepBackend>(side: &mut Side<B>) -> Result<(Step, CpuState), DiffError> {
+    let step = side.backend.step_one(&mut side.machine);
     let state = side.backend.state()?;
     Ok((step, state))
 }
@@ -310,10 +307,7 @@ pub fn lockstep<A: StepBackend, B: StepBackend>(
     start: &CpuState,
     limits: RunLimits,
 ) -> Result<Lockstep, DiffError> {
-    let result = lockstep_inner(reference, candidate, start, limits);
-    reference.backend.end_steps()?;
-    candidate.backend.end_steps()?;
-    result
+    lockstep_inner(reference, candidate, start, limits)
 }
 
 fn lockstep_inner<A: StepBackend, B: StepBackend>(
@@ -360,13 +354,13 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         // register at the start of the reference's last step on it (its last restart).
         let rep_compare = is_rep_compare(&instr);
         let mut ref_restart = rep_count(&instr, &pre);
-        let (mut rev, mut rstate) = step_side(reference, deadline)?;
+        let (mut rev, mut rstate) = step_side(reference)?;
         let mut n = 0;
         while rev == Step::RepChunk && n < MAX_REP_STEPS {
             if same_pc(&rstate, &pre) {
                 ref_restart = rep_count(&instr, &rstate);
             }
-            (rev, rstate) = step_side(reference, deadline)?;
+            (rev, rstate) = step_side(reference)?;
             rules.rep_chunks += 1;
             n += 1;
         }
@@ -381,7 +375,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             // A reference without RepChunk events that still stopped on the REP.
             while rev == Step::Retired && same_pc(&rstate, &pre) && n < MAX_REP_STEPS {
                 ref_restart = rep_count(&instr, &rstate);
-                (rev, rstate) = step_side(reference, deadline)?;
+                (rev, rstate) = step_side(reference)?;
                 rules.rep_chunks += 1;
                 n += 1;
             }
@@ -397,7 +391,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         // The candidate's FLAGS where the reference last restarted the REP compare.
         let mut flags_at_ref_restart =
             (rep_compare && rep_count(&instr, &pre) != ref_restart).then_some(None::<u32>);
-        let (cev, mut cstate) = step_side(candidate, deadline)?;
+        let (cev, mut cstate) = step_side(candidate)?;
         let mut cstop = stop_of(&cev);
         if let Some(r) = restart.as_mut() {
             r.steps += 1;
@@ -410,7 +404,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                         *f = Some(cstate.eflags);
                     }
                 }
-                let (ev, st) = step_side(candidate, deadline)?;
+                let (ev, st) = step_side(candidate)?;
                 cstop = stop_of(&ev);
                 cstate = st;
                 if let Some(r) = restart.as_mut() {
@@ -455,7 +449,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             let hpre = *cstate;
             let hbytes = disasm::fetch(candidate.machine.ram_mut().bytes(), hpre.pc_linear());
             let hinstr = disasm::decode(hbytes.as_slice(), hpre.eip);
-            let (ev, st) = step_side(candidate, deadline)?;
+            let (ev, st) = step_side(candidate)?;
             *cstop = stop_of(&ev);
             *cstate = st;
             undef.executed(&hinstr, hpre.reg(Gpr::Ecx), step);
@@ -472,7 +466,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             if cstate.eip == next_ip && cstate.cs() == pre.cs() {
                 realign(candidate, &mut cstate, &mut cstop, &mut undef, &mut history)?;
             } else {
-                let (ev, st) = step_side(reference, deadline)?;
+                let (ev, st) = step_side(reference)?;
                 rstop = stop_of(&ev);
                 rstate = st;
             }

@@ -1,14 +1,15 @@
-//! Single-stepping a backend for lockstep comparison.
+//! Single-stepping a backend for lockstep comparison, through the core `Backend` trait only.
 //!
-//! [`StepBackend::step_one`] executes "one step" the way the backend defines it and says what
-//! kind of step it was ([`Step`]). For the interpreter a step is `run` with a budget of one
-//! instruction: exactly one instruction, one REP iteration, or one exception delivery. The KVM
-//! backend's step is one `KVM_RUN` with `KVM_GUESTDBG_SINGLESTEP`, which on our hosts is *not*
-//! always one instruction; its own classification is mapped onto [`Step`] so the lockstep
-//! rules in [`super::lockstep`] can apply (see `docs/known-differences.md`).
+//! [`StepBackend::step_one`] executes "one step" the way the backend defines it
+//! ([`Backend::step`]) and says what kind of step it was ([`Step`], from the step's stop
+//! reason and [`Backend::last_step`]). For the interpreter a step is exactly one instruction,
+//! one REP iteration, or one exception delivery. The KVM backend's step is one `KVM_RUN` with
+//! `KVM_GUESTDBG_SINGLESTEP`, which on our hosts is *not* always one instruction; it says so
+//! in its [`StepInfo`], which is mapped onto [`Step`] so the lockstep rules in
+//! [`super::lockstep`] can apply (see `docs/known-differences.md`).
 use std::time::Instant;
 
-use picoqemu_core::{Backend, Machine, RunLimits, StopReason};
+use picoqemu_core::{Backend, Machine, RunLimits, StepInfo, StopReason};
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,62 +31,51 @@ pub enum Step {
     Stopped(StopReason),
 }
 
-/// A backend that can be advanced one step at a time.
+impl Step {
+    /// A step's stop reason and the backend's account of it.
+    pub fn of(stop: StopReason, info: StepInfo) -> Step {
+        match (stop, info) {
+            (StopReason::StepDone | StopReason::BudgetExhausted, info) => match info {
+                StepInfo::Instruction | StepInfo::Io => Step::Retired,
+                StepInfo::RepChunk => Step::RepChunk,
+                StepInfo::FaultMerged { halted } => Step::FaultMerged { halted },
+                StepInfo::NoProgress => Step::NoProgress,
+            },
+            (StopReason::Halted, StepInfo::FaultMerged { halted: true }) => {
+                Step::FaultMerged { halted: true }
+            }
+            (StopReason::Halted, _) => Step::Halted,
+            (other, _) => Step::Stopped(other),
+        }
+    }
+}
+
+/// A backend that can be advanced one step at a time (every [`Backend`] can: the defaults
+/// use only the trait).
 pub trait StepBackend: Backend {
-    /// Runs one step. The default runs one instruction with `run`.
-    fn step_one(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> Step {
-        self.step_n(machine, 1, deadline)
+    /// Runs one step ([`Backend::step`]). Lockstep checks its deadline between steps; no
+    /// backend is known to hang inside one step (KVM reports `vmcall` as no progress).
+    fn step_one(&mut self, machine: &mut Machine) -> Step {
+        let stop = self.step(machine).unwrap_or_else(StopReason::from);
+        Step::of(stop, self.last_step())
     }
 
     /// Runs up to `n` instructions (REP iterations count one each) in one `run`. Lockstep
     /// uses it on the candidate only, to run a REPE/REPNE CMPS/SCAS in the same chunks as
-    /// the reference did (see [`super::lockstep`]); `n = 1` is the default step.
+    /// the reference did (see [`super::lockstep`]).
     fn step_n(&mut self, machine: &mut Machine, n: u64, deadline: Option<Instant>) -> Step {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match self
+        let stop = self
             .run(machine, RunLimits { max_instructions: Some(n.max(1)), timeout })
-            .unwrap_or_else(StopReason::from)
-        {
-            StopReason::StepDone | StopReason::BudgetExhausted => Step::Retired,
-            StopReason::Halted => Step::Halted,
-            other => Step::Stopped(other),
-        }
+            .unwrap_or_else(StopReason::from);
+        Step::of(stop, self.last_step())
     }
 
-    /// Prepares the backend for the next program on the same (already reset) machine. The
-    /// interpreter keeps no state outside what `set_state` loads and re-validates its code
-    /// cache against RAM at every run, so it has nothing to do.
-    fn reset_for_reuse(&mut self, _machine: &mut Machine) -> Result<(), picoqemu_core::BackendError> {
-        Ok(())
-    }
-
-    /// Leaves single-step mode after a lockstep session. Backends without such a mode have
-    /// nothing to undo.
-    fn end_steps(&mut self) -> Result<(), picoqemu_core::BackendError> {
-        Ok(())
+    /// Prepares the backend for the next program on the same (already reset) machine.
+    fn reset_for_reuse(&mut self, machine: &mut Machine) -> Result<(), picoqemu_core::BackendError> {
+        self.reset(machine)
     }
 }
 
 impl StepBackend for picoqemu_interp::InterpBackend {}
-impl StepBackend for picoqemu_kvm::KvmBackend {
-    /// One `KVM_SET_GUEST_DEBUG` single step, classified by the backend.
-    fn step_one(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> Step {
-        use picoqemu_kvm::StepEvent;
-        match self.step(machine, deadline) {
-            StepEvent::Retired | StepEvent::Io => Step::Retired,
-            StepEvent::RepChunk => Step::RepChunk,
-            StepEvent::Halted => Step::Halted,
-            StepEvent::FaultDelivered { halted } => Step::FaultMerged { halted },
-            StepEvent::NoProgress => Step::NoProgress,
-            StepEvent::Stopped(r) => Step::Stopped(r),
-        }
-    }
-
-    fn reset_for_reuse(&mut self, machine: &mut Machine) -> Result<(), picoqemu_core::BackendError> {
-        self.reset(machine).map_err(|e| picoqemu_core::BackendError::new("kvm", e))
-    }
-
-    fn end_steps(&mut self) -> Result<(), picoqemu_core::BackendError> {
-        picoqemu_kvm::KvmBackend::end_steps(self).map_err(|e| picoqemu_core::BackendError::new("kvm", e))
-    }
-}
+impl StepBackend for picoqemu_kvm::KvmBackend {}
