@@ -37,7 +37,6 @@ fn rounds(b: &mut dyn Backend, m: &mut Machine) -> Vec<(StopReason, CpuState, Ve
 }
 
 #[test]
-#[ignore = "the interpreter on main does not take INTR requests yet (the interp helper adds it)"]
 fn interrupts_give_the_same_state_on_both_cpus() {
     if !common::kvm_usable("interrupts_give_the_same_state_on_both_cpus") {
         return;
