@@ -43,7 +43,6 @@ fn run_pc_guest() -> Outcome {
 }
 
 #[test]
-#[ignore = "needs interrupt delivery from branch interp"]
 fn pit_interrupts_wake_hlt_and_are_counted_deterministically() {
     let a = run_pc_guest();
     assert_eq!(a.stop, StopReason::DebugExit(u32::from(PIT_TICKS_EXIT_CODE)), "{}", a.state);

@@ -224,7 +224,7 @@ fn virtual_time_is_the_instruction_count_whatever_the_tier_and_chunks() {
             }
             let n = g.instructions();
             assert_eq!(g.m.clock().now_ns(), n * 10, "{mode:?} {chunk:?}");
-            results.push((n, g.state(), g.m.bus().post_code));
+            results.push((n, g.state(), g.m.bus().post_code()));
         }
     }
     assert!(results.windows(2).all(|w| w[0] == w[1]), "same count and state everywhere");
