@@ -404,7 +404,7 @@ pub fn build_machine(opts: &MachineArgs) -> Result<Machine, CliError> {
         check_mmio_console(base)?;
         bus.mmio_console = Some(MmioConsole::new(base, Sink::new(SinkTarget::Stdout)));
     }
-    let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap };
+    let config = MachineConfig { mem_size: opts.mem, a20_wrap: opts.a20_wrap, ..MachineConfig::default() };
     Ok(Machine::new(config, bus)?)
 }
 
@@ -437,8 +437,8 @@ fn run_image(
     let mut backend = select_backend(opts.backend, opts.jit, &machine)?;
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
     let limits = RunLimits { max_instructions: opts.max_instructions, timeout: opts.timeout };
-    let stop = backend.run(&mut machine, limits);
-    machine.bus.flush();
+    let stop = backend.run(&mut machine, limits).unwrap_or_else(picoqemu_core::StopReason::from);
+    machine.bus_mut().flush();
 
     let mut out = String::new();
     match opts.screen {
@@ -509,7 +509,11 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
             format!("{stop}; KVM's instruction emulator on this host cannot run it, try --backend interp")
         }
         StopReason::HostError(_) => format!("{stop}"),
-        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone => stop.to_string(),
+        StopReason::Halted
+        | StopReason::DebugExit(_)
+        | StopReason::StepDone
+        | StopReason::Breakpoint { .. }
+        | StopReason::Interrupted => stop.to_string(),
     }
 }
 

@@ -13,7 +13,11 @@ use picoqemu_core::{IoBus, Machine, MachineConfig};
 use picoqemu_interp::InterpBackend;
 
 fn machine() -> Machine {
-    Machine::new(MachineConfig { mem_size: FUZZ_MEM, a20_wrap: false }, IoBus::capturing()).unwrap()
+    Machine::new(
+        MachineConfig { mem_size: FUZZ_MEM, a20_wrap: false, ..MachineConfig::default() },
+        IoBus::capturing(),
+    )
+    .unwrap()
 }
 
 fn planted_worker(lockstep: bool) -> Result<Worker<InterpBackend, PlantedBug>, DiffError> {

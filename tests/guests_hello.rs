@@ -37,7 +37,7 @@ fn run(backend: &str, image: &[u8]) -> (Machine, StopReason, CpuState) {
         _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
     };
     cpu.set_state(&start).expect("set_state");
-    let stop = cpu.run(&mut machine, RunLimits::instructions(1_000_000));
+    let stop = cpu.run(&mut machine, RunLimits::instructions(1_000_000)).expect("run");
     let state = cpu.state().expect("state");
     (machine, stop, state)
 }
@@ -46,8 +46,8 @@ fn run(backend: &str, image: &[u8]) -> (Machine, StopReason, CpuState) {
 fn check_hello(backend: &str, image: &[u8]) -> (Vec<u8>, CpuState) {
     let (machine, stop, state) = run(backend, image);
     assert_eq!(stop, StopReason::Halted, "{backend}: {stop}\n{state}");
-    let ram = machine.ram.as_slice();
-    let cells = machine.bus.vga.cells(ram);
+    let ram = machine.ram().as_slice();
+    let cells = machine.bus().vga.cells(ram);
     assert_eq!(cells.len(), COLS * ROWS);
     for (i, cell) in cells.iter().enumerate() {
         let (row, col) = (i / COLS, i % COLS);

@@ -38,7 +38,7 @@ fn run_boot(backend: &str, image: &[u8], mmio_console: Option<u64>) -> Run {
         _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
     };
     cpu.set_state(&start).expect("set_state");
-    let stop = cpu.run(&mut machine, RunLimits::instructions(50_000_000));
+    let stop = cpu.run(&mut machine, RunLimits::instructions(50_000_000)).expect("run");
     let state = cpu.state().expect("state");
     let instructions = cpu.stats().instructions;
     Run { machine, stop, state, instructions }
@@ -59,7 +59,7 @@ fn serial_hello_prints_and_exits() {
             r.state
         );
         assert_eq!(r.stop.exit_status(), 33);
-        let bus = &r.machine.bus;
+        let bus = &r.machine.bus();
         assert_eq!(bus.uart.out.captured(), guests::SERIAL_HELLO_TEXT.as_bytes(), "{backend}: COM1");
         assert_eq!(
             bus.debugcon.out.captured(),
@@ -103,7 +103,7 @@ fn compute_loop_matches_its_model() {
             "{backend}\n{s}"
         );
         assert_eq!(s.reg(Gpr::Ecx), 0, "{backend}");
-        let ram = r.machine.ram.as_slice();
+        let ram = r.machine.ram().as_slice();
         for (i, w) in buf.iter().enumerate() {
             assert_eq!(word(ram, 0x1000 + 2 * i), *w, "{backend}: buffer word {i}");
         }
@@ -123,9 +123,12 @@ fn compute_loop_budget_is_exact_on_the_interpreter() {
     let mut cpu = InterpBackend::new();
     cpu.set_state(&start).unwrap();
     // Everything but the final hlt fits in total - 1 instructions.
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(total - 1)), StopReason::BudgetExhausted);
+    assert_eq!(
+        cpu.run(&mut machine, RunLimits::instructions(total - 1)).expect("run"),
+        StopReason::BudgetExhausted
+    );
     assert_eq!(cpu.state().unwrap().reg(Gpr::Ecx), 0);
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1)), StopReason::Halted);
+    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1)).expect("run"), StopReason::Halted);
 }
 
 #[test]
@@ -135,16 +138,16 @@ fn rep_movsw_copies_blocks() {
         let mut machine = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
         let start = picoqemu_core::load_image(&mut machine, &image, ImageKind::Boot).unwrap();
         let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-        machine.ram.write(0x10000, &pattern).unwrap();
+        machine.ram_mut().write(0x10000, &pattern).unwrap();
         let mut cpu: Box<dyn Backend> = match backend {
             "interp" => Box::new(InterpBackend::new()),
             _ => Box::new(KvmBackend::new(&machine).expect("KVM backend")),
         };
         cpu.set_state(&start).unwrap();
-        let stop = cpu.run(&mut machine, RunLimits::instructions(10_000_000));
+        let stop = cpu.run(&mut machine, RunLimits::instructions(10_000_000)).expect("run");
         let s = cpu.state().unwrap();
         assert_eq!(stop, StopReason::Halted, "{backend}\n{s}");
-        assert_eq!(&machine.ram.as_slice()[0x20000..0x21000], pattern.as_slice(), "{backend}");
+        assert_eq!(&machine.ram().as_slice()[0x20000..0x21000], pattern.as_slice(), "{backend}");
         assert_eq!((s.reg(Gpr::Ecx) as u16, s.reg(Gpr::Esi) as u16, s.reg(Gpr::Edi) as u16), (0, 4096, 4096));
         assert_eq!(s.reg(Gpr::Ebx), 0);
     }
@@ -155,7 +158,7 @@ fn rep_stosw_fills_blocks() {
     for backend in backends("rep_stosw_fills_blocks") {
         let r = run_boot(backend, &guests::rep_stosw(2).unwrap(), None);
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        let ram = r.machine.ram.as_slice();
+        let ram = r.machine.ram().as_slice();
         assert!(ram[0x20000..0x21000].chunks_exact(2).all(|w| w == [0x5A, 0xA5]), "{backend}");
         assert_eq!(ram[0x21000], 0, "{backend}: wrote past the block");
         assert_eq!(r.state.reg(Gpr::Edi) as u16, 4096);
@@ -167,8 +170,8 @@ fn out_loop_writes_the_post_port() {
     for backend in backends("out_loop_writes_the_post_port") {
         let r = run_boot(backend, &guests::out_loop(300).unwrap(), None);
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        assert_eq!(r.machine.bus.post_code, (299 % 256) as u8, "{backend}");
-        assert_eq!(r.machine.bus.stats.pio_writes, 300, "{backend}");
+        assert_eq!(r.machine.bus().post_code, (299 % 256) as u8, "{backend}");
+        assert_eq!(r.machine.bus().stats.pio_writes, 300, "{backend}");
     }
 }
 
@@ -182,12 +185,12 @@ fn mmio_store_loop_reaches_the_console() {
             Some(base),
         );
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        let console = r.machine.bus.mmio_console.as_ref().expect("console");
+        let console = r.machine.bus().mmio_console.as_ref().expect("console");
         let mut expected = vec![b'.'; 50];
         expected.push(b'\n');
         assert_eq!(console.out.captured(), expected.as_slice(), "{backend}");
         // The stores must not have reached RAM under the console.
-        assert!(r.machine.ram.as_slice()[0xD0000..0xD1000].iter().all(|&b| b == 0), "{backend}");
+        assert!(r.machine.ram().as_slice()[0xD0000..0xD1000].iter().all(|&b| b == 0), "{backend}");
     }
 }
 
@@ -198,7 +201,10 @@ fn jmp_self_runs_until_the_budget() {
     let start = picoqemu_core::load_image(&mut machine, &image, ImageKind::Boot).unwrap();
     let mut cpu = InterpBackend::new();
     cpu.set_state(&start).unwrap();
-    assert_eq!(cpu.run(&mut machine, RunLimits::instructions(1000)), StopReason::BudgetExhausted);
+    assert_eq!(
+        cpu.run(&mut machine, RunLimits::instructions(1000)).expect("run"),
+        StopReason::BudgetExhausted
+    );
     assert_eq!(cpu.state().unwrap().eip, 0x7C00);
 }
 

@@ -149,7 +149,7 @@ struct Observed {
 }
 
 fn observe(m: &Machine, stop: StopReason, state: &CpuState) -> Observed {
-    let ram = m.ram.as_slice();
+    let ram = m.ram().as_slice();
     let counts = (0..usize::from(ROUNDS))
         .map(|i| {
             let a = usize::from(COUNTS) + 2 * i;
@@ -158,9 +158,9 @@ fn observe(m: &Machine, stop: StopReason, state: &CpuState) -> Observed {
         .collect();
     Observed {
         stop,
-        mmio: m.bus.mmio_console.as_ref().expect("console").out.captured().to_vec(),
-        e9: m.bus.debugcon.out.captured().to_vec(),
-        com1: m.bus.uart.out.captured().to_vec(),
+        mmio: m.bus().mmio_console.as_ref().expect("console").out.captured().to_vec(),
+        e9: m.bus().debugcon.out.captured().to_vec(),
+        com1: m.bus().uart.out.captured().to_vec(),
         counts,
         eax: state.reg(Gpr::Eax),
     }
@@ -171,7 +171,7 @@ fn interp_run(image: &[u8]) -> Observed {
     let (mut m, start) = machine(image);
     let mut b = InterpBackend::new();
     b.set_state(&start).expect("set_state");
-    let stop = b.run(&mut m, RunLimits::instructions(10_000_000));
+    let stop = b.run(&mut m, RunLimits::instructions(10_000_000)).expect("run");
     let st = b.state().expect("state");
     observe(&m, stop, &st)
 }
@@ -181,7 +181,7 @@ fn kvm_run(image: &[u8], options: KvmOptions) -> (Observed, KvmStats, KvmBackend
     let (mut m, start) = machine(image);
     let mut b = KvmBackend::with_options(&m, options).expect("KVM backend");
     b.set_state(&start).expect("set_state");
-    let stop = b.run(&mut m, RunLimits::timeout(Duration::from_secs(20)));
+    let stop = b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run");
     let st = b.state().expect("state");
     (observe(&m, stop, &st), b.kvm_stats(), b)
 }
@@ -247,7 +247,7 @@ fn global_order_step_by_step_is_program_order() {
         let (mut m, start) = machine(&image);
         let mut b = InterpBackend::new();
         b.set_state(&start).expect("set_state");
-        step_order(&mut m, |m| b.run(m, RunLimits::instructions(1)) == StopReason::Halted)
+        step_order(&mut m, |m| b.run(m, RunLimits::instructions(1)).expect("run") == StopReason::Halted)
     };
     assert_eq!(interp, expected, "interpreter");
     if !kvm_usable("global_order_step_by_step_is_program_order") {
@@ -281,9 +281,9 @@ fn step_order(m: &mut Machine, mut step: impl FnMut(&mut Machine) -> bool) -> Ve
     for _ in 0..100_000 {
         let halted = step(m);
         let streams = [
-            ('M', m.bus.mmio_console.as_ref().expect("console").out.captured()),
-            ('U', m.bus.uart.out.captured()),
-            ('E', m.bus.debugcon.out.captured()),
+            ('M', m.bus().mmio_console.as_ref().expect("console").out.captured()),
+            ('U', m.bus().uart.out.captured()),
+            ('E', m.bus().debugcon.out.captured()),
         ];
         for (i, (tag, bytes)) in streams.into_iter().enumerate() {
             order.extend(bytes[seen[i]..].iter().map(|&b| (tag, b)));

@@ -26,9 +26,14 @@ fn cpuid_guest(leaf: u32) -> Vec<u8> {
 
 /// Runs `code` at 0000:7C00 on `b`; returns EAX, EBX, ECX, EDX.
 fn run(b: &mut dyn Backend, m: &mut Machine, code: &[u8]) -> [u32; 4] {
-    m.ram.write(0x7C00, code).expect("load");
+    m.ram_mut().write(0x7C00, code).expect("load");
     b.set_state(&CpuState { eip: 0x7C00, ..Default::default() }).expect("set_state");
-    assert_eq!(b.run(m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted, "{}", b.name());
+    assert_eq!(
+        b.run(m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+        StopReason::Halted,
+        "{}",
+        b.name()
+    );
     let s = b.state().expect("state");
     [s.reg(Gpr::Eax), s.reg(Gpr::Ebx), s.reg(Gpr::Ecx), s.reg(Gpr::Edx)]
 }

@@ -57,12 +57,12 @@ fn main() {
     let mut results = Vec::new();
     for &mode in modes {
         let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
-        m.ram.write(0x10000, &code).expect("code");
+        m.ram_mut().write(0x10000, &code).expect("code");
         let mut be = InterpBackend::new().with_jit(mode);
         be.set_state(&st).expect("state");
         let t = Instant::now();
         let c0 = cpu_time();
-        let stop = be.run(&mut m, RunLimits::UNBOUNDED);
+        let stop = be.run(&mut m, RunLimits::UNBOUNDED).unwrap_or_else(StopReason::from);
         let dt = t.elapsed().as_secs_f64();
         let cpu = cpu_time().zip(c0).map(|(a, b)| a - b);
         assert_eq!(stop, StopReason::Halted);
@@ -80,7 +80,7 @@ fn main() {
         }
         println!("compute [jit {tier}]: {:?}", be.jit_stats());
         let mut buf = vec![0u8; 0x2000];
-        m.ram.read(0x10000, &mut buf).expect("ram");
+        m.ram().read(0x10000, &mut buf).expect("ram");
         results.push((be.state().expect("state"), buf, n));
     }
     if let [(a, ra, na), (b, rb, nb)] = &results[..] {
@@ -110,7 +110,7 @@ fn main() {
         a.hlt()?;
         Ok(())
     });
-    m.ram.write(0x10000, &code).expect("code");
+    m.ram_mut().write(0x10000, &code).expect("code");
     let mut st = CpuState::default();
     for s in picoqemu_core::SegReg::ALL {
         st.set_seg(s, 0x1000);
@@ -119,7 +119,7 @@ fn main() {
     st.set_seg(picoqemu_core::SegReg::Es, 0x3000);
     be.set_state(&st).expect("state");
     let t = Instant::now();
-    let stop = be.run(&mut m, RunLimits::UNBOUNDED);
+    let stop = be.run(&mut m, RunLimits::UNBOUNDED).unwrap_or_else(StopReason::from);
     let dt = t.elapsed().as_secs_f64();
     assert_eq!(stop, StopReason::Halted);
     let bytes = reps as f64 * 4096.0;

@@ -33,7 +33,7 @@ mod tests {
         let mut t = T::new(&code);
         let s = t.run();
         assert_eq!(s.st.gpr[0] & 0xFF, 0xFF);
-        assert_eq!(t.m.bus.uart.out.captured(), b"A");
+        assert_eq!(t.m.bus().uart.out.captured(), b"A");
     }
 
     #[test]
@@ -52,6 +52,6 @@ mod tests {
         t.cpu.gpr[6] = 0x300;
         t.poke(0x300, b"abc");
         t.run();
-        assert_eq!(t.m.bus.debugcon.out.captured(), b"abc");
+        assert_eq!(t.m.bus().debugcon.out.captured(), b"abc");
     }
 }

@@ -172,9 +172,9 @@ impl Backend for InterpBackend {
         Ok(self.cpu.to_state())
     }
 
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
-        let a20 = if machine.config.a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
-        let ram_len = machine.ram.len();
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
+        let a20 = if machine.config().a20_wrap || self.force_a20_wrap { 0x000F_FFFF } else { u32::MAX };
+        let ram_len = machine.ram().len();
         // Page flags: MMIO from the bus, CODE for what the cache still holds.
         self.pages.clear();
         self.pages.resize(ram_len / 4096, 0);
@@ -187,7 +187,7 @@ impl Backend for InterpBackend {
                 *f |= PG_SLOW;
             }
         }
-        for (base, len) in machine.bus.mmio_regions() {
+        for (base, len) in machine.bus().mmio_regions() {
             let end = base.saturating_add(len);
             let mut p = base / 4096;
             while p * 4096 < end && (p as usize) < self.pages.len() {
@@ -195,7 +195,7 @@ impl Backend for InterpBackend {
                 p += 1;
             }
         }
-        for &pg in self.cache.sync(machine.ram.as_slice(), a20) {
+        for &pg in self.cache.sync(machine.ram().as_slice(), a20) {
             if self.pages[pg] & PG_MMIO == 0 {
                 self.pages[pg] |= PG_CODE;
             }
@@ -207,7 +207,8 @@ impl Backend for InterpBackend {
             }
         }
 
-        let mut cx = Ctx::new(self.cpu, machine.ram.as_mut_slice(), &mut machine.bus, &mut self.pages, a20);
+        let (ram, bus) = machine.ram_and_bus_mut();
+        let mut cx = Ctx::new(self.cpu, ram.as_mut_slice(), bus, &mut self.pages, a20);
         cx.icount = self.icount;
         cx.mmio_any = cx.pages.iter().any(|&f| f & PG_MMIO != 0);
         let start = cx.icount;
@@ -509,8 +510,8 @@ impl Backend for InterpBackend {
         };
         self.cpu = cx.c;
         self.icount = cx.icount;
-        machine.bus.flush();
-        stop
+        machine.bus_mut().flush();
+        Ok(stop)
     }
 
     fn stats(&self) -> BackendStats {

@@ -363,7 +363,7 @@ mod tests {
         // REPE is restored the same way (the first iteration sets ZF = 0 and ends it before the
         // fault here, so use a matching word: AX = 0 over zeros runs on to the fault).
         let mut t = repne_scasw_faulting(start);
-        t.m.ram.write(0x100, &[0xF3, 0xAF]).expect("code");
+        t.m.ram_mut().write(0x100, &[0xF3, 0xAF]).expect("code");
         t.cpu.gpr[0] = 0;
         let s = t.run();
         assert_eq!((s.st.eip, s.st.gpr[1]), (0x501, 0x1C));

@@ -20,17 +20,17 @@ pub struct R {
 impl T {
     pub fn new(code: &[u8]) -> T {
         let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
-        m.ram.write(0x100, code).expect("code fits");
+        m.ram_mut().write(0x100, code).expect("code fits");
         let cpu = CpuState { eip: 0x100, ..CpuState::default() };
         T { m, cpu, be: InterpBackend::new(), started: false }
     }
 
     pub fn poke(&mut self, addr: u32, bytes: &[u8]) {
-        self.m.ram.write(addr as u64, bytes).expect("poke in RAM");
+        self.m.ram_mut().write(addr as u64, bytes).expect("poke in RAM");
     }
 
     pub fn peek(&self, addr: u32, n: usize) -> Vec<u8> {
-        self.m.ram.as_slice()[addr as usize..addr as usize + n].to_vec()
+        self.m.ram().as_slice()[addr as usize..addr as usize + n].to_vec()
     }
 
     pub fn peek16(&self, addr: u32) -> u16 {
@@ -48,7 +48,7 @@ impl T {
             self.be.set_state(&self.cpu).expect("set_state");
             self.started = true;
         }
-        let stop = self.be.run(&mut self.m, limits);
+        let stop = self.be.run(&mut self.m, limits).unwrap_or_else(StopReason::from);
         let st = self.be.state().expect("state");
         R { stop, st }
     }

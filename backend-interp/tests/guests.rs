@@ -23,7 +23,7 @@ fn assemble(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, origin:
 fn run(m: &mut Machine, st: &CpuState, limits: RunLimits) -> (StopReason, CpuState, InterpBackend) {
     let mut be = InterpBackend::new();
     be.set_state(st).expect("set_state");
-    let stop = be.run(m, limits);
+    let stop = be.run(m, limits).expect("run");
     let s = be.state().expect("state");
     (stop, s, be)
 }
@@ -49,7 +49,7 @@ fn article_hello_world_screen() {
     assert_eq!(&lines[..5], &HELLO_ROWS);
     assert!(lines[5..].iter().all(|l| l.trim().is_empty()));
     // Every cell has attribute 0x0A.
-    let ram = m.ram.as_slice();
+    let ram = m.ram().as_slice();
     assert!((0..2000).all(|i| ram[0xB8000 + 2 * i + 1] == 0x0A));
     assert!(be.stats().instructions.unwrap_or(0) > 4000);
 }
@@ -114,7 +114,7 @@ fn serial_guest_prints_and_exits() {
     let (stop, _, _) = run(&mut m, &st, RunLimits::timeout(Duration::from_secs(10)));
     assert_eq!(stop, StopReason::DebugExit(0x21));
     assert_eq!(stop.exit_status(), 0x43);
-    assert_eq!(m.bus.uart.out.captured(), b"Hello, COM1!\n");
+    assert_eq!(m.bus().uart.out.captured(), b"Hello, COM1!\n");
 }
 
 /// A guest at 1000:0000 with every segment register 0x1000 and SP = 0x8000 (the IVT at 0
@@ -122,7 +122,7 @@ fn serial_guest_prints_and_exits() {
 fn raw_guest(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Machine, CpuState) {
     let code = assemble(f, 0);
     let mut m = machine();
-    m.ram.write(0x10000, &code).expect("code");
+    m.ram_mut().write(0x10000, &code).expect("code");
     let mut st = CpuState::default();
     for s in picoqemu_core::SegReg::ALL {
         st.set_seg(s, 0x1000);
@@ -162,7 +162,7 @@ fn self_modifying_loop_patches_an_immediate() {
         Ok(())
     });
     // "add bx, imm16" is 81 C3 iw; set its initial immediate to 1.
-    let ram = &mut m.ram.as_mut_slice()[0x10000..];
+    let ram = &mut m.ram_mut().as_mut_slice()[0x10000..];
     assert_eq!(&ram[5..7], &[0x81, 0xC3]);
     ram[7] = 1;
     ram[8] = 0;
@@ -180,11 +180,11 @@ fn code_changed_between_runs_is_redecoded() {
     });
     let mut be = InterpBackend::new();
     be.set_state(&st).expect("set_state");
-    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     assert_eq!(be.state().expect("state").gpr[0], 1);
-    m.ram.as_mut_slice()[0x10001] = 7; // mov ax, 7
+    m.ram_mut().as_mut_slice()[0x10001] = 7; // mov ax, 7
     be.set_state(&st).expect("set_state");
-    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(be.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     assert_eq!(be.state().expect("state").gpr[0], 7);
 }
 
@@ -223,8 +223,8 @@ fn trap_flag_single_steps_through_int1_handler() {
         a.hlt()?;
         Ok(())
     });
-    m.ram.write(4, &[0x00, 0x02, 0x00, 0x00]).expect("ivt");
-    m.ram.write(0x200, &[0x42, 0xCF]).expect("handler: inc dx ; iret");
+    m.ram_mut().write(4, &[0x00, 0x02, 0x00, 0x00]).expect("ivt");
+    m.ram_mut().write(0x200, &[0x42, 0xCF]).expect("handler: inc dx ; iret");
     let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(1000));
     assert_eq!(stop, StopReason::Halted);
     assert_eq!(s.gpr[2], 3); // one trap after each NOP; none after HLT
@@ -234,7 +234,7 @@ fn trap_flag_single_steps_through_int1_handler() {
 fn unsupported_instruction_stops_with_bytes() {
     // movaps xmm0, xmm1 (0F 28 C1) is not implemented.
     let mut m = machine();
-    m.ram.write(0x10, &[0x40, 0x0F, 0x28, 0xC1]).expect("code");
+    m.ram_mut().write(0x10, &[0x40, 0x0F, 0x28, 0xC1]).expect("code");
     let st = CpuState { eip: 0x10, ..CpuState::default() };
     let (stop, s, _) = run(&mut m, &st, RunLimits::UNBOUNDED);
     match stop {
@@ -258,14 +258,14 @@ fn mmio_accesses_reach_the_bus() {
         a.hlt()?;
         Ok(())
     });
-    m.bus.mmio_console =
+    m.bus_mut().mmio_console =
         Some(picoqemu_core::devices::MmioConsole::new(0xD0000, picoqemu_core::devices::Sink::capture()));
     st.gpr[0] = 0;
     let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(100));
     assert_eq!(stop, StopReason::Halted);
-    assert_eq!(m.bus.mmio_console.as_ref().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
+    assert_eq!(m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
     assert_eq!(s.gpr[0], 2);
-    assert_eq!(m.ram.as_slice()[0xD0000], 0, "MMIO writes must not land in RAM");
+    assert_eq!(m.ram().as_slice()[0xD0000], 0, "MMIO writes must not land in RAM");
 }
 
 #[test]
@@ -281,12 +281,12 @@ fn a20_wrap_option() {
     let (mut m, st) = raw_guest(prog);
     let (stop, _, _) = run(&mut m, &st, RunLimits::instructions(100));
     assert_eq!(stop, StopReason::Halted);
-    assert_eq!((m.ram.as_slice()[0x10_0000], m.ram.as_slice()[0]), (0x77, 0));
+    assert_eq!((m.ram().as_slice()[0x10_0000], m.ram().as_slice()[0]), (0x77, 0));
     let (mut m, st) = raw_guest(prog);
     let mut be = InterpBackend::new().with_a20_wrap(true);
     be.set_state(&st).expect("state");
-    assert_eq!(be.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
-    assert_eq!((m.ram.as_slice()[0x10_0000], m.ram.as_slice()[0]), (0, 0x77));
+    assert_eq!(be.run(&mut m, RunLimits::instructions(100)).expect("run"), StopReason::Halted);
+    assert_eq!((m.ram().as_slice()[0x10_0000], m.ram().as_slice()[0]), (0, 0x77));
 }
 
 #[test]
@@ -305,8 +305,8 @@ fn mov_ss_holds_off_the_single_step_trap() {
         a.hlt()?;
         Ok(())
     });
-    m.ram.write(4, &[0x00, 0x02, 0x00, 0x00]).expect("ivt");
-    m.ram.write(0x200, &[0x42, 0xCF]).expect("handler: inc dx ; iret");
+    m.ram_mut().write(4, &[0x00, 0x02, 0x00, 0x00]).expect("ivt");
+    m.ram_mut().write(0x200, &[0x42, 0xCF]).expect("handler: inc dx ; iret");
     let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(1000));
     assert_eq!(stop, StopReason::Halted);
     assert_eq!(s.gpr[2], 3);

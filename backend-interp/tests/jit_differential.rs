@@ -55,7 +55,7 @@ fn run_small(
     limit: u64,
 ) -> (StopReason, CpuState, u64, Vec<u8>) {
     let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).expect("machine");
-    let ram = m.ram.as_mut_slice();
+    let ram = m.ram_mut().as_mut_slice();
     for v in 0..256 {
         ram[v * 4..v * 4 + 4].copy_from_slice(&[0x00, 0x05, 0, 0]);
     }
@@ -63,10 +63,10 @@ fn run_small(
     ram[0x1000..0x1000 + code.len()].copy_from_slice(code);
     let mut be = InterpBackend::new().with_jit(mode);
     be.set_state(init).expect("set_state");
-    let stop = be.run(&mut m, RunLimits::instructions(limit));
+    let stop = be.run(&mut m, RunLimits::instructions(limit)).expect("run");
     let st = be.state().expect("state");
     let n = be.stats().instructions.unwrap_or(0);
-    (stop, st, n, m.ram.as_slice()[0x20000..0x30000].to_vec())
+    (stop, st, n, m.ram().as_slice()[0x20000..0x30000].to_vec())
 }
 
 fn asm16(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {

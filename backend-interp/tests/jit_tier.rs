@@ -43,13 +43,13 @@ fn run(
     let mut bus = IoBus::capturing();
     bus.mmio_console = Some(MmioConsole::new(CONSOLE, Sink::capture()));
     let mut m = Machine::new(config, bus).expect("machine");
-    m.ram.write(CODE, code).expect("code");
+    m.ram_mut().write(CODE, code).expect("code");
     for v in 0..32u64 {
-        m.ram.write(v * 4, &[HANDLER as u8, (HANDLER >> 8) as u8, 0, 0]).expect("ivt");
+        m.ram_mut().write(v * 4, &[HANDLER as u8, (HANDLER >> 8) as u8, 0, 0]).expect("ivt");
     }
-    m.ram.write(HANDLER as u64, &[0xF4]).expect("handler");
+    m.ram_mut().write(HANDLER as u64, &[0xF4]).expect("handler");
     for i in 0..0x100u64 {
-        m.ram.write(0x20000 + i * 2, &((i * 0x9E37) as u16).to_le_bytes()).expect("data");
+        m.ram_mut().write(0x20000 + i * 2, &((i * 0x9E37) as u16).to_le_bytes()).expect("data");
     }
     let mut st = CpuState::default();
     st.set_seg(SegReg::Cs, 0x1000);
@@ -67,7 +67,7 @@ fn run(
     let rounds = chunk.map_or(1, |c| (2_000_000 / c).max(1));
     for _ in 0..rounds {
         let limits = RunLimits { max_instructions: chunk.or(Some(50_000_000)), ..RunLimits::UNBOUNDED };
-        let stop = be.run(&mut m, limits);
+        let stop = be.run(&mut m, limits).expect("run");
         stops.push(stop.clone());
         states.push(be.state().expect("state"));
         if !matches!(stop, StopReason::BudgetExhausted | StopReason::StepDone) {
@@ -75,8 +75,8 @@ fn run(
         }
     }
     let mut ram = vec![0u8; 0x40000];
-    m.ram.read(0, &mut ram).expect("ram");
-    let console = m.bus.mmio_console.as_ref().map(|c| c.out.captured().to_vec()).unwrap_or_default();
+    m.ram().read(0, &mut ram).expect("ram");
+    let console = m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec()).unwrap_or_default();
     Outcome {
         stops,
         states,

@@ -337,14 +337,14 @@ fn sst286_slice() {
             }
             let mask = fmask & shift_mask(&t) & 0x0FFF;
             for &(a, v) in &t.init_ram {
-                m.ram.as_mut_slice()[a as usize] = v;
+                m.ram_mut().as_mut_slice()[a as usize] = v;
             }
             let st = to_state(&t.init_regs);
             let mut be = InterpBackend::new();
             be.set_state(&st).expect("set_state");
-            let mut stop = be.run(&mut m, RunLimits::instructions(64));
+            let mut stop = be.run(&mut m, RunLimits::instructions(64)).expect("run");
             while matches!(stop, StopReason::DebugExit(_)) {
-                stop = be.run(&mut m, RunLimits::instructions(64));
+                stop = be.run(&mut m, RunLimits::instructions(64)).expect("run");
             }
             let out = be.state().expect("state");
             let got = from_state(&out);
@@ -364,7 +364,7 @@ fn sst286_slice() {
                     errs.push(format!("{}: expected {:04x} got {:04x}", NAMES[i], e, g));
                 }
             }
-            let ramv = m.ram.as_slice();
+            let ramv = m.ram().as_slice();
             // Pushed FLAGS of an exception: mask like FLAGS.
             let flags_at = t.excp.map(|_| exp[SS] as u32 * 16 + exp[SP].wrapping_add(4) as u32);
             for &(a, v) in &t.fina_ram {
@@ -387,7 +387,7 @@ fn sst286_slice() {
                     eprintln!("FAIL {stem} {} ({:02x?}): {}", t.name, t.bytes, errs.join("; "));
                 }
             }
-            let ram = m.ram.as_mut_slice();
+            let ram = m.ram_mut().as_mut_slice();
             for &(a, _) in t.init_ram.iter().chain(t.fina_ram.iter()) {
                 ram[a as usize] = 0;
             }

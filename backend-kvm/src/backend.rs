@@ -163,20 +163,20 @@ impl KvmBackend {
     /// Creates a VM whose memory is `machine`'s RAM (around its MMIO holes). The vCPU starts
     /// in real mode with `CpuState::default()`.
     pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
-        let host = machine.ram.host_address();
-        let holes = machine.bus.mmio_regions();
+        let host = machine.ram().host_address();
+        let holes = machine.bus().mmio_regions();
         let output = &picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT;
         let mmio_zone = machine
-            .bus
+            .bus()
             .mmio_console
             .as_ref()
             .filter(|_| options.coalesced_mmio)
             .map(|c| (c.base + output.start, output.end - output.start));
         let mut vm = Vm::new(
             host,
-            machine.ram.len(),
+            machine.ram().len(),
             &holes,
-            machine.config.a20_wrap,
+            machine.config().a20_wrap,
             options.coalesced_pio,
             mmio_zone,
             options.host_cpuid,
@@ -189,7 +189,7 @@ impl KvmBackend {
         let mut b = KvmBackend {
             vm,
             ram_host: host as usize,
-            ram_len: machine.ram.len(),
+            ram_len: machine.ram().len(),
             tregs,
             tsregs,
             single_step: false,
@@ -242,7 +242,7 @@ impl KvmBackend {
             return Err(KvmError::Memory(r.to_string()));
         }
         if self.io_pending {
-            self.complete_pending(&mut machine.bus);
+            self.complete_pending(machine.bus_mut());
         }
         self.watchdog.disarm()?;
         self.set_single_step(false)?;
@@ -259,7 +259,7 @@ impl KvmBackend {
     /// Executes one single step (see [`StepEvent`] for what a step can be) and returns what
     /// it did. `deadline` bounds the step (a `vmcall` never returns on PVM hosts); the
     /// watchdog stays armed between steps with the same deadline, so a lockstep session pays
-    /// for arming once. Port writes the step makes reach `machine.bus` before it returns.
+    /// for arming once. Port writes the step makes reach `machine.bus()` before it returns.
     pub fn step(&mut self, machine: &mut Machine, deadline: Option<Instant>) -> StepEvent {
         self.stats.runs += 1;
         if let Err(r) = self.check_machine(machine) {
@@ -291,13 +291,13 @@ impl KvmBackend {
     }
 
     fn check_machine(&self, machine: &Machine) -> Result<(), StopReason> {
-        if machine.ram.host_address() as usize != self.ram_host || machine.ram.len() != self.ram_len {
+        if machine.ram().host_address() as usize != self.ram_host || machine.ram().len() != self.ram_len {
             return Err(StopReason::HostError(format!(
                 "this KVM VM was created for the machine whose RAM is at {:#x} ({:#x} bytes), not for the one at {:p} ({:#x} bytes)",
                 self.ram_host,
                 self.ram_len,
-                machine.ram.host_address(),
-                machine.ram.len()
+                machine.ram().host_address(),
+                machine.ram().len()
             )));
         }
         Ok(())
@@ -364,9 +364,9 @@ impl KvmBackend {
     /// Ends a run or step: replays coalesced writes, leaves the watchdog section and flushes
     /// device output.
     fn leave(&mut self, machine: &mut Machine) {
-        self.drain_coalesced(&mut machine.bus);
+        self.drain_coalesced(machine.bus_mut());
         self.watchdog.leave();
-        machine.bus.flush();
+        machine.bus_mut().flush();
     }
 
     /// One `KVM_RUN`.
@@ -551,7 +551,7 @@ impl KvmBackend {
             exits::insn_bytes(&raw.insn_bytes[..n], ip as u16)
         } else {
             let (buf, n) =
-                exits::fetch(machine.ram.as_slice(), st.seg(picoqemu_core::SegReg::Cs).base, ip as u16);
+                exits::fetch(machine.ram().as_slice(), st.seg(picoqemu_core::SegReg::Cs).base, ip as u16);
             exits::insn_bytes(&buf[..n], ip as u16)
         };
         StopReason::EmulationFailure { cs, ip, bytes }
@@ -592,10 +592,10 @@ impl KvmBackend {
             }
             exits = exits.saturating_add(1);
             let exit = self.kvm_run();
-            self.drain_coalesced(&mut machine.bus);
+            self.drain_coalesced(machine.bus_mut());
             match exit {
                 Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
-                    match self.handle_io(&mut machine.bus, &exit) {
+                    match self.handle_io(machine.bus_mut(), &exit) {
                         Ok(None) => {}
                         Ok(Some(r)) | Err(r) => break r,
                     }
@@ -706,21 +706,21 @@ impl KvmBackend {
     /// One single step with single-step mode already on and the watchdog entered.
     fn step_inner(&mut self, machine: &mut Machine) -> StepEvent {
         self.stats.steps += 1;
-        let pre = self.snap(machine.ram.as_slice(), None);
+        let pre = self.snap(machine.ram().as_slice(), None);
         let pre_regs = self.vm.vcpu.sync_regs_mut().regs;
-        let (bytes, n) = exits::fetch(machine.ram.as_slice(), pre.cs_base, pre.eip as u16);
+        let (bytes, n) = exits::fetch(machine.ram().as_slice(), pre.cs_base, pre.eip as u16);
         let insn = InsnKind::of(&bytes[..n], pre.eip as u16);
         let mut did_io = false;
         loop {
             let exit = self.kvm_run();
-            self.drain_coalesced(&mut machine.bus);
+            self.drain_coalesced(machine.bus_mut());
             let completed = match exit {
                 Exit::Debug => true,
                 Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
-                    match self.handle_io(&mut machine.bus, &exit) {
+                    match self.handle_io(machine.bus_mut(), &exit) {
                         Ok(None) => {}
                         Ok(Some(r)) | Err(r) => {
-                            self.complete_pending(&mut machine.bus);
+                            self.complete_pending(machine.bus_mut());
                             return StepEvent::Stopped(r);
                         }
                     }
@@ -748,8 +748,8 @@ impl KvmBackend {
             let p = self.immediate_exit_ptr();
             self.watchdog.clear_immediate_exit(p);
         }
-        let post = self.snap(machine.ram.as_slice(), Some(&pre));
-        let hlt = self.handler_hlt(machine.ram.as_slice(), &post);
+        let post = self.snap(machine.ram().as_slice(), Some(&pre));
+        let hlt = self.handler_hlt(machine.ram().as_slice(), &post);
         let post_regs = self.vm.vcpu.sync_regs_mut().regs;
         let rf = u64::from(picoqemu_core::flags::RF);
         let unchanged = post_regs.rflags & !rf == pre_regs.rflags & !rf
@@ -840,7 +840,24 @@ impl Backend for KvmBackend {
         Ok(self.current())
     }
 
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
+        match self.run_machine(machine, limits) {
+            StopReason::HostError(m) => Err(BackendError::new("kvm", m)),
+            stop => Ok(stop),
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            instructions: (self.stats.free_runs == 0).then_some(self.stats.stepped_instructions),
+            exits: Some(self.stats.exits),
+        }
+    }
+}
+
+impl KvmBackend {
+    /// [`Backend::run`] with host failures as [`StopReason::HostError`].
+    fn run_machine(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
         self.stats.runs += 1;
         if let Err(r) = self.check_machine(machine) {
             return r;
@@ -867,7 +884,7 @@ impl Backend for KvmBackend {
             }
         };
         if self.io_pending {
-            self.complete_pending(&mut machine.bus);
+            self.complete_pending(machine.bus_mut());
         }
         self.leave(machine);
         let disarmed = self.watchdog.disarm();
@@ -875,13 +892,6 @@ impl Backend for KvmBackend {
         match disarmed {
             Ok(()) => reason,
             Err(e) => StopReason::HostError(e.to_string()),
-        }
-    }
-
-    fn stats(&self) -> BackendStats {
-        BackendStats {
-            instructions: (self.stats.free_runs == 0).then_some(self.stats.stepped_instructions),
-            exits: Some(self.stats.exits),
         }
     }
 }

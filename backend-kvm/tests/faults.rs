@@ -14,18 +14,18 @@ fn endless_loop_times_out_and_vm_is_reusable() {
     }
     // jmp $
     let (mut m, mut b, _) = common::setup(&[0xEB, 0xFE]);
-    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(1)));
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(1))).expect("run");
     assert_eq!(r, StopReason::Timeout);
     assert_eq!(b.state().unwrap().eip, 0x7C00);
     // The same VM runs the next program: hlt at 0x7C10.
-    m.ram.write(0x7C10, &[0xF4]).unwrap();
+    m.ram_mut().write(0x7C10, &[0xF4]).unwrap();
     let s = CpuState { eip: 0x7C10, ..Default::default() };
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().eip, 0x7C11);
     // And a run without any limit after a timed one is not hit by a stale watchdog.
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn vmcall_is_bounded_by_the_watchdog() {
     }
     // vmcall ; hlt
     let (mut m, mut b, _) = common::setup(&[0x0F, 0x01, 0xC1, 0xF4]);
-    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(1)));
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(1))).expect("run");
     match r {
         StopReason::Timeout => {}
         StopReason::EmulationFailure { cs, ip, bytes } => {
@@ -94,18 +94,18 @@ fn triple_fault_is_reported() {
     });
     let (mut m, mut b, _) = common::setup(&code);
     // IDTR image: limit 0, base 0. GDTR image at 0x7E08: limit 0x17, base 0x7E10.
-    m.ram.write(0x7E00, &[0, 0, 0, 0, 0, 0]).unwrap();
-    m.ram.write(0x7E08, &[0x17, 0, 0x10, 0x7E, 0, 0]).unwrap();
+    m.ram_mut().write(0x7E00, &[0, 0, 0, 0, 0, 0]).unwrap();
+    m.ram_mut().write(0x7E08, &[0x17, 0, 0x10, 0x7E, 0, 0]).unwrap();
     // Null descriptor; code: base 0, limit 0xFFFF, present, code exec/read, 16-bit.
-    m.ram.write(0x7E10, &[0; 8]).unwrap();
-    m.ram.write(0x7E18, &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0, 0]).unwrap();
-    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    m.ram_mut().write(0x7E10, &[0; 8]).unwrap();
+    m.ram_mut().write(0x7E18, &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0, 0]).unwrap();
+    let r = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
     assert_eq!(r, StopReason::TripleFault, "state:\n{}", b.state().unwrap());
     // The VM is reusable after a shutdown.
     b.reset(&mut m).unwrap();
-    m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap(); // inc ax ; hlt
+    m.ram_mut().write(0x7C00, &[0x40, 0xF4]).unwrap(); // inc ax ; hlt
     b.set_state(&CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().reg(Gpr::Eax), 1);
 }
 
@@ -116,18 +116,21 @@ fn vm_is_reusable_after_guest_faults() {
     }
     // daa at 0x7C00 (emulation failure on PVM), then the same VM runs `inc ax ; hlt`.
     let (mut m, mut b, start) = common::setup(&[0x27, 0xF4]);
-    let first = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+    let first = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
     assert!(matches!(first, StopReason::EmulationFailure { .. } | StopReason::Halted), "{first}");
     for _ in 0..2 {
         b.reset(&mut m).unwrap();
-        m.ram.write(0x7C00, &[0x40, 0xF4]).unwrap();
+        m.ram_mut().write(0x7C00, &[0x40, 0xF4]).unwrap();
         b.set_state(&start).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C02, 1));
-        m.ram.write(0x7C00, &[0x27, 0xF4]).unwrap();
+        m.ram_mut().write(0x7C00, &[0x27, 0xF4]).unwrap();
         b.set_state(&start).unwrap();
-        let again = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10)));
+        let again = b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run");
         assert_eq!(again, first);
     }
 }
@@ -139,7 +142,7 @@ fn budget_with_timeout_on_an_endless_loop_times_out() {
     }
     let (mut m, mut b, _) = common::setup(&[0xEB, 0xFE]);
     let limits = RunLimits { max_instructions: Some(u64::MAX), timeout: Some(Duration::from_millis(300)) };
-    assert_eq!(b.run(&mut m, limits), StopReason::Timeout);
+    assert_eq!(b.run(&mut m, limits).expect("run"), StopReason::Timeout);
     assert!(b.kvm_stats().stepped_instructions > 0);
 }
 
@@ -152,17 +155,26 @@ fn backend_can_move_between_threads() {
     }
     // Created here, run with a timeout there (the watchdog re-targets its signal), and back.
     let (mut m, mut b, start) = common::setup(&[0xEB, 0xFE]);
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+    assert_eq!(
+        b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))).expect("run"),
+        StopReason::Timeout
+    );
     let mut b = std::thread::spawn(move || {
         let mut b = b;
         let mut m2 = common::machine();
         // A run on another machine is refused before anything happens.
-        assert!(matches!(b.run(&mut m2, RunLimits::UNBOUNDED), StopReason::HostError(_)));
+        assert!(b.run(&mut m2, RunLimits::UNBOUNDED).is_err());
         b
     })
     .join()
     .unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+    assert_eq!(
+        b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))).expect("run"),
+        StopReason::Timeout
+    );
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))), StopReason::Timeout);
+    assert_eq!(
+        b.run(&mut m, RunLimits::timeout(Duration::from_millis(200))).expect("run"),
+        StopReason::Timeout
+    );
 }

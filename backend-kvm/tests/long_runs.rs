@@ -34,8 +34,8 @@ fn load_guest(m: &mut picoqemu_core::Machine, last: &[u8]) {
     });
     second.extend_from_slice(last);
     second.push(0xF4); // hlt
-    m.ram.write(0x7C00, &first).unwrap();
-    m.ram.write(0x12340 + 0x10, &second).unwrap();
+    m.ram_mut().write(0x7C00, &first).unwrap();
+    m.ram_mut().write(0x12340 + 0x10, &second).unwrap();
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn state_after_a_long_free_run_is_exact() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[]);
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"), StopReason::Halted);
     assert_eq!(b.kvm_stats().pio_exits, 200);
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.seg(SegReg::Cs).base), (0x1234, 0x12340));
@@ -54,13 +54,13 @@ fn state_after_a_long_free_run_is_exact() {
     assert_eq!(s.seg(SegReg::Es).selector, 0x2000);
     assert_eq!(s.seg(SegReg::Ss).selector, 0, "SS untouched");
     let halt_ip = s.eip;
-    assert_eq!(m.ram.as_slice()[0x12340 + halt_ip as usize - 1], 0xF4, "IP is just past the HLT");
+    assert_eq!(m.ram().as_slice()[0x12340 + halt_ip as usize - 1], 0xF4, "IP is just past the HLT");
 
     // Single steps right after the long run (switching single step on parks RIP using the
     // CS base KVM holds): a new program at 0000:7C00 steps normally.
     let mut s2 = CpuState { eip: 0x7C00, ..Default::default() };
     s2.set_reg(Gpr::Esp, 0x7000);
-    m.ram.write(0x7C00, &[0x40, 0x40, 0xF4]).unwrap(); // inc ax / inc ax / hlt
+    m.ram_mut().write(0x7C00, &[0x40, 0x40, 0xF4]).unwrap(); // inc ax / inc ax / hlt
     b.set_state(&s2).unwrap();
     assert_eq!(b.step(&mut m, None), StepEvent::Retired);
     assert_eq!(b.step(&mut m, None), StepEvent::Retired);
@@ -72,7 +72,7 @@ fn state_after_a_long_free_run_is_exact() {
     // And a second long free run on the same VM.
     load_guest(&mut m, &[]);
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().seg(SegReg::Cs).selector, 0x1234);
 }
 
@@ -84,12 +84,12 @@ fn emulation_failure_after_a_long_run_names_the_right_cs_ip() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[0x27]); // daa: KVM's emulator lacks it
     b.set_state(&start).unwrap();
-    match b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))) {
+    match b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run") {
         StopReason::EmulationFailure { cs, ip, .. } => {
             let daa_ip = b.state().unwrap().eip;
             assert_eq!(cs, 0x1234);
             assert_eq!(ip, daa_ip);
-            assert_eq!(m.ram.as_slice()[0x12340 + ip as usize], 0x27);
+            assert_eq!(m.ram().as_slice()[0x12340 + ip as usize], 0x27);
         }
         other => panic!("expected an emulation failure, got {other:?}"),
     }
@@ -103,8 +103,11 @@ fn a_debug_exit_after_a_long_run_leaves_exact_state() {
     let (mut m, mut b, start) = common::setup(&[0xF4]);
     load_guest(&mut m, &[0xB0, 0x07, 0xE6, 0xF4]); // mov al, 7 / out 0xF4, al
     b.set_state(&start).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))), StopReason::DebugExit(7));
+    assert_eq!(
+        b.run(&mut m, RunLimits::timeout(Duration::from_secs(20))).expect("run"),
+        StopReason::DebugExit(7)
+    );
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.seg(SegReg::Ds).selector), (0x1234, 0x2000));
-    assert_eq!(m.ram.as_slice()[0x12340 + s.eip as usize], 0xF4, "IP is on the HLT after the OUT");
+    assert_eq!(m.ram().as_slice()[0x12340 + s.eip as usize], 0xF4, "IP is on the HLT after the OUT");
 }

@@ -23,23 +23,23 @@ fn instruction_budget_counts_single_steps() {
         return;
     }
     let (mut m, mut b, _) = common::setup(&five_movs_then_hlt());
-    assert_eq!(b.run(&mut m, RunLimits::instructions(0)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(0)).expect("run"), StopReason::BudgetExhausted);
     assert_eq!(b.state().unwrap().eip, 0x7C00);
-    assert_eq!(b.run(&mut m, RunLimits::instructions(1)), StopReason::StepDone);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(1)).expect("run"), StopReason::StepDone);
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C03, 1));
-    assert_eq!(b.run(&mut m, RunLimits::instructions(3)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(3)).expect("run"), StopReason::BudgetExhausted);
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C0C, 4));
     // The HLT is recognised under single step although KVM reports a debug exit for it.
-    assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(10)).expect("run"), StopReason::Halted);
     assert_eq!(b.state().unwrap().eip, 0x7C10);
     assert_eq!(b.stats().instructions, Some(6));
     // A free run afterwards leaves single-step mode.
     let mut s = b.state().unwrap();
     s.eip = 0x7C00;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
     // One exit per step, one to clear the halt request the stepped HLT left in KVM (without
     // it this free run would stop after its first instruction), one for the free run.
     assert_eq!(b.state().unwrap().eip, 0x7C10, "the free run ran to its own HLT");
@@ -61,7 +61,7 @@ fn rep_movsb_steps_in_chunks_with_rf_set() {
     });
     let (mut m, mut b, _) = common::setup(&code);
     for i in 0..3000 {
-        m.ram.as_mut_slice()[0x1000 + i] = i as u8;
+        m.ram_mut().as_mut_slice()[0x1000 + i] = i as u8;
     }
     let deadline = Some(Instant::now() + Duration::from_secs(30));
     let mut events = Vec::new();
@@ -90,12 +90,12 @@ fn rep_movsb_steps_in_chunks_with_rf_set() {
     assert!(cx_seen.windows(2).all(|w| w[1] < w[0]), "CX falls chunk by chunk: {cx_seen:?}");
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Ecx) & 0xFFFF, s.eflags & flags::RF), (0x7C0D, 0, 0));
-    assert_eq!(&m.ram.as_slice()[0x4000..0x4000 + 3000], &m.ram.as_slice()[0x1000..0x1000 + 3000]);
+    assert_eq!(&m.ram().as_slice()[0x4000..0x4000 + 3000], &m.ram().as_slice()[0x1000..0x1000 + 3000]);
     // With a budget the REP counts as one instruction, whatever its chunks.
     let mut s = b.state().unwrap();
     s.eip = 0x7C00;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::instructions(5)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(5)).expect("run"), StopReason::BudgetExhausted);
     assert_eq!(b.state().unwrap().eip, 0x7C0C);
 }
 
@@ -118,8 +118,8 @@ fn io_and_interrupt_steps() {
         a.hlt().unwrap();
     });
     let (mut m, mut b, _) = common::setup(&code);
-    m.ram.write(0x7D00, &[0x45, 0xCF]).unwrap(); // inc bp ; iret
-    m.ram.write(0x10 * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+    m.ram_mut().write(0x7D00, &[0x45, 0xCF]).unwrap(); // inc bp ; iret
+    m.ram_mut().write(0x10 * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
     let mut step = |want: StepEvent, ip: u32| {
         let ev = b.step(&mut m, None);
         let s = b.state().unwrap();
@@ -135,7 +135,7 @@ fn io_and_interrupt_steps() {
     assert_eq!(s.reg(Gpr::Ebp), 1);
     step(StepEvent::Retired, 0x7C08);
     step(StepEvent::Halted, 0x7C09);
-    assert_eq!(m.bus.post_code, 0xE9);
+    assert_eq!(m.bus().post_code, 0xE9);
 }
 
 #[test]
@@ -154,20 +154,24 @@ fn fault_step_includes_the_handlers_first_instruction() {
         (&[0xF4][..], StepEvent::FaultDelivered { halted: true }),
     ] {
         let (mut m, mut b, _) = common::setup(&code);
-        m.ram.write(0x7D00, handler).unwrap();
-        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        m.ram_mut().write(0x7D00, handler).unwrap();
+        m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
         assert_eq!(b.step(&mut m, None), StepEvent::Retired);
         let ev = b.step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!(ev, want, "state:\n{s}");
         assert_eq!(s.eip, 0x7D00 + 1, "the handler's first instruction ran");
         assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
-        assert_eq!(&m.ram.as_slice()[0x7000 - 6..0x7000 - 2], &[0x02, 0x7C, 0x00, 0x00], "it names the DIV");
+        assert_eq!(
+            &m.ram().as_slice()[0x7000 - 6..0x7000 - 2],
+            &[0x02, 0x7C, 0x00, 0x00],
+            "it names the DIV"
+        );
         // The budget view of the same: the handler's HLT ends the run.
         let (mut m, mut b, _) = common::setup(&code);
-        m.ram.write(0x7D00, handler).unwrap();
-        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::instructions(100)), StopReason::Halted);
+        m.ram_mut().write(0x7D00, handler).unwrap();
+        m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        assert_eq!(b.run(&mut m, RunLimits::instructions(100)).expect("run"), StopReason::Halted);
         assert_eq!(b.state().unwrap().eip, 0x7D00 + handler.len() as u32);
     }
 }
@@ -190,7 +194,9 @@ fn step_honours_its_deadline_on_vmcall() {
     }
     b.end_steps().unwrap();
     // A budgeted run over it ends too.
-    let r = b.run(&mut m, RunLimits { max_instructions: Some(50), timeout: Some(Duration::from_secs(1)) });
+    let r = b
+        .run(&mut m, RunLimits { max_instructions: Some(50), timeout: Some(Duration::from_secs(1)) })
+        .expect("run");
     assert!(
         matches!(r, StopReason::BudgetExhausted | StopReason::Timeout | StopReason::EmulationFailure { .. }),
         "{r}"
@@ -199,7 +205,7 @@ fn step_honours_its_deadline_on_vmcall() {
     let mut s = b.state().unwrap();
     s.eip = 0x7C04;
     b.set_state(&s).unwrap();
-    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+    assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
 }
 
 #[test]
@@ -208,12 +214,12 @@ fn reset_prepares_the_vm_for_the_next_program() {
         return;
     }
     let (mut m, mut b, start) = common::setup(&five_movs_then_hlt());
-    assert_eq!(b.run(&mut m, RunLimits::instructions(2)), StopReason::BudgetExhausted);
+    assert_eq!(b.run(&mut m, RunLimits::instructions(2)).expect("run"), StopReason::BudgetExhausted);
     b.reset(&mut m).unwrap();
     assert_eq!(b.state().unwrap(), picoqemu_core::CpuState::default());
     for _ in 0..3 {
         b.set_state(&start).unwrap();
-        assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED), StopReason::Halted);
+        assert_eq!(b.run(&mut m, RunLimits::UNBOUNDED).expect("run"), StopReason::Halted);
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5));
         b.reset(&mut m).unwrap();
@@ -245,7 +251,7 @@ fn mmio_and_string_io_steps_complete() {
         a.rep().insb().unwrap(); // 7C1D
         a.hlt().unwrap(); // 7C1F
     });
-    m.ram.write(0x7C00, &code).unwrap();
+    m.ram_mut().write(0x7C00, &code).unwrap();
     let mut b = picoqemu_kvm::KvmBackend::new(&m).unwrap();
     b.set_state(&picoqemu_core::CpuState { eip: 0x7C00, ..Default::default() }).unwrap();
     let mut events = Vec::new();
@@ -268,10 +274,10 @@ fn mmio_and_string_io_steps_complete() {
     // rep insb: I/O steps (possibly chunked with IP on the REP) until IP leaves it.
     let rep: Vec<_> = events.iter().filter(|(_, ip)| *ip == 0x7C1D).collect();
     assert!(!rep.is_empty(), "{events:?}");
-    assert_eq!(&m.ram.as_slice()[0x9000..0x9003], &[0xE9; 3]);
+    assert_eq!(&m.ram().as_slice()[0x9000..0x9003], &[0xE9; 3]);
     let s = b.state().unwrap();
     assert_eq!(s.reg(Gpr::Ecx) & 0xFFFF, 0);
-    assert_eq!(m.bus.mmio_console.as_ref().unwrap().out.captured(), b"A");
+    assert_eq!(m.bus().mmio_console.as_ref().unwrap().out.captured(), b"A");
 }
 
 #[test]
@@ -325,9 +331,9 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
         for (code, vector) in [(&de[..], 0u64), (&ud[..], 6)] {
             m.reset();
             b.reset(&mut m).unwrap();
-            m.ram.write(0x7C00, code).unwrap();
-            m.ram.write(0x7D00, &[0x45, 0xF4]).unwrap();
-            m.ram.write(vector * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+            m.ram_mut().write(0x7C00, code).unwrap();
+            m.ram_mut().write(0x7D00, &[0x45, 0xF4]).unwrap();
+            m.ram_mut().write(vector * 4, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
             b.set_state(&start).unwrap();
             let deadline = Some(Instant::now() + Duration::from_secs(10));
             assert_eq!(b.step(&mut m, deadline), StepEvent::Retired, "round {round} vector {vector}");
@@ -346,10 +352,13 @@ fn fault_step_on_a_reused_vm_after_a_lockstep_session() {
         // A free run in between, on the same VM.
         m.reset();
         b.reset(&mut m).unwrap();
-        m.ram.write(0x7C00, &five_movs_then_hlt()).unwrap();
+        m.ram_mut().write(0x7C00, &five_movs_then_hlt()).unwrap();
         b.set_state(&start).unwrap();
         // The stepped HLTs above must not make this run stop after its first instruction.
-        assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+        assert_eq!(
+            b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+            StopReason::Halted
+        );
         let s = b.state().unwrap();
         assert_eq!((s.eip, s.reg(Gpr::Eax)), (0x7C10, 5), "round {round}: the free run reached its HLT");
     }
@@ -378,19 +387,22 @@ fn reused_vm_fault_frame_has_no_host_trap_flag() {
     for free_first in [false, true] {
         m.reset();
         b.reset(&mut m).unwrap();
-        m.ram.write(0x7C00, &p1).unwrap();
+        m.ram_mut().write(0x7C00, &p1).unwrap();
         b.set_state(&start).unwrap();
         if free_first {
-            assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))), StopReason::Halted);
+            assert_eq!(
+                b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
+                StopReason::Halted
+            );
         } else {
-            assert_eq!(b.run(&mut m, RunLimits::instructions(10)), StopReason::Halted);
+            assert_eq!(b.run(&mut m, RunLimits::instructions(10)).expect("run"), StopReason::Halted);
         }
         assert_eq!(b.state().unwrap().eip, 0x7C04);
         m.reset();
         b.reset(&mut m).unwrap();
-        m.ram.write(0x7C00, &p2).unwrap();
-        m.ram.write(0x7D00, &[0x45, 0xF4]).unwrap();
-        m.ram.write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
+        m.ram_mut().write(0x7C00, &p2).unwrap();
+        m.ram_mut().write(0x7D00, &[0x45, 0xF4]).unwrap();
+        m.ram_mut().write(0, &[0x00, 0x7D, 0x00, 0x00]).unwrap();
         b.set_state(&start).unwrap();
         for _ in 0..3 {
             assert_eq!(b.step(&mut m, None), StepEvent::Retired);
@@ -398,7 +410,7 @@ fn reused_vm_fault_frame_has_no_host_trap_flag() {
         let ev = b.step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!(ev, StepEvent::FaultDelivered { halted: false }, "state:\n{s}");
-        let frame = &m.ram.as_slice()[0x7000 - 6..0x7000];
+        let frame = &m.ram().as_slice()[0x7000 - 6..0x7000];
         assert_eq!(&frame[..4], &[0x04, 0x7C, 0x00, 0x00], "the frame names the DIV");
         let pushed = u32::from(u16::from_le_bytes([frame[4], frame[5]]));
         assert_eq!(

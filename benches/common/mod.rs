@@ -56,7 +56,7 @@ pub fn boot_machine(image: &[u8]) -> (Machine, CpuState) {
 /// Loads `start` and runs to the end; panics (the benchmark is wrong) unless the guest halted.
 pub fn run_to_halt(b: &mut dyn Backend, m: &mut Machine, start: &CpuState) {
     b.set_state(start).expect("set_state");
-    let stop = b.run(m, RunLimits::UNBOUNDED);
+    let stop = b.run(m, RunLimits::UNBOUNDED).unwrap_or_else(picoqemu_core::StopReason::from);
     assert_eq!(stop, StopReason::Halted, "{} backend: the benchmark guest did not halt", b.name());
 }
 

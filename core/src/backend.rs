@@ -3,6 +3,7 @@
 //! A backend holds the CPU; the [`Machine`] holds RAM and devices. `run` executes guest code
 //! against the machine until a [`StopReason`]; guest I/O reaches the machine's bus during the
 //! run (the cloud-hypervisor `VmOps` idea), so the caller only ever sees stop reasons.
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{BackendError, CpuState, Machine, StopReason};
@@ -36,6 +37,31 @@ pub struct BackendStats {
     pub exits: Option<u64>,
 }
 
+/// An execution breakpoint: the CPU stops with [`StopReason::Breakpoint`] before it executes
+/// the instruction that starts at this linear address (CS base + IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Breakpoint {
+    pub linear: u32,
+    pub kind: BreakpointKind,
+}
+
+/// How a breakpoint is implemented. Both stop before the instruction and leave guest memory
+/// as the guest wrote it (a read of the address never shows an INT3 byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BreakpointKind {
+    /// As many as wanted (a debugger's `break`; GDB's `Z0`).
+    Software,
+    /// A debug-register breakpoint (GDB's `Z1`); a backend may limit how many (KVM: 4).
+    Hardware,
+}
+
+/// A thread-safe handle that interrupts a backend: the run in progress, or the next one if
+/// none is running, returns `Ok(StopReason::Interrupted)` promptly at an instruction boundary
+/// (Ctrl-C, a debugger's break-in, a host timer). Each kick interrupts one run.
+pub trait Kick: Send + Sync {
+    fn kick(&self);
+}
+
 /// A CPU that can run real-mode code on a [`Machine`].
 pub trait Backend {
     /// `"kvm"` or `"interp"`.
@@ -44,8 +70,39 @@ pub trait Backend {
     fn set_state(&mut self, state: &CpuState) -> Result<(), BackendError>;
     /// Reads the whole architectural state back (QEMU's "synchronize_state").
     fn state(&mut self) -> Result<CpuState, BackendError>;
-    /// Runs until a stop. Host failures are returned as [`StopReason::HostError`].
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason;
+    /// Runs until a stop. Guest events (halt, faults, budgets) are `Ok` stop reasons; a
+    /// failure of the host (an ioctl, a thread, a machine the backend was not built for) is
+    /// an `Err`.
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError>;
     /// Counters since the backend was created.
     fn stats(&self) -> BackendStats;
+
+    /// Executes one instruction (one REP iteration, or a fault's delivery) and stops with
+    /// [`StopReason::StepDone`] unless something else stopped it first.
+    fn step(&mut self, machine: &mut Machine) -> Result<StopReason, BackendError> {
+        self.run(machine, RunLimits::instructions(1))
+    }
+
+    /// Puts the CPU into its power-on state (`CpuState::default()`), dropping pending events
+    /// and the interrupt shadow. Breakpoints and kick handles stay. RAM and devices belong to
+    /// the machine: reset them with [`Machine::reset`].
+    fn reset(&mut self, machine: &mut Machine) -> Result<(), BackendError> {
+        let _ = machine;
+        self.set_state(&CpuState::default())
+    }
+
+    /// Replaces the set of execution breakpoints. A backend that cannot honour a breakpoint
+    /// (its kind, or too many) returns an error and keeps the previous set.
+    fn set_breakpoints(&mut self, breakpoints: &[Breakpoint]) -> Result<(), BackendError> {
+        if breakpoints.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::new(self.name(), "this backend does not support breakpoints"))
+    }
+
+    /// A handle that interrupts this backend's runs from any thread, where the backend
+    /// supports it.
+    fn kicker(&self) -> Option<Arc<dyn Kick>> {
+        None
+    }
 }

@@ -2,10 +2,12 @@
 //! device that claims the address. Accesses wider than a byte to byte-wide devices are split
 //! into consecutive byte accesses, as on the ISA bus. Unclaimed ports read as all ones and
 //! ignore writes; both are counted in [`IoStats`].
+use crate::clock::Clock;
 use crate::devices::{
     debug_exit::DEBUG_EXIT_PORT, debugcon::DEBUGCON_PORT, mmio_console::MMIO_CONSOLE_SIZE, uart::COM1_BASE,
     DebugCon, DebugExit, MmioConsole, Sink, Uart16550, VgaText,
 };
+use crate::irq::InterruptQueue;
 use crate::StopReason;
 
 /// What the CPU must do after an access.
@@ -41,6 +43,10 @@ pub struct IoBus {
     pub mmio_console: Option<MmioConsole>,
     pub post_code: u8,
     pub stats: IoStats,
+    /// Machine time, read by timed devices and advanced by the CPU.
+    clock: Clock,
+    /// External interrupt requests waiting for the CPU.
+    interrupts: InterruptQueue,
     /// When set, no device claims any port: every port read gives all ones and every port
     /// write is dropped (an open ISA bus, as the SingleStepTests suite assumes).
     pub ports_detached: bool,
@@ -57,6 +63,8 @@ impl IoBus {
             mmio_console: None,
             post_code: 0,
             stats: IoStats::default(),
+            clock: Clock::default(),
+            interrupts: InterruptQueue::default(),
             ports_detached: false,
         }
     }
@@ -153,6 +161,87 @@ impl IoBus {
         IoAction::Continue
     }
 
+    /// Replaces the clock (the machine sets it from its configuration).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Machine time.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Queues an external interrupt with `vector` for the CPU (an embedder's or a test's
+    /// request; see [`crate::irq`]). False when too many are already waiting.
+    pub fn raise_interrupt(&mut self, vector: u8) -> bool {
+        self.interrupts.raise(vector)
+    }
+
+    /// True while an external interrupt request waits (the CPU's INTR pin). Cheap: CPUs
+    /// call it at instruction boundaries with IF=1.
+    pub fn interrupt_pending(&self) -> bool {
+        self.interrupts.pending()
+    }
+
+    /// The INTA cycle: the vector the CPU must deliver now, if a request still waits.
+    pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.interrupts.acknowledge()
+    }
+
+    /// The CPU retired `n` instructions: virtual time moves on and device events that fell
+    /// due are serviced (they may raise interrupts). CPUs call it before every device
+    /// access and at the event boundaries [`IoBus::instructions_until_event`] gives, so a
+    /// device always sees the exact time.
+    pub fn retire(&mut self, n: u64) {
+        self.clock.retire(n);
+        self.service_events();
+    }
+
+    /// How many instructions the CPU may retire before the next device event is due, in
+    /// virtual time; `None` when no event is scheduled or time is real (then see
+    /// [`IoBus::event_deadline`]).
+    pub fn instructions_until_event(&self) -> Option<u64> {
+        self.next_event_ns().and_then(|d| self.clock.instructions_until(d))
+    }
+
+    /// The host instant of the next device event in real-time mode.
+    pub fn event_deadline(&self) -> Option<std::time::Instant> {
+        self.next_event_ns().and_then(|d| self.clock.wall_instant(d))
+    }
+
+    /// HLT with IF=1: in virtual time, skip to the next device event and service it. Returns
+    /// false when nothing can ever wake the CPU (no pending request and no event scheduled),
+    /// so the run ends with [`crate::StopReason::Halted`]. In real-time mode it does not
+    /// wait: the CPU waits until [`IoBus::event_deadline`] and calls [`IoBus::retire`].
+    pub fn idle(&mut self) -> bool {
+        if self.interrupts.pending() {
+            return true;
+        }
+        let Some(deadline) = self.next_event_ns() else { return false };
+        self.clock.skip_to(deadline);
+        self.service_events();
+        true
+    }
+
+    /// Runs the device events due at the clock's current time.
+    fn service_events(&mut self) {
+        let now = self.clock.now_ns();
+        if self.next_event_ns().is_some_and(|d| d <= now) {
+            self.fire_events(now);
+        }
+    }
+
+    /// Virtual-time deadline (ns since power-on) of the earliest timed-device event. No device
+    /// of this bus keeps time yet (the PIT will), so there is none.
+    fn next_event_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// Fires the timed-device events due at `now_ns`; the requests they raise are queued.
+    fn fire_events(&mut self, now_ns: u64) {
+        let _ = now_ns;
+    }
+
     /// Writes pending host output of every character device.
     pub fn flush(&mut self) {
         self.uart.out.flush();
@@ -173,6 +262,8 @@ impl IoBus {
         }
         self.post_code = 0;
         self.stats = IoStats::default();
+        self.clock.reset();
+        self.interrupts.clear();
     }
 }
 

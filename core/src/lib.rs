@@ -8,16 +8,19 @@
 
 pub mod backend;
 pub mod bus;
+pub mod clock;
 pub mod cpu;
 pub mod devices;
 pub mod error;
+pub mod irq;
 pub mod loader;
 pub mod machine;
 pub mod ram;
 pub mod stop;
 
-pub use backend::{Backend, BackendStats, RunLimits};
+pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits};
 pub use bus::{IoAction, IoBus, IoStats};
+pub use clock::{Clock, TimeMode};
 pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};
 pub use error::{BackendError, CoreError};
 pub use loader::{load_image, ImageKind, LoadError};

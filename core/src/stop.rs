@@ -59,6 +59,10 @@ pub enum StopReason {
     EmulationFailure { cs: u16, ip: u32, bytes: InsnBytes },
     /// One instruction was executed in single-step mode.
     StepDone,
+    /// The CPU reached an execution breakpoint at CS:IP (the instruction there has not run).
+    Breakpoint { cs: u16, ip: u32 },
+    /// A [`crate::Kick`] interrupted the run (Ctrl-C, a debugger, a host timer).
+    Interrupted,
     /// The host failed (an ioctl, a thread); the message says which.
     HostError(String),
 }
@@ -68,7 +72,8 @@ impl StopReason {
     /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error.
     pub fn exit_status(&self) -> i32 {
         match self {
-            StopReason::Halted | StopReason::StepDone => 0,
+            StopReason::Halted | StopReason::StepDone | StopReason::Breakpoint { .. } => 0,
+            StopReason::Interrupted => 130,
             StopReason::DebugExit(v) => ((v << 1) | 1) as i32 & 0xFF,
             StopReason::TripleFault
             | StopReason::Unsupported { .. }
@@ -81,6 +86,14 @@ impl StopReason {
     /// True for the stops that mean the guest did something the CPU could not run.
     pub fn is_guest_fault(&self) -> bool {
         self.exit_status() == 3
+    }
+}
+
+impl From<crate::BackendError> for StopReason {
+    /// A host failure recorded as the outcome of a run, for reports that compare or list
+    /// outcomes (`diff`, `sst`); the CLI's `run` reports the error itself.
+    fn from(e: crate::BackendError) -> Self {
+        StopReason::HostError(e.to_string())
     }
 }
 
@@ -99,6 +112,8 @@ impl fmt::Display for StopReason {
                 write!(f, "KVM could not emulate the instruction at {cs:04x}:{ip:04x} (bytes {bytes})")
             }
             StopReason::StepDone => f.write_str("single step done"),
+            StopReason::Breakpoint { cs, ip } => write!(f, "breakpoint at {cs:04x}:{ip:04x}"),
+            StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::HostError(m) => write!(f, "host error: {m}"),
         }
     }

@@ -99,20 +99,20 @@ pub fn compare(
     sl.eflags &= !mask;
     sr.eflags &= !mask;
     let regs = sl.diff(&sr);
-    let (mem, mem_bytes) = diff_ranges(ml.ram.as_slice(), mr.ram.as_slice(), 0);
+    let (mem, mem_bytes) = diff_ranges(ml.ram().as_slice(), mr.ram().as_slice(), 0);
     let mut devices = Vec::new();
-    let serial = (ml.bus.uart.out.captured().to_vec(), mr.bus.uart.out.captured().to_vec());
-    let debugcon = (ml.bus.debugcon.out.captured().to_vec(), mr.bus.debugcon.out.captured().to_vec());
+    let serial = (ml.bus().uart.out.captured().to_vec(), mr.bus().uart.out.captured().to_vec());
+    let debugcon = (ml.bus().debugcon.out.captured().to_vec(), mr.bus().debugcon.out.captured().to_vec());
     if serial.0 != serial.1 {
         devices.push("serial");
     }
     if debugcon.0 != debugcon.1 {
         devices.push("debugcon");
     }
-    if ml.bus.post_code != mr.bus.post_code {
+    if ml.bus().post_code != mr.bus().post_code {
         devices.push("post");
     }
-    if ml.bus.vga.cursor() != mr.bus.vga.cursor() {
+    if ml.bus().vga.cursor() != mr.bus().vga.cursor() {
         devices.push("cursor");
     }
     let stop_differs = ol.stop != or.stop;

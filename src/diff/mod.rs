@@ -116,7 +116,10 @@ pub struct Prepared {
 
 /// Builds a capturing machine and loads `image` into it.
 pub fn machine_with(image: &[u8], kind: ImageKind, mem: usize) -> Result<(Machine, CpuState), DiffError> {
-    let mut m = Machine::new(MachineConfig { mem_size: mem, a20_wrap: false }, IoBus::capturing())?;
+    let mut m = Machine::new(
+        MachineConfig { mem_size: mem, a20_wrap: false, ..MachineConfig::default() },
+        IoBus::capturing(),
+    )?;
     let start = load_image(&mut m, image, kind)?;
     Ok((m, start))
 }
@@ -321,7 +324,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             };
         } else {
             let (code, text) = lockstep_verdict(&l);
-            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice()) {
+            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice()) {
                 Some(k) => explained_verdict(k, &text),
                 None => (code, text),
             };
@@ -342,7 +345,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         }
     };
     let (code, text) = whole_run_verdict(&w);
-    let mut explained = explain_whole_run(&w, p.kvm.machine.ram.as_slice(), p.interp.machine.ram.as_slice());
+    let mut explained =
+        explain_whole_run(&w, p.kvm.machine.ram().as_slice(), p.interp.machine.ram().as_slice());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
         explained = locate_known(&image, kind, args.mem, limits);
@@ -361,5 +365,5 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
 fn locate_known(image: &[u8], kind: ImageKind, mem: usize, limits: RunLimits) -> Option<Known> {
     let mut p = prepare(image, kind, mem).ok()?;
     let l = lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).ok()?;
-    explain_lockstep(&l, &p.start, p.kvm.machine.ram.as_slice())
+    explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice())
 }

@@ -42,7 +42,10 @@ pub trait StepBackend: Backend {
     /// the reference did (see [`super::lockstep`]); `n = 1` is the default step.
     fn step_n(&mut self, machine: &mut Machine, n: u64, deadline: Option<Instant>) -> Step {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match self.run(machine, RunLimits { max_instructions: Some(n.max(1)), timeout }) {
+        match self
+            .run(machine, RunLimits { max_instructions: Some(n.max(1)), timeout })
+            .unwrap_or_else(StopReason::from)
+        {
             StopReason::StepDone | StopReason::BudgetExhausted => Step::Retired,
             StopReason::Halted => Step::Halted,
             other => Step::Stopped(other),

@@ -43,7 +43,10 @@ pub fn whole_run<A: Backend, B: Backend>(
 ) -> Result<WholeRun, DiffError> {
     reference.backend.set_state(start)?;
     candidate.backend.set_state(start)?;
-    let stop_ref = reference.backend.run(&mut reference.machine, ref_limits);
+    let stop_ref = reference
+        .backend
+        .run(&mut reference.machine, ref_limits)
+        .unwrap_or_else(picoqemu_core::StopReason::from);
     let state_ref = reference.backend.state()?;
     let trace = run_traced(&mut candidate.backend, &mut candidate.machine, cand_limits)?;
     let state_cand = candidate.backend.state()?;
@@ -71,10 +74,16 @@ pub fn whole_run_fast<A: Backend, B: Backend>(
 ) -> Result<WholeRun, DiffError> {
     reference.backend.set_state(start)?;
     candidate.backend.set_state(start)?;
-    let stop_ref = reference.backend.run(&mut reference.machine, ref_limits);
+    let stop_ref = reference
+        .backend
+        .run(&mut reference.machine, ref_limits)
+        .unwrap_or_else(picoqemu_core::StopReason::from);
     let state_ref = reference.backend.state()?;
     let names = (reference.backend.name(), candidate.backend.name());
-    let stop_free = candidate.backend.run(&mut candidate.machine, cand_limits);
+    let stop_free = candidate
+        .backend
+        .run(&mut candidate.machine, cand_limits)
+        .unwrap_or_else(picoqemu_core::StopReason::from);
     let state_free = candidate.backend.state()?;
     let fast = compare(
         names,

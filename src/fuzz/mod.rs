@@ -125,7 +125,7 @@ pub fn kvm_worker(lockstep: bool) -> Result<Worker<KvmBackend, InterpBackend>, D
 
 /// [`kvm_worker`] with the interpreter's compiled-block tier in `jit` mode.
 pub fn kvm_worker_with(lockstep: bool, jit: JitMode) -> Result<Worker<KvmBackend, InterpBackend>, DiffError> {
-    let config = MachineConfig { mem_size: program::FUZZ_MEM, a20_wrap: false };
+    let config = MachineConfig { mem_size: program::FUZZ_MEM, a20_wrap: false, ..MachineConfig::default() };
     let mk = Machine::new(config, IoBus::capturing())?;
     let mi = Machine::new(config, IoBus::capturing())?;
     let kvm = KvmBackend::new(&mk).map_err(|e| DiffError::KvmUnavailable(e.to_string()))?;

@@ -62,18 +62,18 @@ impl Backend for FakeCpu {
     fn state(&mut self) -> Result<CpuState, BackendError> {
         Ok(self.state)
     }
-    fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> StopReason {
+    fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> Result<StopReason, BackendError> {
         let pc = self.state.pc_linear() as usize;
-        let ram = machine.ram.as_slice();
+        let ram = machine.ram().as_slice();
         let found = self.by_state.get(&self.state).and_then(|ts| {
             ts.iter().find(|t| ram.get(pc..pc + t.bytes.len()).is_some_and(|b| b == t.bytes.as_slice()))
         });
         let Some(t) = found else {
-            return StopReason::HostError("fake: no test starts in this state".into());
+            return Err(BackendError::new("fake", "no test starts in this state"));
         };
         let fault = if self.fault_index.is_none_or(|i| i == t.index) { self.fault } else { Fault::None };
         if fault == Fault::Unsupported {
-            return StopReason::Unsupported { cs: 0, ip: 0, bytes: InsnBytes::new(&t.bytes) };
+            return Ok(StopReason::Unsupported { cs: 0, ip: 0, bytes: InsnBytes::new(&t.bytes) });
         }
         let s = &mut self.state;
         for (g, r) in super::runner::GPR_MAP {
@@ -93,7 +93,7 @@ impl Backend for FakeCpu {
         }
         s.eip = u32::from(t.final_reg(Reg16::Ip));
         s.eflags = u32::from(t.final_reg(Reg16::Flags)) & 0x0FFF;
-        let ram = machine.ram.as_mut_slice();
+        let ram = machine.ram_mut().as_mut_slice();
         for &(a, v) in &t.fina.ram {
             ram[a as usize] = v;
         }
@@ -113,7 +113,7 @@ impl Backend for FakeCpu {
             Fault::UpperHalf => s.gpr[0] |= 0x1_0000,
             Fault::None | Fault::Unsupported | Fault::StaleBase => {}
         }
-        StopReason::Halted
+        Ok(StopReason::Halted)
     }
     fn stats(&self) -> BackendStats {
         BackendStats::default()

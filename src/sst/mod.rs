@@ -140,7 +140,8 @@ pub fn parse_filter(s: &str) -> anyhow::Result<Vec<Form>> {
 /// The machine the tests run on: 1 MiB + 64 KiB of RAM (FFFF:FFFF is RAM, no A20 wrap) and a
 /// bus on which no port is claimed, so IN reads FFh as on the test bench and OUT goes nowhere.
 pub fn new_machine() -> Result<Machine, CoreError> {
-    let config = MachineConfig { mem_size: picoqemu_core::MIN_MEM_SIZE, a20_wrap: false };
+    let config =
+        MachineConfig { mem_size: picoqemu_core::MIN_MEM_SIZE, a20_wrap: false, ..MachineConfig::default() };
     Machine::new(config, IoBus::detached())
 }
 

@@ -240,10 +240,10 @@ impl Runner {
     ) -> TestResult {
         let mut mismatches = Vec::new();
         self.collect_expected(test, exp);
-        let ram_len = machine.ram.len();
+        let ram_len = machine.ram().len();
         let result = 'run: {
             {
-                let ram = machine.ram.as_mut_slice();
+                let ram = machine.ram_mut().as_mut_slice();
                 for &(addr, val) in &test.init.ram {
                     match ram.get_mut(addr as usize) {
                         Some(b) => *b = val,
@@ -260,7 +260,7 @@ impl Runner {
                 mismatches.push(Mismatch::Setup(format!("set_state: {e}")));
                 break 'run StopReason::HostError(e.to_string());
             }
-            let stop = backend.run(machine, self.limits);
+            let stop = backend.run(machine, self.limits).unwrap_or_else(StopReason::from);
             match backend.state() {
                 Ok(got) => self.compare(test, exp, &got, machine, &mut mismatches),
                 Err(e) => mismatches.push(Mismatch::Setup(format!("state: {e}"))),
@@ -268,7 +268,7 @@ impl Runner {
             stop
         };
         // Leave RAM clean for the next test.
-        let ram = machine.ram.as_mut_slice();
+        let ram = machine.ram_mut().as_mut_slice();
         for &(addr, _, _) in &self.expected {
             if let Some(b) = ram.get_mut(addr as usize) {
                 *b = 0;
@@ -332,7 +332,7 @@ impl Runner {
         if (flags ^ got.eflags as u16) & mask != 0 {
             out.push(Mismatch::Flags { expected: flags, got: got.eflags as u16, mask });
         }
-        let ram = m.ram.as_slice();
+        let ram = m.ram().as_slice();
         for &(addr, expected, mask) in &self.expected {
             let got = ram.get(addr as usize).copied().unwrap_or(0);
             if (got ^ expected) & mask != 0 {
@@ -352,7 +352,7 @@ impl Runner {
         let mut results: Vec<TestResult> =
             tests.iter().map(|(t, e)| self.run_one(backend, machine, t, e)).collect();
         if !ram_is_zero(machine) {
-            machine.ram.clear();
+            machine.ram_mut().clear();
             let mut found = false;
             results = tests
                 .iter()
@@ -381,7 +381,7 @@ impl Runner {
 
 /// True when every byte of guest RAM is zero (eight bytes at a time, one page per step).
 pub fn ram_is_zero(machine: &Machine) -> bool {
-    machine.ram.as_slice().chunks(4096).all(|page| {
+    machine.ram().as_slice().chunks(4096).all(|page| {
         let words = page.chunks_exact(8);
         let tail = words.remainder().iter().fold(0u8, |a, &b| a | b);
         // A chunk of `chunks_exact(8)` always converts; the fallback only keeps this panic-free.
@@ -396,7 +396,7 @@ pub fn take_stray_bytes(machine: &mut Machine) -> Vec<(u32, u8)> {
     if ram_is_zero(machine) {
         return out;
     }
-    for (i, b) in machine.ram.as_mut_slice().iter_mut().enumerate() {
+    for (i, b) in machine.ram_mut().as_mut_slice().iter_mut().enumerate() {
         if *b != 0 {
             if out.len() < 64 {
                 out.push((i as u32, *b));

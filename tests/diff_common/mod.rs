@@ -31,38 +31,30 @@ impl Backend for PlantedBug {
     fn state(&mut self) -> Result<CpuState, BackendError> {
         self.inner.state()
     }
-    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> StopReason {
+    fn run(&mut self, machine: &mut Machine, limits: RunLimits) -> Result<StopReason, BackendError> {
         let budget = limits.max_instructions.unwrap_or(u64::MAX);
         let mut done = 0u64;
         loop {
             if done >= budget {
-                return if budget == 1 { StopReason::StepDone } else { StopReason::BudgetExhausted };
+                return Ok(if budget == 1 { StopReason::StepDone } else { StopReason::BudgetExhausted });
             }
-            let pre = match self.inner.state() {
-                Ok(s) => s,
-                Err(e) => return StopReason::HostError(e.to_string()),
-            };
-            let bytes = disasm::fetch(machine.ram.as_slice(), pre.pc_linear());
+            let pre = self.inner.state()?;
+            let bytes = disasm::fetch(machine.ram().as_slice(), pre.pc_linear());
             let instr = disasm::decode(bytes.as_slice(), pre.eip);
             let stop =
-                self.inner.run(machine, RunLimits { max_instructions: Some(1), timeout: limits.timeout });
+                self.inner.run(machine, RunLimits { max_instructions: Some(1), timeout: limits.timeout })?;
             done += 1;
-            let post = match self.inner.state() {
-                Ok(s) => s,
-                Err(e) => return StopReason::HostError(e.to_string()),
-            };
+            let post = self.inner.state()?;
             let completed =
                 post.eip == pre.eip.wrapping_add(instr.len() as u32) & 0xFFFF && post.cs() == pre.cs();
             if instr.mnemonic() == iced_x86::Mnemonic::Neg && completed {
                 let mut bad = post;
                 bad.eflags ^= flags::CF;
-                if let Err(e) = self.inner.set_state(&bad) {
-                    return StopReason::HostError(e.to_string());
-                }
+                self.inner.set_state(&bad)?;
             }
             match stop {
                 StopReason::StepDone | StopReason::BudgetExhausted => {}
-                other => return other,
+                other => return Ok(other),
             }
         }
     }

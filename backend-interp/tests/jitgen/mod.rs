@@ -112,7 +112,7 @@ fn rig_with(p: &Program, b: &Built, mut be: InterpBackend) -> Rig {
         bus.mmio_console = Some(MmioConsole::new(MMIO_BASE, Sink::capture()));
     }
     let mut m = Machine::new(cfg, bus).expect("machine");
-    let ram = m.ram.as_mut_slice();
+    let ram = m.ram_mut().as_mut_slice();
     for (i, (start, len, _)) in areas(p.class).into_iter().enumerate() {
         let bytes = fill_bytes(p.fill_seed.wrapping_add(i as u64), len);
         ram[start..start + len].copy_from_slice(&bytes);
@@ -136,7 +136,7 @@ struct Stop {
 }
 
 fn run(r: &mut Rig, limit: u64) -> Stop {
-    let reason = r.be.run(&mut r.m, RunLimits::instructions(limit));
+    let reason = r.be.run(&mut r.m, RunLimits::instructions(limit)).expect("run");
     let state = r.be.state().expect("state");
     let icount = r.be.stats().instructions.unwrap_or(0);
     Stop { reason, state, icount }
@@ -193,7 +193,7 @@ fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
         }
         StopReason::Halted if cs.selector == 0 && eip == HANDLER as u32 + 1 && s.icount >= 2 => {
             let c = s.icount - 2;
-            let ram = m.ram.as_slice();
+            let ram = m.ram().as_slice();
             let word = |a: usize, b2: usize| ram[a] as u32 | (ram[b2] as u32) << 8;
             let ip = word(lin(sp), lin(sp + 1));
             let pcs = word(lin(sp + 2), lin(sp + 3));
@@ -228,7 +228,7 @@ fn state_diff(a: &CpuState, b: &CpuState, mask: u32) -> Vec<String> {
 }
 
 fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
-    let (ra, rb) = (a.ram.as_slice(), b.ram.as_slice());
+    let (ra, rb) = (a.ram().as_slice(), b.ram().as_slice());
     let mut out = Vec::new();
     for (lo, hi) in compare_ranges(p.class) {
         if ra[lo..hi] == rb[lo..hi] {
@@ -270,12 +270,12 @@ fn compare(
     }
     diffs.extend(state_diff(&r.state, &o.state, mask.flags));
     diffs.extend(ram_diff(p, rm, om, &mask));
-    let out = |m: &Machine| m.bus.mmio_console.as_ref().map(|c| c.out.captured().to_vec());
+    let out = |m: &Machine| m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec());
     if out(rm) != out(om) {
         diffs.push(format!("mmio console output: {:?} -> {:?}", out(rm), out(om)));
     }
-    if rm.bus.stats != om.bus.stats {
-        diffs.push(format!("bus stats: {:?} -> {:?}", rm.bus.stats, om.bus.stats));
+    if rm.bus().stats != om.bus().stats {
+        diffs.push(format!("bus stats: {:?} -> {:?}", rm.bus().stats, om.bus().stats));
     }
     if diffs.is_empty() {
         return Ok(mask);
@@ -610,7 +610,7 @@ pub fn campaign(cfg: &CampaignConfig) {
 fn fat_step(p: &Program, b: &Built, extra: &Built, shared: InterpBackend, what: &str) -> InterpBackend {
     let load = |m: &mut Machine| {
         let at = gen::CODE_BASE + extra.ip as usize;
-        m.ram.as_mut_slice()[at..at + extra.code.len()].copy_from_slice(&extra.code);
+        m.ram_mut().as_mut_slice()[at..at + extra.code.len()].copy_from_slice(&extra.code);
     };
     let mut off = rig(p, b, JitMode::Off);
     load(&mut off.m);

@@ -35,7 +35,7 @@ pub fn assemble(origin: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> 
 /// A machine with `code` at 0000:7C00, SP = 0x7000, and a backend for it.
 pub fn setup(code: &[u8]) -> (Machine, KvmBackend, CpuState) {
     let mut m = machine();
-    m.ram.write(0x7C00, code).expect("load");
+    m.ram_mut().write(0x7C00, code).expect("load");
     let mut s = CpuState { eip: 0x7C00, ..Default::default() };
 
     s.set_reg(picoqemu_core::Gpr::Esp, 0x7000);
@@ -47,6 +47,6 @@ pub fn setup(code: &[u8]) -> (Machine, KvmBackend, CpuState) {
 /// Runs `code` at 0000:7C00 until it stops (10 s safety timeout).
 pub fn run_code(code: &[u8]) -> (Machine, KvmBackend, StopReason) {
     let (mut m, mut b, _) = setup(code);
-    let r = b.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10)));
+    let r = b.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10))).expect("run");
     (m, b, r)
 }
