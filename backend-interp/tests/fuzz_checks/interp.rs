@@ -91,12 +91,12 @@ pub struct Outcome {
 
 /// Builds the machine for `inp` and runs it once.
 pub fn run(inp: &Input) -> Outcome {
-    let config = MachineConfig { mem_size: MIN_MEM_SIZE, a20_wrap: inp.a20_wrap };
+    let config = MachineConfig { mem_size: MIN_MEM_SIZE, a20_wrap: inp.a20_wrap, ..MachineConfig::default() };
     let mut m = Machine::new(config, IoBus::capturing()).expect("a minimal machine");
     if inp.mmio {
-        m.bus.mmio_console = Some(MmioConsole::new(MMIO_BASE, Sink::capture()));
+        m.bus_mut().mmio_console = Some(MmioConsole::new(MMIO_BASE, Sink::capture()));
     }
-    let ram = m.ram.as_mut_slice();
+    let ram = m.ram_mut().as_mut_slice();
     ram.fill(inp.fill);
     let start = inp.state.pc_linear();
     for (i, &b) in inp.code.iter().enumerate() {
@@ -107,7 +107,8 @@ pub fn run(inp: &Input) -> Outcome {
     }
     let mut backend = InterpBackend::new().with_jit(inp.jit);
     backend.set_state(&inp.state).expect("set_state");
-    let stop = backend.run(&mut m, RunLimits::instructions(inp.budget));
+    let stop =
+        backend.run(&mut m, RunLimits::instructions(inp.budget)).expect("the interpreter has no host errors");
     let state = backend.state().expect("state");
     let retired = backend.stats().instructions.expect("the interpreter counts instructions");
     Outcome { stop, state, retired, machine: m, backend }
@@ -123,9 +124,12 @@ pub fn check(data: &[u8]) {
     assert_eq!(a.stop, b.stop, "two runs of one input stopped differently");
     assert_eq!(a.state, b.state, "two runs of one input ended in different states");
     assert_eq!(a.retired, b.retired, "two runs of one input retired different counts");
-    assert!(a.machine.ram.as_slice() == b.machine.ram.as_slice(), "two runs of one input left different RAM");
-    assert_eq!(a.machine.bus.uart.out.captured(), b.machine.bus.uart.out.captured());
-    assert_eq!(a.machine.bus.debugcon.out.captured(), b.machine.bus.debugcon.out.captured());
+    assert!(
+        a.machine.ram().as_slice() == b.machine.ram().as_slice(),
+        "two runs of one input left different RAM"
+    );
+    assert_eq!(a.machine.bus().uart.out.captured(), b.machine.bus().uart.out.captured());
+    assert_eq!(a.machine.bus().debugcon.out.captured(), b.machine.bus().debugcon.out.captured());
     check_resume(&inp, b);
 }
 
@@ -154,7 +158,11 @@ fn check_stop(inp: &Input, o: &Outcome) {
             let ip = o.state.eip.wrapping_sub(1) & 0xFFFF;
             let p = phys(inp, o.state.seg(SegReg::Cs).base.wrapping_add(ip));
             if !in_mmio(inp, p) {
-                assert_eq!(o.machine.ram.as_slice()[p], 0xF4, "halted, but the byte before CS:IP is not HLT");
+                assert_eq!(
+                    o.machine.ram().as_slice()[p],
+                    0xF4,
+                    "halted, but the byte before CS:IP is not HLT"
+                );
             }
         }
         StopReason::Unsupported { cs, ip, bytes } => {
@@ -165,14 +173,14 @@ fn check_stop(inp: &Input, o: &Outcome) {
             for (i, &b) in bytes.as_slice().iter().enumerate() {
                 let p = phys(inp, base.wrapping_add(i as u32));
                 if !in_mmio(inp, p) {
-                    assert_eq!(o.machine.ram.as_slice()[p], b, "unsupported stop byte {i} is not RAM's");
+                    assert_eq!(o.machine.ram().as_slice()[p], b, "unsupported stop byte {i} is not RAM's");
                 }
             }
         }
         StopReason::DebugExit(code) => {
             assert!(o.retired >= 1 && o.retired <= inp.budget);
             assert_eq!(
-                o.machine.bus.debug_exit.last(),
+                o.machine.bus().debug_exit.last(),
                 Some(*code),
                 "debug exit code differs from the device's"
             );
@@ -213,7 +221,7 @@ fn check_resume(inp: &Input, mut o: Outcome) {
     }
     let before = o.retired;
     let budget = 64;
-    let stop = o.backend.run(&mut o.machine, RunLimits::instructions(budget));
+    let stop = o.backend.run(&mut o.machine, RunLimits::instructions(budget)).expect("no host errors");
     let state = o.backend.state().expect("state");
     let retired = o.backend.stats().instructions.expect("count") - before;
     if let StopReason::Unsupported { .. } = o.stop {

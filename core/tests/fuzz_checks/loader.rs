@@ -83,13 +83,13 @@ pub fn check(data: &[u8]) {
 
 /// Loads `image` as `kind` into a pattern-filled machine and checks the result.
 pub fn check_image(kind: ImageKind, image: &[u8]) {
-    let config = MachineConfig { mem_size: MIN_MEM_SIZE, a20_wrap: false };
+    let config = MachineConfig { mem_size: MIN_MEM_SIZE, a20_wrap: false, ..MachineConfig::default() };
     let mut m = Machine::new(config, IoBus::capturing()).expect("a minimal machine");
-    m.ram.as_mut_slice().fill(PATTERN);
+    m.ram_mut().as_mut_slice().fill(PATTERN);
     m.mark_screen();
     let got = load_image(&mut m, image, kind);
-    let want = expected(kind, image, m.ram.len());
-    let ram = m.ram.as_slice();
+    let want = expected(kind, image, m.ram().len());
+    let ram = m.ram().as_slice();
     match (got, want) {
         (Ok(state), Ok((addr, want_state))) => {
             assert_eq!(state, want_state, "{kind:?} start state");
