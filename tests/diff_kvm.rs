@@ -99,7 +99,7 @@ fn known_aad_flags() {
 #[test]
 fn known_aad_flags_evidence_from_silicon() {
     // SingleStepTests 80286 D5 (AAD): SF is bit 7 of the final AL in every test.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sst286/D5.MOO.gz");
+    let Some(path) = picoqemu_verify::shared::require("sst286/D5.MOO.gz") else { return };
     let reader = picoqemu::sst::moo::MooReader::open(&path).unwrap();
     let mut checked = 0;
     for t in reader {

@@ -1,10 +1,8 @@
-//! Stable equivalents of the cargo-fuzz targets `cli_parse` and `moo` (see `fuzz/README.md`):
+//! Stable equivalent of the cargo-fuzz target `cli_parse` (see `fuzz/README.md`):
 //! the same invariant checks (`tests/fuzz_checks/`), driven by proptest with a fixed seed and a
-//! fixed number of cases, plus a replay of the committed fuzz corpora and crash regressions.
+//! fixed number of cases, plus a replay of the committed fuzz corpus and crash regressions.
 #[path = "fuzz_checks/cli_parse.rs"]
 mod cli_parse;
-#[path = "fuzz_checks/moo.rs"]
-mod moo;
 #[path = "fuzz_checks/prop.rs"]
 mod prop;
 #[path = "fuzz_checks/replay.rs"]
@@ -27,16 +25,6 @@ fn cli_parsers_on_random_bytes() {
 }
 
 #[test]
-fn moo_reader_on_random_well_formed_truncated_and_corrupt_files() {
-    prop::run(3000, vec(any::<u8>(), 0..600), |data| moo::check(&data));
-}
-
-#[test]
 fn cli_parse_corpus_and_regressions() {
     replay::replay(env!("CARGO_MANIFEST_DIR"), "cli_parse", cli_parse::check);
-}
-
-#[test]
-fn moo_corpus_and_regressions() {
-    replay::replay(env!("CARGO_MANIFEST_DIR"), "moo", moo::check);
 }

@@ -93,7 +93,7 @@ fn compute_loop_matches_its_model() {
     let n = 2_500;
     let (ax, bx, dx, si, buf) = compute_model(n);
     for backend in backends("compute_loop_matches_its_model") {
-        let r = run_boot(backend, &guests::compute_loop(n).unwrap(), None);
+        let mut r = run_boot(backend, &guests::compute_loop(n).unwrap(), None);
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
         let s = &r.state;
         let low = |g: Gpr| s.reg(g) as u16;
@@ -103,7 +103,7 @@ fn compute_loop_matches_its_model() {
             "{backend}\n{s}"
         );
         assert_eq!(s.reg(Gpr::Ecx), 0, "{backend}");
-        let ram = r.machine.ram().as_slice();
+        let ram = r.machine.ram_mut().bytes();
         for (i, w) in buf.iter().enumerate() {
             assert_eq!(word(ram, 0x1000 + 2 * i), *w, "{backend}: buffer word {i}");
         }
@@ -147,7 +147,7 @@ fn rep_movsw_copies_blocks() {
         let stop = cpu.run(&mut machine, RunLimits::instructions(10_000_000)).expect("run");
         let s = cpu.state().unwrap();
         assert_eq!(stop, StopReason::Halted, "{backend}\n{s}");
-        assert_eq!(&machine.ram().as_slice()[0x20000..0x21000], pattern.as_slice(), "{backend}");
+        assert_eq!(&machine.ram_mut().bytes()[0x20000..0x21000], pattern.as_slice(), "{backend}");
         assert_eq!((s.reg(Gpr::Ecx) as u16, s.reg(Gpr::Esi) as u16, s.reg(Gpr::Edi) as u16), (0, 4096, 4096));
         assert_eq!(s.reg(Gpr::Ebx), 0);
     }
@@ -156,9 +156,9 @@ fn rep_movsw_copies_blocks() {
 #[test]
 fn rep_stosw_fills_blocks() {
     for backend in backends("rep_stosw_fills_blocks") {
-        let r = run_boot(backend, &guests::rep_stosw(2).unwrap(), None);
+        let mut r = run_boot(backend, &guests::rep_stosw(2).unwrap(), None);
         assert_eq!(r.stop, StopReason::Halted, "{backend}\n{}", r.state);
-        let ram = r.machine.ram().as_slice();
+        let ram = r.machine.ram_mut().bytes();
         assert!(ram[0x20000..0x21000].chunks_exact(2).all(|w| w == [0x5A, 0xA5]), "{backend}");
         assert_eq!(ram[0x21000], 0, "{backend}: wrote past the block");
         assert_eq!(r.state.reg(Gpr::Edi) as u16, 4096);
@@ -179,7 +179,7 @@ fn out_loop_writes_the_post_port() {
 fn mmio_store_loop_reaches_the_console() {
     let base = u64::from(guests::DEFAULT_MMIO_CONSOLE_BASE);
     for backend in backends("mmio_store_loop_reaches_the_console") {
-        let r = run_boot(
+        let mut r = run_boot(
             backend,
             &guests::mmio_store_loop(guests::DEFAULT_MMIO_CONSOLE_BASE, 50).unwrap(),
             Some(base),
@@ -190,7 +190,7 @@ fn mmio_store_loop_reaches_the_console() {
         expected.push(b'\n');
         assert_eq!(console.out.captured(), expected.as_slice(), "{backend}");
         // The stores must not have reached RAM under the console.
-        assert!(r.machine.ram().as_slice()[0xD0000..0xD1000].iter().all(|&b| b == 0), "{backend}");
+        assert!(r.machine.ram_mut().bytes()[0xD0000..0xD1000].iter().all(|&b| b == 0), "{backend}");
     }
 }
 

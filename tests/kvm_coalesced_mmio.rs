@@ -149,13 +149,8 @@ struct Observed {
 }
 
 fn observe(m: &Machine, stop: StopReason, state: &CpuState) -> Observed {
-    let ram = m.ram().as_slice();
-    let counts = (0..usize::from(ROUNDS))
-        .map(|i| {
-            let a = usize::from(COUNTS) + 2 * i;
-            u16::from_le_bytes([ram[a], ram[a + 1]])
-        })
-        .collect();
+    let ram = m.ram().read_vec(u64::from(COUNTS), 2 * usize::from(ROUNDS)).expect("count words in RAM");
+    let counts = ram.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
     Observed {
         stop,
         mmio: m.bus().mmio_console.as_ref().expect("console").out.captured().to_vec(),

@@ -1,13 +1,11 @@
 //! Runs the whole shared SingleStepTests 80286 slice (`../shared/sst286`, 65,000 tests) on the
 //! interpreter and requires at least 99.9% of the applicable tests to pass (the target).
-use std::path::Path;
-
 use picoqemu::sst::{self, metadata::Metadata, SuiteOptions};
 use picoqemu_interp::InterpBackend;
 
 #[test]
 fn interpreter_passes_the_shared_sst286_slice() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sst286");
+    let Some(dir) = picoqemu_verify::shared::require("sst286") else { return };
     let files = sst::find_files(std::slice::from_ref(&dir)).expect("the shared slice is present");
     assert_eq!(files.len(), 325, "the shared slice has 325 files");
     let md = Metadata::load(&dir.join("metadata.json")).expect("metadata.json loads");
@@ -15,8 +13,9 @@ fn interpreter_passes_the_shared_sst286_slice() {
     let mut cpu = InterpBackend::new();
     // Details of the first failures only; the counts are exact.
     let opts = SuiteOptions { max_shown: Some(40), ..SuiteOptions::default() };
-    let mut out = Vec::new();
-    let summary = sst::run_files(&mut cpu, &mut machine, &md, &files, &opts, &mut out).expect("run");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let output = sst::Output { out: &mut out, err: &mut err };
+    let summary = sst::run_files(&mut cpu, &mut machine, &md, &files, &opts, output).expect("run");
     let mut report = Vec::new();
     sst::print_report(&summary, "interp", &mut report).expect("report");
     let text = String::from_utf8_lossy(&out);

@@ -5,7 +5,6 @@
 //! a finding, not a target: `picoqemu sst --backend kvm` reports it.
 //!
 //! Skips with a printed reason when /dev/kvm cannot be opened, unless PICOQEMU_REQUIRE_KVM=1.
-use std::path::Path;
 
 use picoqemu::sst::{self, metadata::Metadata, runner, SuiteOptions};
 use picoqemu_kvm::KvmBackend;
@@ -29,7 +28,7 @@ fn kvm_passes_forms_its_emulator_supports() {
     if !kvm_usable() {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sst286");
+    let Some(dir) = picoqemu_verify::shared::require("sst286") else { return };
     let files: Vec<_> = [
         "00", "01", "10", "28", "31", "50", "58", "88", "8B", "9C", "A4", "AA", "C3", "E8", "F6.4", "F7.6",
         "FF.2",
@@ -41,8 +40,9 @@ fn kvm_passes_forms_its_emulator_supports() {
     let mut machine = sst::new_machine().expect("test machine");
     let mut cpu = KvmBackend::new(&machine).expect("KVM backend");
     let opts = SuiteOptions { max_shown: Some(20), limits: runner::kvm_limits(), ..SuiteOptions::default() };
-    let mut out = Vec::new();
-    let summary = sst::run_files(&mut cpu, &mut machine, &md, &files, &opts, &mut out).expect("run");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let output = sst::Output { out: &mut out, err: &mut err };
+    let summary = sst::run_files(&mut cpu, &mut machine, &md, &files, &opts, output).expect("run");
     let mut report = Vec::new();
     sst::print_report(&summary, "kvm", &mut report).expect("report");
     eprintln!("{}{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&report), summary.line());

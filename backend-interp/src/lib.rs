@@ -195,7 +195,7 @@ impl Backend for InterpBackend {
                 p += 1;
             }
         }
-        for &pg in self.cache.sync(machine.ram().as_slice(), a20) {
+        for &pg in self.cache.sync(machine.ram_mut().bytes(), a20) {
             if self.pages[pg] & PG_MMIO == 0 {
                 self.pages[pg] |= PG_CODE;
             }

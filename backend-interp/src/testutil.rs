@@ -30,7 +30,7 @@ impl T {
     }
 
     pub fn peek(&self, addr: u32, n: usize) -> Vec<u8> {
-        self.m.ram().as_slice()[addr as usize..addr as usize + n].to_vec()
+        self.m.ram().read_vec(u64::from(addr), n).expect("peek in RAM")
     }
 
     pub fn peek16(&self, addr: u32) -> u16 {

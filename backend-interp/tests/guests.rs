@@ -1,7 +1,6 @@
 //! Whole-guest tests of the interpreter: the article's program, a COM1 serial guest with
 //! debug exit, self-modifying code, budgets and timeouts. Guests are built here from source
 //! with iced-x86's `code_asm` (or are the shared article binary).
-use std::path::Path;
 use std::time::Duration;
 
 use iced_x86::code_asm::*;
@@ -38,7 +37,7 @@ const HELLO_ROWS: [&str; 5] = [
 
 #[test]
 fn article_hello_world_screen() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/guests/seed_hello.bin");
+    let Some(path) = picoqemu_verify::shared::require("guests/seed_hello.bin") else { return };
     let image = std::fs::read(&path).expect("seed_hello.bin");
     let mut m = machine();
     let st = load_image(&mut m, &image, ImageKind::Raw).expect("load");
@@ -49,7 +48,7 @@ fn article_hello_world_screen() {
     assert_eq!(&lines[..5], &HELLO_ROWS);
     assert!(lines[5..].iter().all(|l| l.trim().is_empty()));
     // Every cell has attribute 0x0A.
-    let ram = m.ram().as_slice();
+    let ram = m.ram_mut().bytes();
     assert!((0..2000).all(|i| ram[0xB8000 + 2 * i + 1] == 0x0A));
     assert!(be.stats().instructions.unwrap_or(0) > 4000);
 }
@@ -265,7 +264,7 @@ fn mmio_accesses_reach_the_bus() {
     assert_eq!(stop, StopReason::Halted);
     assert_eq!(m.bus().mmio_console.as_ref().map(|c| c.out.captured().to_vec()), Some(b"OK".to_vec()));
     assert_eq!(s.gpr[0], 2);
-    assert_eq!(m.ram().as_slice()[0xD0000], 0, "MMIO writes must not land in RAM");
+    assert_eq!(m.ram_mut().bytes()[0xD0000], 0, "MMIO writes must not land in RAM");
 }
 
 #[test]
@@ -281,12 +280,12 @@ fn a20_wrap_option() {
     let (mut m, st) = raw_guest(prog);
     let (stop, _, _) = run(&mut m, &st, RunLimits::instructions(100));
     assert_eq!(stop, StopReason::Halted);
-    assert_eq!((m.ram().as_slice()[0x10_0000], m.ram().as_slice()[0]), (0x77, 0));
+    assert_eq!((m.ram_mut().bytes()[0x10_0000], m.ram_mut().bytes()[0]), (0x77, 0));
     let (mut m, st) = raw_guest(prog);
     let mut be = InterpBackend::new().with_a20_wrap(true);
     be.set_state(&st).expect("state");
     assert_eq!(be.run(&mut m, RunLimits::instructions(100)).expect("run"), StopReason::Halted);
-    assert_eq!((m.ram().as_slice()[0x10_0000], m.ram().as_slice()[0]), (0, 0x77));
+    assert_eq!((m.ram_mut().bytes()[0x10_0000], m.ram_mut().bytes()[0]), (0, 0x77));
 }
 
 #[test]

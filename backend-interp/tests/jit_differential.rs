@@ -1,6 +1,6 @@
 //! Randomized differential test of the compiled-block tier (JIT) against the plain interpreter.
 //!
-//! A deterministic generator (`jitgen/`) builds thousands of small real-mode loop programs with
+//! A deterministic generator (`picoqemu_verify::gen::loops`) builds thousands of small real-mode loop programs with
 //! iced-x86 (random eligible instructions, operand sizes, registers, immediates, 16-bit memory
 //! operands with segment overrides, random back-branch kinds) plus programs that force side
 //! exits (stores into the code page, self-modifying immediates, offsets at FFFF, the MMIO
@@ -8,7 +8,7 @@
 //! `JitMode::Off`, `JitMode::Eager` and (for a subset) `JitMode::Hot`; the stop reason, the
 //! whole `CpuState`, the retired-instruction count, the compared RAM and the MMIO console output
 //! must be identical, except status flags the SDM leaves undefined (tracked along the executed
-//! path, `jitgen/flags.rs`). Budgeted runs (`max_instructions`) stopping inside loop passes are
+//! path, `picoqemu_verify::flagmask`). Budgeted runs (`max_instructions`) stopping inside loop passes are
 //! compared at every stop and resumed to the end.
 //!
 //! Seed and size: `PICOQEMU_JIT_DIFF_SEED` (default printed), `PICOQEMU_JIT_DIFF_COUNT`.
@@ -66,7 +66,7 @@ fn run_small(
     let stop = be.run(&mut m, RunLimits::instructions(limit)).expect("run");
     let st = be.state().expect("state");
     let n = be.stats().instructions.unwrap_or(0);
-    (stop, st, n, m.ram().as_slice()[0x20000..0x30000].to_vec())
+    (stop, st, n, m.ram_mut().bytes()[0x20000..0x30000].to_vec())
 }
 
 fn asm16(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {

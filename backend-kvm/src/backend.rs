@@ -14,6 +14,7 @@ use picoqemu_core::{
 };
 
 use crate::exits::{self, InsnKind};
+use crate::iodata;
 use crate::step::{classify, PcSnap, StepEvent};
 use crate::vm::Vm;
 use crate::watchdog::Watchdog;
@@ -83,12 +84,25 @@ pub struct KvmStats {
 /// runs pay nothing and exit-heavy runs save the copy on all but their first exits.
 const FULL_SYNC_EXITS: u32 = 64;
 
-/// What `KVM_RUN` returned, copied out of the borrowed `VcpuExit`.
+/// What `KVM_RUN` returned, copied out of the borrowed `VcpuExit`. It holds no pointer into
+/// `kvm_run`: the data of port I/O and MMIO reads is re-derived from a fresh `&mut kvm_run`
+/// when it is handled ([`crate::iodata`]).
 enum Exit {
-    IoOut { port: u16, data: *const u8, len: usize },
-    IoIn { port: u16, data: *mut u8, len: usize },
-    MmioRead { addr: u64, data: *mut u8, len: usize },
-    MmioWrite { addr: u64, data: [u8; 8], len: usize },
+    /// `len` is the `size * count` bytes kvm-ioctls sliced out for the exit.
+    IoOut {
+        port: u16,
+        len: usize,
+    },
+    IoIn {
+        port: u16,
+        len: usize,
+    },
+    MmioRead,
+    MmioWrite {
+        addr: u64,
+        data: [u8; 8],
+        len: usize,
+    },
     Hlt,
     Shutdown,
     Debug,
@@ -103,7 +117,7 @@ impl Exit {
         match self {
             Exit::IoOut { .. } => "KVM_EXIT_IO (out)",
             Exit::IoIn { .. } => "KVM_EXIT_IO (in)",
-            Exit::MmioRead { .. } => "KVM_EXIT_MMIO (read)",
+            Exit::MmioRead => "KVM_EXIT_MMIO (read)",
             Exit::MmioWrite { .. } => "KVM_EXIT_MMIO (write)",
             Exit::Hlt => "KVM_EXIT_HLT",
             Exit::Shutdown => "KVM_EXIT_SHUTDOWN",
@@ -118,10 +132,8 @@ impl Exit {
 /// A KVM VM with one vCPU running the real-mode guest of one [`Machine`].
 #[derive(Debug)]
 pub struct KvmBackend {
+    /// The VM; it keeps the RAM of the `Machine` it was created for mapped, and names it.
     vm: Vm,
-    /// Host address and length of the RAM this VM maps (the `Machine` it was created for).
-    ram_host: usize,
-    ram_len: usize,
     /// Register state of the fresh vCPU: every field `CpuState` does not carry comes from here.
     tregs: kvm_regs,
     tsregs: kvm_sregs,
@@ -163,7 +175,6 @@ impl KvmBackend {
     /// Creates a VM whose memory is `machine`'s RAM (around its MMIO holes). The vCPU starts
     /// in real mode with `CpuState::default()`.
     pub fn with_options(machine: &Machine, options: KvmOptions) -> Result<Self, KvmError> {
-        let host = machine.ram().host_address();
         let holes = machine.bus().mmio_regions();
         let output = &picoqemu_core::devices::mmio_console::MMIO_CONSOLE_OUTPUT;
         let mmio_zone = machine
@@ -173,8 +184,7 @@ impl KvmBackend {
             .filter(|_| options.coalesced_mmio)
             .map(|c| (c.base + output.start, output.end - output.start));
         let mut vm = Vm::new(
-            host,
-            machine.ram().len(),
+            machine.ram().handle(),
             &holes,
             machine.config().a20_wrap,
             options.coalesced_pio,
@@ -188,8 +198,6 @@ impl KvmBackend {
         sync.sregs = tsregs;
         let mut b = KvmBackend {
             vm,
-            ram_host: host as usize,
-            ram_len: machine.ram().len(),
             tregs,
             tsregs,
             single_step: false,
@@ -290,13 +298,15 @@ impl KvmBackend {
         self.set_single_step(false)
     }
 
+    /// Refuses a machine other than the one this VM was created for: its RAM must be the very
+    /// mapping the VM holds (identity, not host address: a new machine whose RAM happens to be
+    /// mapped where a dropped one's was is refused too, as the VM keeps that mapping alive).
     fn check_machine(&self, machine: &Machine) -> Result<(), StopReason> {
-        if machine.ram().host_address() as usize != self.ram_host || machine.ram().len() != self.ram_len {
+        if !self.vm.ram.is_ram_of(machine.ram()) {
             return Err(StopReason::HostError(format!(
-                "this KVM VM was created for the machine whose RAM is at {:#x} ({:#x} bytes), not for the one at {:p} ({:#x} bytes)",
-                self.ram_host,
-                self.ram_len,
-                machine.ram().host_address(),
+                "this KVM VM was created for another machine (its RAM: {:#x} bytes at {:p}; this machine's: {:#x} bytes)",
+                self.vm.ram.len(),
+                self.vm.ram.host_address(),
                 machine.ram().len()
             )));
         }
@@ -374,9 +384,9 @@ impl KvmBackend {
         self.stats.exits += 1;
         self.io_pending = false;
         let exit = match self.vm.vcpu.run() {
-            Ok(VcpuExit::IoOut(port, d)) => Exit::IoOut { port, data: d.as_ptr(), len: d.len() },
-            Ok(VcpuExit::IoIn(port, d)) => Exit::IoIn { port, data: d.as_mut_ptr(), len: d.len() },
-            Ok(VcpuExit::MmioRead(addr, d)) => Exit::MmioRead { addr, data: d.as_mut_ptr(), len: d.len() },
+            Ok(VcpuExit::IoOut(port, d)) => Exit::IoOut { port, len: d.len() },
+            Ok(VcpuExit::IoIn(port, d)) => Exit::IoIn { port, len: d.len() },
+            Ok(VcpuExit::MmioRead(..)) => Exit::MmioRead,
             Ok(VcpuExit::MmioWrite(addr, d)) => {
                 let mut data = [0u8; 8];
                 let len = d.len().min(8);
@@ -399,10 +409,7 @@ impl KvmBackend {
         if self.sregs_synced {
             self.kvm_cs_base = self.vm.vcpu.sync_regs_mut().sregs.cs.base;
         }
-        if matches!(
-            exit,
-            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
-        ) {
+        if matches!(exit, Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. }) {
             self.io_pending = true;
         }
         exit
@@ -411,14 +418,10 @@ impl KvmBackend {
     /// Passes one I/O or MMIO exit to the bus. `Ok(Some(reason))` when the bus ends the run.
     fn handle_io(&mut self, bus: &mut IoBus, exit: &Exit) -> Result<Option<StopReason>, StopReason> {
         match *exit {
-            Exit::IoOut { port, data, len } => {
+            Exit::IoOut { port, len } => {
                 self.stats.pio_exits += 1;
-                let width = self.io_width(len)?;
-                // SAFETY: `data`/`len` are the I/O data area kvm-ioctls sliced out of this vCPU's
-                // kvm_run mapping for the exit just taken (kernel-provided offset and
-                // size * count). The mapping lives as long as the vCPU and nothing else
-                // references that area until the next KVM_RUN.
-                let buf = unsafe { std::slice::from_raw_parts(data, len) };
+                let run = self.vm.vcpu.get_kvm_run();
+                let (width, buf) = iodata::pio(run, self.vm.run_size, len).map_err(StopReason::HostError)?;
                 for chunk in buf.chunks_exact(width) {
                     if let IoAction::Stop(r) = bus.pio_write(port, chunk) {
                         return Ok(Some(r));
@@ -431,22 +434,21 @@ impl KvmBackend {
                 }
                 Ok(None)
             }
-            Exit::IoIn { port, data, len } => {
+            Exit::IoIn { port, len } => {
                 self.stats.pio_exits += 1;
-                let width = self.io_width(len)?;
-                // SAFETY: as for IoOut; KVM reads the area back on the next KVM_RUN.
-                let buf = unsafe { std::slice::from_raw_parts_mut(data, len) };
+                // KVM reads the area back on the next KVM_RUN.
+                let run = self.vm.vcpu.get_kvm_run();
+                let (width, buf) = iodata::pio(run, self.vm.run_size, len).map_err(StopReason::HostError)?;
                 buf.fill(0);
                 for chunk in buf.chunks_exact_mut(width) {
                     bus.pio_read(port, chunk);
                 }
                 Ok(None)
             }
-            Exit::MmioRead { addr, data, len } => {
+            Exit::MmioRead => {
                 self.stats.mmio_exits += 1;
-                // SAFETY: `data`/`len` is `kvm_run.mmio.data[..len]` (at most 8 bytes, bounds
-                // checked by kvm-ioctls) of this vCPU's live mapping; nothing else references it.
-                let buf = unsafe { std::slice::from_raw_parts_mut(data, len) };
+                let (addr, buf) =
+                    iodata::mmio_read(self.vm.vcpu.get_kvm_run()).map_err(StopReason::HostError)?;
                 buf.fill(0);
                 bus.mmio_read(addr, buf);
                 Ok(None)
@@ -465,16 +467,6 @@ impl KvmBackend {
             }
             _ => Ok(None),
         }
-    }
-
-    /// The access width of the port-I/O exit just taken, read from `kvm_run.io` (kvm-ioctls
-    /// only gives `size * count` bytes; see rust-vmm/kvm#371).
-    fn io_width(&mut self, len: usize) -> Result<usize, StopReason> {
-        let run = self.vm.vcpu.get_kvm_run();
-        // SAFETY: the exit reason is KVM_EXIT_IO (we were handed an IoIn/IoOut), so `io` is
-        // the active member of the exit union.
-        let io = unsafe { run.__bindgen_anon_1.io };
-        exits::io_width(io.size, io.count, len).map_err(StopReason::HostError)
     }
 
     /// Replays writes KVM coalesced into its ring, in order, through the bus.
@@ -511,7 +503,7 @@ impl KvmBackend {
             let exit = self.kvm_run();
             self.drain_coalesced(bus);
             match exit {
-                Exit::IoIn { .. } | Exit::IoOut { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                Exit::IoIn { .. } | Exit::IoOut { .. } | Exit::MmioRead | Exit::MmioWrite { .. } => {
                     // A REP INS/OUTS continues: it needs its data; output after the stop is
                     // still what the guest did. The run is ending anyway.
                     let _ = self.handle_io(bus, &exit);
@@ -523,7 +515,7 @@ impl KvmBackend {
     }
 
     /// The stop for `KVM_EXIT_INTERNAL_ERROR`.
-    fn internal_error(&mut self, machine: &Machine) -> StopReason {
+    fn internal_error(&mut self, machine: &mut Machine) -> StopReason {
         let st = self.current();
         let (cs, ip) = (st.cs(), st.eip);
         let run = self.vm.vcpu.get_kvm_run();
@@ -551,14 +543,14 @@ impl KvmBackend {
             exits::insn_bytes(&raw.insn_bytes[..n], ip as u16)
         } else {
             let (buf, n) =
-                exits::fetch(machine.ram().as_slice(), st.seg(picoqemu_core::SegReg::Cs).base, ip as u16);
+                exits::fetch(machine.ram_mut().bytes(), st.seg(picoqemu_core::SegReg::Cs).base, ip as u16);
             exits::insn_bytes(&buf[..n], ip as u16)
         };
         StopReason::EmulationFailure { cs, ip, bytes }
     }
 
     /// Handles an exit that is not I/O and not a debug exit. `None` means "keep running".
-    fn terminal(&mut self, machine: &Machine, exit: Exit) -> Option<StopReason> {
+    fn terminal(&mut self, machine: &mut Machine, exit: Exit) -> Option<StopReason> {
         match exit {
             Exit::Hlt => Some(StopReason::Halted),
             Exit::Shutdown => Some(StopReason::TripleFault),
@@ -577,7 +569,7 @@ impl KvmBackend {
             Exit::Debug => {
                 Some(StopReason::HostError("unexpected KVM_EXIT_DEBUG while not single-stepping".into()))
             }
-            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => None,
+            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. } => None,
         }
     }
 
@@ -594,7 +586,7 @@ impl KvmBackend {
             let exit = self.kvm_run();
             self.drain_coalesced(machine.bus_mut());
             match exit {
-                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. } => {
                     match self.handle_io(machine.bus_mut(), &exit) {
                         Ok(None) => {}
                         Ok(Some(r)) | Err(r) => break r,
@@ -706,9 +698,9 @@ impl KvmBackend {
     /// One single step with single-step mode already on and the watchdog entered.
     fn step_inner(&mut self, machine: &mut Machine) -> StepEvent {
         self.stats.steps += 1;
-        let pre = self.snap(machine.ram().as_slice(), None);
+        let pre = self.snap(machine.ram_mut().bytes(), None);
         let pre_regs = self.vm.vcpu.sync_regs_mut().regs;
-        let (bytes, n) = exits::fetch(machine.ram().as_slice(), pre.cs_base, pre.eip as u16);
+        let (bytes, n) = exits::fetch(machine.ram_mut().bytes(), pre.cs_base, pre.eip as u16);
         let insn = InsnKind::of(&bytes[..n], pre.eip as u16);
         let mut did_io = false;
         loop {
@@ -716,7 +708,7 @@ impl KvmBackend {
             self.drain_coalesced(machine.bus_mut());
             let completed = match exit {
                 Exit::Debug => true,
-                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. } => {
+                Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. } => {
                     match self.handle_io(machine.bus_mut(), &exit) {
                         Ok(None) => {}
                         Ok(Some(r)) | Err(r) => {
@@ -748,8 +740,8 @@ impl KvmBackend {
             let p = self.immediate_exit_ptr();
             self.watchdog.clear_immediate_exit(p);
         }
-        let post = self.snap(machine.ram().as_slice(), Some(&pre));
-        let hlt = self.handler_hlt(machine.ram().as_slice(), &post);
+        let post = self.snap(machine.ram_mut().bytes(), Some(&pre));
+        let hlt = self.handler_hlt(machine.ram_mut().bytes(), &post);
         let post_regs = self.vm.vcpu.sync_regs_mut().regs;
         let rf = u64::from(picoqemu_core::flags::RF);
         let unchanged = post_regs.rflags & !rf == pre_regs.rflags & !rf

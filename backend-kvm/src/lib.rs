@@ -114,6 +114,7 @@ mod backend;
 pub mod baseline;
 mod error;
 mod exits;
+mod iodata;
 mod regs;
 mod step;
 mod vm;

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use kvm_bindings::{kvm_cpuid_entry2, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, SyncReg, VcpuFd, VmFd};
 
+use picoqemu_core::RamHandle;
+
 use crate::KvmError;
 
 /// Page size used to align memslots.
@@ -149,15 +151,20 @@ pub struct Vm {
     /// Bit `i` set: [`COALESCED_PORTS`]`[i]` has a registered zone; [`MMIO_ZONE_BIT`]: the
     /// MMIO range has one.
     zones: u8,
+    /// Size of the vCPU's `kvm_run` mapping (`KVM_GET_VCPU_MMAP_SIZE`): the port-I/O data
+    /// area the kernel points at must lie inside it.
+    pub run_size: usize,
+    /// The guest RAM the memslots point at, kept mapped as long as the VM exists. Declared
+    /// last, so the VM and vCPU fds close before the mapping can go.
+    pub ram: RamHandle,
 }
 
 impl Vm {
-    /// Creates the VM, maps `ram_len` bytes at host address `host` around `holes`, creates
+    /// Creates the VM, maps the guest RAM `ram` keeps alive around `holes`, creates
     /// vCPU 0 with picoqemu's CPU model as its CPUID (the host's supported CPUID with
     /// `host_cpuid`) and enables sync regs.
     pub fn new(
-        host: *mut u8,
-        ram_len: usize,
+        ram: RamHandle,
         holes: &[(u64, u64)],
         a20_wrap: bool,
         coalesce: bool,
@@ -166,6 +173,7 @@ impl Vm {
     ) -> Result<Vm, KvmError> {
         let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("cannot open /dev/kvm: {e}")))?;
         check_capabilities(&kvm)?;
+        let (host, ram_len) = (ram.host_address(), ram.len());
         if (host as usize) & (PAGE as usize - 1) != 0 {
             return Err(KvmError::Memory(format!("guest RAM at host address {host:p} is not page aligned")));
         }
@@ -180,10 +188,11 @@ impl Vm {
                 userspace_addr: host as u64 + slot.host,
             };
             // SAFETY: `[host + slot.host, host + slot.host + slot.len)` lies inside the
-            // machine's RAM mapping (`machine_slots` never goes past `ram_len`). The caller keeps
-            // that mapping alive as long as this VM: `KvmBackend` only runs the VM on the
-            // `Machine` whose RAM has this host address and length, and the RAM is never
-            // unmapped or resized while the machine lives.
+            // machine's RAM mapping (`machine_slots` never goes past `ram_len`). The mapping
+            // stays alive as long as this VM: the `Vm` owns `ram`, a handle that keeps it
+            // mapped, and drops it after the VM fd. The kernel writes it only inside
+            // `KVM_RUN`, which `KvmBackend` enters only while it holds `&mut Machine` of the
+            // machine whose RAM `ram` names, so no Rust reference into it is alive then.
             unsafe { vm.set_user_memory_region(region) }
                 .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
@@ -195,7 +204,8 @@ impl Vm {
         let coalesce = coalesce && kvm.check_extension(Cap::CoalescedPio);
         let coalesce_mmio =
             coalesce_mmio.filter(|&(_, len)| len > 0 && kvm.check_extension(Cap::CoalescedMmio));
-        Ok(Vm { vm, vcpu, coalesce, coalesce_mmio, zones: 0 })
+        let run_size = kvm.get_vcpu_mmap_size().map_err(KvmError::ioctl("KVM_GET_VCPU_MMAP_SIZE"))?;
+        Ok(Vm { vm, vcpu, coalesce, coalesce_mmio, zones: 0, run_size, ram })
     }
 
     /// True when `port` is one of [`COALESCED_PORTS`], coalescing is on and the port has no

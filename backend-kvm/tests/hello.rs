@@ -30,11 +30,11 @@ fn article_program_draws_hello_world() {
     let r = kvm.run(&mut m, RunLimits::timeout(std::time::Duration::from_secs(10))).expect("run");
     assert_eq!(r, StopReason::Halted);
     assert_eq!(m.screen_text(), EXPECTED.join("\n") + "\n");
-    let vram = &m.ram().as_slice()[0xB8000..0xB8000 + 4000];
+    let vram = &m.ram_mut().bytes()[0xB8000..0xB8000 + 4000];
     assert!(vram.chunks(2).all(|c| c[1] == 0x0A), "every cell has attribute 0x0A");
     assert!(vram[5 * 160..].chunks(2).all(|c| c[0] == 0), "rows 6-25 hold NUL characters");
     // HLT is the only exit: VGA memory is RAM.
     assert_eq!(kvm.kvm_stats().pio_exits + kvm.kvm_stats().mmio_exits, 0);
     let st = kvm.state().unwrap();
-    assert_eq!(m.ram().as_slice()[(st.eip - 1) as usize], 0xF4, "IP is past the HLT");
+    assert_eq!(m.ram_mut().bytes()[(st.eip - 1) as usize], 0xF4, "IP is past the HLT");
 }

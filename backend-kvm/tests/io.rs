@@ -70,14 +70,14 @@ fn com1_polling_guest_and_debug_exit() {
         return;
     }
     for coalesced_pio in [true, false] {
-        let (m, mut b, r) = run_serial(KvmOptions { coalesced_pio, ..KvmOptions::default() });
+        let (mut m, mut b, r) = run_serial(KvmOptions { coalesced_pio, ..KvmOptions::default() });
         assert_eq!(r, StopReason::DebugExit(0x21), "coalesced={coalesced_pio}");
         assert_eq!(r.exit_status(), 0x43);
         assert_eq!(m.bus().uart.out.captured(), b"Hello, serial!\n");
         assert_eq!(m.bus().uart.divisor(), 1, "the DLL write reached the divisor latch");
         // The state is the one after the OUT to 0xF4 (2 bytes), before the HLT.
         let st = b.state().unwrap();
-        assert_eq!(m.ram().as_slice()[st.eip as usize], 0xF4, "IP is on the HLT after `out 0xf4, al`");
+        assert_eq!(m.ram_mut().bytes()[st.eip as usize], 0xF4, "IP is on the HLT after `out 0xf4, al`");
         let stats = b.kvm_stats();
         if coalesced_pio && b.coalesced_pio() {
             // 16 writes to 0x3F8: the first (DLL) exits and registers the zone, the rest are
@@ -131,8 +131,8 @@ fn string_io_uses_size_and_count_from_kvm_run() {
     assert_eq!((io.pio_writes, io.pio_reads), (6, 6), "{io:?}");
     // Each word write's high byte (0x81) and each word read's high byte are unclaimed.
     assert_eq!((io.unclaimed_writes, io.unclaimed_reads), (3, 2), "{io:?}");
-    assert_eq!(&m.ram().as_slice()[0x9000..0x9004], &[0xE9; 4]);
-    assert_eq!(&m.ram().as_slice()[0x9010..0x9014], &[0x33, 0xFF, 0x33, 0xFF]);
+    assert_eq!(&m.ram_mut().bytes()[0x9000..0x9004], &[0xE9; 4]);
+    assert_eq!(&m.ram_mut().bytes()[0x9010..0x9014], &[0x33, 0xFF, 0x33, 0xFF]);
     assert_eq!(b.state().unwrap().reg(Gpr::Ecx) & 0xFFFF, 0);
 }
 
@@ -186,7 +186,7 @@ fn coalesced_pio_keeps_output_order() {
         assert!(!matches!(ev, StepEvent::Stopped(_)), "{ev:?}");
     }
     assert_eq!(order, b"A1B2C3D4E5F6".iter().copied().filter(|c| !b"BDF".contains(c)).collect::<Vec<_>>());
-    assert_eq!(m.ram().as_slice()[0x9000], 0x5A, "loopback read sees the coalesced write");
+    assert_eq!(m.ram_mut().bytes()[0x9000], 0x5A, "loopback read sees the coalesced write");
     // Free-running, with and without coalescing: identical streams and loopback result.
     for coalesced_pio in [true, false] {
         let mut m = common::machine();
@@ -202,7 +202,7 @@ fn coalesced_pio_keeps_output_order() {
         assert_eq!(m.bus().debugcon.out.captured(), b"ACE");
         assert_eq!(m.bus().uart.out.captured(), b"123456");
         assert_eq!(m.bus().post_code, b'F');
-        assert_eq!(m.ram().as_slice()[0x9000], 0x5A);
+        assert_eq!(m.ram_mut().bytes()[0x9000], 0x5A);
     }
 }
 
@@ -225,7 +225,7 @@ fn zones_are_registered_only_for_ports_the_guest_writes() {
     assert_eq!(b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"), StopReason::Halted);
     assert!(b.coalesced_zones().is_empty(), "{:?}", b.coalesced_zones());
     assert_eq!(b.kvm_stats().coalesced_writes, 0);
-    assert_eq!(m.ram().as_slice()[0x9000], 0xE9, "the 0xE9 read was served by the bus");
+    assert_eq!(m.ram_mut().bytes()[0x9000], 0xE9, "the 0xE9 read was served by the bus");
 
     // Three writes to 0xE9: the first exits and registers its zone, the next two are
     // coalesced; the output is complete and in order. The zone survives `reset`.
@@ -295,9 +295,9 @@ fn mmio_console_through_a_memslot_hole() {
         let console = m.bus().mmio_console.as_ref().unwrap();
         assert_eq!(console.out.captured(), b"OK");
         assert_eq!(b.state().unwrap().reg(Gpr::Eax) & 0xFFFF, 2, "the count read saw both writes");
-        assert_eq!(m.ram().as_slice()[0xD1000], 0x77);
-        assert_eq!(m.ram().as_slice()[0xDFFFF], 0x66);
-        assert_eq!(m.ram().as_slice()[0xD0000], 0, "the hole is not RAM");
+        assert_eq!(m.ram_mut().bytes()[0xD1000], 0x77);
+        assert_eq!(m.ram_mut().bytes()[0xDFFFF], 0x66);
+        assert_eq!(m.ram_mut().bytes()[0xD0000], 0, "the hole is not RAM");
         let st = b.kvm_stats();
         if coalesced_mmio && b.coalesced_mmio() {
             // 'O' exits and registers the zone, 'K' goes to the ring; the read and the word
@@ -352,8 +352,16 @@ fn a_backend_refuses_another_machine() {
     let mut other = common::machine();
     let mut b = KvmBackend::new(&m).unwrap();
     match b.run(&mut other, RunLimits::UNBOUNDED) {
-        Err(e) => assert!(e.to_string().contains("created for the machine"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("created for another machine"), "{e}"),
         Ok(other) => panic!("a run on another machine ended with {other}"),
+    }
+    // A machine built after the VM's own is dropped is refused too, wherever its RAM lies:
+    // the VM keeps the dropped machine's mapping, so the check is by identity.
+    drop(m);
+    let mut recycled = common::machine();
+    match b.run(&mut recycled, RunLimits::UNBOUNDED) {
+        Err(e) => assert!(e.to_string().contains("created for another machine"), "{e}"),
+        Ok(other) => panic!("a run on a recycled machine ended with {other}"),
     }
 }
 
@@ -379,7 +387,7 @@ fn a20_wrap_aliases_the_high_memory_area() {
             b.run(&mut m, RunLimits::timeout(Duration::from_secs(10))).expect("run"),
             StopReason::Halted
         );
-        let (low, high) = (m.ram().as_slice()[0], m.ram().as_slice()[0x10_0000]);
+        let (low, high) = (m.ram_mut().bytes()[0], m.ram_mut().bytes()[0x10_0000]);
         if a20_wrap {
             assert_eq!((low, high), (0x5A, 0), "FFFF:0010 wrapped to 0");
         } else {

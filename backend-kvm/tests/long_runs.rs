@@ -54,7 +54,7 @@ fn state_after_a_long_free_run_is_exact() {
     assert_eq!(s.seg(SegReg::Es).selector, 0x2000);
     assert_eq!(s.seg(SegReg::Ss).selector, 0, "SS untouched");
     let halt_ip = s.eip;
-    assert_eq!(m.ram().as_slice()[0x12340 + halt_ip as usize - 1], 0xF4, "IP is just past the HLT");
+    assert_eq!(m.ram_mut().bytes()[0x12340 + halt_ip as usize - 1], 0xF4, "IP is just past the HLT");
 
     // Single steps right after the long run (switching single step on parks RIP using the
     // CS base KVM holds): a new program at 0000:7C00 steps normally.
@@ -89,7 +89,7 @@ fn emulation_failure_after_a_long_run_names_the_right_cs_ip() {
             let daa_ip = b.state().unwrap().eip;
             assert_eq!(cs, 0x1234);
             assert_eq!(ip, daa_ip);
-            assert_eq!(m.ram().as_slice()[0x12340 + ip as usize], 0x27);
+            assert_eq!(m.ram_mut().bytes()[0x12340 + ip as usize], 0x27);
         }
         other => panic!("expected an emulation failure, got {other:?}"),
     }
@@ -109,5 +109,5 @@ fn a_debug_exit_after_a_long_run_leaves_exact_state() {
     );
     let s = b.state().unwrap();
     assert_eq!((s.seg(SegReg::Cs).selector, s.seg(SegReg::Ds).selector), (0x1234, 0x2000));
-    assert_eq!(m.ram().as_slice()[0x12340 + s.eip as usize], 0xF4, "IP is on the HLT after the OUT");
+    assert_eq!(m.ram_mut().bytes()[0x12340 + s.eip as usize], 0xF4, "IP is on the HLT after the OUT");
 }

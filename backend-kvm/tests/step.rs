@@ -90,7 +90,8 @@ fn rep_movsb_steps_in_chunks_with_rf_set() {
     assert!(cx_seen.windows(2).all(|w| w[1] < w[0]), "CX falls chunk by chunk: {cx_seen:?}");
     let s = b.state().unwrap();
     assert_eq!((s.eip, s.reg(Gpr::Ecx) & 0xFFFF, s.eflags & flags::RF), (0x7C0D, 0, 0));
-    assert_eq!(&m.ram().as_slice()[0x4000..0x4000 + 3000], &m.ram().as_slice()[0x1000..0x1000 + 3000]);
+    let ram = m.ram_mut().bytes();
+    assert_eq!(&ram[0x4000..0x4000 + 3000], &ram[0x1000..0x1000 + 3000]);
     // With a budget the REP counts as one instruction, whatever its chunks.
     let mut s = b.state().unwrap();
     s.eip = 0x7C00;
@@ -163,7 +164,7 @@ fn fault_step_includes_the_handlers_first_instruction() {
         assert_eq!(s.eip, 0x7D00 + 1, "the handler's first instruction ran");
         assert_eq!(s.reg(Gpr::Esp), 0x7000 - 6, "a fault frame was pushed");
         assert_eq!(
-            &m.ram().as_slice()[0x7000 - 6..0x7000 - 2],
+            &m.ram_mut().bytes()[0x7000 - 6..0x7000 - 2],
             &[0x02, 0x7C, 0x00, 0x00],
             "it names the DIV"
         );
@@ -274,7 +275,7 @@ fn mmio_and_string_io_steps_complete() {
     // rep insb: I/O steps (possibly chunked with IP on the REP) until IP leaves it.
     let rep: Vec<_> = events.iter().filter(|(_, ip)| *ip == 0x7C1D).collect();
     assert!(!rep.is_empty(), "{events:?}");
-    assert_eq!(&m.ram().as_slice()[0x9000..0x9003], &[0xE9; 3]);
+    assert_eq!(&m.ram_mut().bytes()[0x9000..0x9003], &[0xE9; 3]);
     let s = b.state().unwrap();
     assert_eq!(s.reg(Gpr::Ecx) & 0xFFFF, 0);
     assert_eq!(m.bus().mmio_console.as_ref().unwrap().out.captured(), b"A");
@@ -410,7 +411,7 @@ fn reused_vm_fault_frame_has_no_host_trap_flag() {
         let ev = b.step(&mut m, None);
         let s = b.state().unwrap();
         assert_eq!(ev, StepEvent::FaultDelivered { halted: false }, "state:\n{s}");
-        let frame = &m.ram().as_slice()[0x7000 - 6..0x7000];
+        let frame = &m.ram_mut().bytes()[0x7000 - 6..0x7000];
         assert_eq!(&frame[..4], &[0x04, 0x7C, 0x00, 0x00], "the frame names the DIV");
         let pushed = u32::from(u16::from_le_bytes([frame[4], frame[5]]));
         assert_eq!(

@@ -25,7 +25,7 @@ pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};
 pub use error::{BackendError, CoreError};
 pub use loader::{load_image, ImageKind, LoadError};
 pub use machine::{Machine, MachineConfig};
-pub use ram::GuestRam;
+pub use ram::{GuestRam, RamHandle};
 pub use stop::{InsnBytes, StopReason};
 
 /// Highest physical address a real-mode CPU with A20 enabled can reach (FFFF:FFFF).

@@ -109,8 +109,8 @@ mod tests {
     fn boot_sector_placement() {
         let mut m = machine();
         let s = load_image(&mut m, &boot_sector(), ImageKind::Boot).unwrap();
-        assert_eq!(m.ram().as_slice()[0x7C00], 0xF4);
-        assert_eq!(m.ram().as_slice()[0x7DFF], 0xAA);
+        assert_eq!(m.ram().read_u8(0x7C00).unwrap(), 0xF4);
+        assert_eq!(m.ram().read_u8(0x7DFF).unwrap(), 0xAA);
         assert_eq!((s.cs(), s.eip), (0, 0x7C00));
         assert_eq!(s.reg(Gpr::Edx), 0x80);
         assert_eq!(s.reg(Gpr::Esp), 0x7C00);
@@ -129,7 +129,7 @@ mod tests {
     fn raw_placement_and_size_limit() {
         let mut m = machine();
         let s = load_image(&mut m, &[0xB8, 0x34, 0x12, 0xF4], ImageKind::Raw).unwrap();
-        assert_eq!(&m.ram().as_slice()[..4], &[0xB8, 0x34, 0x12, 0xF4]);
+        assert_eq!(m.ram().read_vec(0, 4).unwrap(), &[0xB8, 0x34, 0x12, 0xF4]);
         assert_eq!(s, CpuState::default());
         let big = vec![0u8; m.ram().len() + 1];
         assert!(matches!(load_image(&mut m, &big, ImageKind::Raw), Err(LoadError::TooLarge { .. })));
@@ -142,8 +142,8 @@ mod tests {
         rom[16] = 0xEA; // at F000:FFF0
         rom[31] = 0x77;
         let s = load_image(&mut m, &rom, ImageKind::Rom).unwrap();
-        assert_eq!(m.ram().as_slice()[0xFFFF0], 0xEA);
-        assert_eq!(m.ram().as_slice()[0xFFFFF], 0x77);
+        assert_eq!(m.ram().read_u8(0xFFFF0).unwrap(), 0xEA);
+        assert_eq!(m.ram().read_u8(0xFFFFF).unwrap(), 0x77);
         assert_eq!((s.cs(), s.eip, s.seg(SegReg::Cs).base), (0xF000, 0xFFF0, 0xF0000));
         assert_eq!(s.reg(Gpr::Edx), RESET_EDX);
         assert_eq!(load_image(&mut m, &[0; 15], ImageKind::Rom), Err(LoadError::RomSize(15)));

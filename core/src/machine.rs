@@ -113,26 +113,35 @@ impl Machine {
 
     /// Remembers the current text buffer as the "untouched" screen.
     pub fn mark_screen(&mut self) {
-        self.screen_at_load = self.text_buffer().to_vec();
-    }
-
-    fn text_buffer(&self) -> &[u8] {
-        &self.ram.as_slice()[TEXT_BASE..TEXT_BASE + SCREEN_BYTES]
+        let mut now = std::mem::take(&mut self.screen_at_load);
+        now.resize(SCREEN_BYTES, 0);
+        // RAM is at least MIN_MEM_SIZE, which contains the text buffer.
+        let _ = self.ram.read(TEXT_BASE as u64, &mut now);
+        self.screen_at_load = now;
     }
 
     /// True when the guest changed the text buffer since the image was loaded.
     pub fn screen_written(&self) -> bool {
-        self.text_buffer() != self.screen_at_load.as_slice()
+        let mut now = [0u8; SCREEN_BYTES];
+        let _ = self.ram.read(TEXT_BASE as u64, &mut now);
+        now.as_slice() != self.screen_at_load.as_slice()
+    }
+
+    /// The visible screen's bytes (a copy; blank if RAM could not hold it).
+    fn visible_screen(&self) -> [u8; SCREEN_BYTES] {
+        let mut screen = [0u8; SCREEN_BYTES];
+        let _ = self.ram.read(self.bus.vga.screen_addr() as u64, &mut screen);
+        screen
     }
 
     /// The visible text screen as plain text.
     pub fn screen_text(&self) -> String {
-        self.bus.vga.render_text(self.ram.as_slice())
+        crate::devices::vga::VgaText::text_of(&self.visible_screen())
     }
 
     /// The visible text screen with ANSI colours.
     pub fn screen_ansi(&self) -> String {
-        self.bus.vga.render_ansi(self.ram.as_slice())
+        crate::devices::vga::VgaText::ansi_of(&self.visible_screen())
     }
 
     /// Zeroes RAM and resets every device, for reusing the machine.

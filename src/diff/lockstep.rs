@@ -351,7 +351,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                 history,
             );
         }
-        let bytes = disasm::fetch(candidate.machine.ram().as_slice(), pre.pc_linear());
+        let bytes = disasm::fetch(candidate.machine.ram_mut().bytes(), pre.pc_linear());
         let instr = disasm::decode(bytes.as_slice(), pre.eip);
         history.push(HistEntry { step, cs: pre.cs(), ip: pre.eip, bytes });
         let next_ip = pre.eip.wrapping_add(instr.len() as u32) & 0xFFFF;
@@ -393,7 +393,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         }
 
         // Candidate step (the interpreter counts REP iterations as steps).
-        let mut restart = rep_compare.then(|| RestartPoint::take(candidate.machine.ram().as_slice(), pre));
+        let mut restart = rep_compare.then(|| RestartPoint::take(candidate.machine.ram_mut().bytes(), pre));
         // The candidate's FLAGS where the reference last restarted the REP compare.
         let mut flags_at_ref_restart =
             (rep_compare && rep_count(&instr, &pre) != ref_restart).then_some(None::<u32>);
@@ -420,7 +420,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             }
         }
         let is_enter = instr.mnemonic() == Mnemonic::Enter;
-        let mut faulted = fault_delivered(&pre, &cstate, candidate.machine.ram().as_slice(), is_enter);
+        let mut faulted = fault_delivered(&pre, &cstate, candidate.machine.ram_mut().bytes(), is_enter);
         if let Some(r) = restart.filter(|r| faulted && r.steps > 1) {
             // Completed iterations, then the faulting one: run them again as one run from the
             // instruction's start, as in a whole run (the interpreter counts k iterations and
@@ -436,7 +436,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             let ev = candidate.backend.step_n(&mut candidate.machine, r.steps, deadline);
             cstop = stop_of(&ev);
             cstate = candidate.backend.state()?;
-            faulted = fault_delivered(&pre, &cstate, candidate.machine.ram().as_slice(), is_enter);
+            faulted = fault_delivered(&pre, &cstate, candidate.machine.ram_mut().bytes(), is_enter);
             rules.rep_restarts += 1;
         }
         let mut extra = false;
@@ -453,7 +453,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
                        history: &mut History|
          -> Result<(), DiffError> {
             let hpre = *cstate;
-            let hbytes = disasm::fetch(candidate.machine.ram().as_slice(), hpre.pc_linear());
+            let hbytes = disasm::fetch(candidate.machine.ram_mut().bytes(), hpre.pc_linear());
             let hinstr = disasm::decode(hbytes.as_slice(), hpre.eip);
             let (ev, st) = step_side(candidate, deadline)?;
             *cstop = stop_of(&ev);
@@ -503,7 +503,7 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         b.eflags &= !mask;
         let n = written_ranges(&mut factory, &instr, &pre, &cstate, &mut ranges);
         let mut written = Vec::new();
-        let (ra, rb) = (reference.machine.ram().as_slice(), candidate.machine.ram().as_slice());
+        let (ra, rb) = (reference.machine.ram_mut().bytes(), candidate.machine.ram_mut().bytes());
         for &(addr, len) in &ranges[..n] {
             let s = (addr as usize).min(ra.len());
             let e = s.saturating_add(len as usize).min(ra.len());
@@ -520,8 +520,8 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
         if a != b || mem_differs || (stops_final && rstop != cstop) {
             let comparison = compare(
                 names,
-                (&reference.machine, Outcome { stop: rstop, state: rstate }),
-                (&candidate.machine, Outcome { stop: cstop, state: cstate }),
+                (&mut reference.machine, Outcome { stop: rstop, state: rstate }),
+                (&mut candidate.machine, Outcome { stop: cstop, state: cstate }),
                 undef.undefined(),
             );
             let rep_restart = flags_at_ref_restart.flatten().map(|f| (ref_restart, f));
@@ -534,8 +534,8 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             // Same stop on both sides; a final full comparison of devices and RAM.
             let comparison = compare(
                 names,
-                (&reference.machine, Outcome { stop: rstop.clone(), state: rstate }),
-                (&candidate.machine, Outcome { stop: cstop, state: cstate }),
+                (&mut reference.machine, Outcome { stop: rstop.clone(), state: rstate }),
+                (&mut candidate.machine, Outcome { stop: cstop, state: cstate }),
                 undef.undefined(),
             );
             if !comparison.is_identical() {

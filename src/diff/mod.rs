@@ -16,10 +16,7 @@
 //! (KVM) could not execute an instruction, so there is no verdict; 4 both runs hit the budget
 //! or the timeout without a difference; 5 host error (e.g. KVM unavailable); 6 divergent, but
 //! only by a documented known difference of KVM's emulator.
-pub mod compare;
-pub mod disasm;
 pub mod error;
-pub mod flagmask;
 pub mod history;
 pub mod known;
 pub mod lockstep;
@@ -27,6 +24,10 @@ pub mod parse;
 pub mod stepper;
 pub mod trace;
 pub mod wholerun;
+
+/// The state/RAM comparer, the instruction formatter and the undefined-flags model live in the
+/// verification library; re-exported under their old names.
+pub use picoqemu_verify::{compare, disasm, flagmask};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -324,7 +325,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             };
         } else {
             let (code, text) = lockstep_verdict(&l);
-            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice()) {
+            let (code, text) = match explain_lockstep(&l, &p.start, p.kvm.machine.ram_mut().bytes()) {
                 Some(k) => explained_verdict(k, &text),
                 None => (code, text),
             };
@@ -346,7 +347,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
     };
     let (code, text) = whole_run_verdict(&w);
     let mut explained =
-        explain_whole_run(&w, p.kvm.machine.ram().as_slice(), p.interp.machine.ram().as_slice());
+        explain_whole_run(&w, p.kvm.machine.ram_mut().bytes(), p.interp.machine.ram_mut().bytes());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
         explained = locate_known(&image, kind, args.mem, limits);
@@ -365,5 +366,5 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
 fn locate_known(image: &[u8], kind: ImageKind, mem: usize, limits: RunLimits) -> Option<Known> {
     let mut p = prepare(image, kind, mem).ok()?;
     let l = lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits).ok()?;
-    explain_lockstep(&l, &p.start, p.kvm.machine.ram().as_slice())
+    explain_lockstep(&l, &p.start, p.kvm.machine.ram_mut().bytes())
 }

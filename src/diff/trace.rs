@@ -179,16 +179,16 @@ pub fn run_traced<B: Backend + ?Sized>(
                 }
             }
         }
-        let bytes = disasm::fetch(machine.ram().as_slice(), pre.pc_linear());
+        let bytes = disasm::fetch(machine.ram_mut().bytes(), pre.pc_linear());
         let instr = disasm::decode(bytes.as_slice(), pre.eip);
         let stop = backend.run(machine, RunLimits::instructions(1)).unwrap_or_else(StopReason::from);
         let post = backend.state()?;
         let step = trace.steps;
         trace.steps += 1;
         trace.history.push(HistEntry { step, cs: pre.cs(), ip: pre.eip, bytes });
-        trace.tf_rep.step(&instr, &pre, &post, machine.ram().as_slice());
+        trace.tf_rep.step(&instr, &pre, &post, machine.ram_mut().bytes());
         let is_enter = instr.mnemonic() == iced_x86::Mnemonic::Enter;
-        if fault_delivered(&pre, &post, machine.ram().as_slice(), is_enter) {
+        if fault_delivered(&pre, &post, machine.ram_mut().bytes(), is_enter) {
             trace.faults += 1;
             trace.undef.fault_delivered(step);
         } else if !matches!(stop, StopReason::Unsupported { .. } | StopReason::HostError(_)) {

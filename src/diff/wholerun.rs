@@ -52,8 +52,8 @@ pub fn whole_run<A: Backend, B: Backend>(
     let state_cand = candidate.backend.state()?;
     let comparison = compare(
         (reference.backend.name(), candidate.backend.name()),
-        (&reference.machine, Outcome { stop: stop_ref, state: state_ref }),
-        (&candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
+        (&mut reference.machine, Outcome { stop: stop_ref, state: state_ref }),
+        (&mut candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
         trace.undef.undefined(),
     );
     Ok(WholeRun { comparison, trace })
@@ -87,8 +87,8 @@ pub fn whole_run_fast<A: Backend, B: Backend>(
     let state_free = candidate.backend.state()?;
     let fast = compare(
         names,
-        (&reference.machine, Outcome { stop: stop_ref.clone(), state: state_ref }),
-        (&candidate.machine, Outcome { stop: stop_free.clone(), state: state_free }),
+        (&mut reference.machine, Outcome { stop: stop_ref.clone(), state: state_ref }),
+        (&mut candidate.machine, Outcome { stop: stop_free.clone(), state: state_free }),
         0,
     );
     if fast.is_identical() {
@@ -109,8 +109,8 @@ pub fn whole_run_fast<A: Backend, B: Backend>(
     let state_cand = candidate.backend.state()?;
     let comparison = compare(
         names,
-        (&reference.machine, Outcome { stop: stop_ref, state: state_ref }),
-        (&candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
+        (&mut reference.machine, Outcome { stop: stop_ref, state: state_ref }),
+        (&mut candidate.machine, Outcome { stop: trace.stop.clone(), state: state_cand }),
         trace.undef.undefined(),
     );
     Ok(WholeRun { comparison, trace })

@@ -101,7 +101,7 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
                 }
                 LockstepEnd::Stopped(_) => return Ok(Verdict::Same),
                 LockstepEnd::ReferenceFailed(stop) => {
-                    let ram = self.reference.machine.ram().as_slice();
+                    let ram = self.reference.machine.ram_mut().bytes();
                     if let Some(k) = classify_reference_stop(stop, &start, ram) {
                         return Ok(Verdict::Known(k));
                     }
@@ -156,15 +156,15 @@ impl<R: StepBackend, C: StepBackend> Worker<R, C> {
             return Ok(Verdict::Skipped(SkipReason::NoTermination));
         }
         if let Some(k) =
-            classify_reference_stop(&c.left.stop, &c.left.state, self.reference.machine.ram().as_slice())
+            classify_reference_stop(&c.left.stop, &c.left.state, self.reference.machine.ram_mut().bytes())
         {
             return Ok(Verdict::Known(k));
         }
         if let Some(k) = classify_whole_run(
             c,
             &w.trace.tf_rep,
-            self.reference.machine.ram().as_slice(),
-            self.candidate.machine.ram().as_slice(),
+            self.reference.machine.ram_mut().bytes(),
+            self.candidate.machine.ram_mut().bytes(),
         ) {
             return Ok(Verdict::Known(k));
         }

@@ -1,9 +1,11 @@
-//! Delta debugging (Zeller's ddmin) of a divergent program: first over its list of units, then
+//! Delta debugging (Zeller's ddmin, [`picoqemu_verify::shrink`]) of a divergent program: first over its list of units, then
 //! over its start state (registers to zero, flags to the reset value, data to zero), keeping a
 //! change only while the program still shows an *unexplained* divergence (not a known
 //! difference, not skipped) that reads no undefined flag. The kind of difference may change
 //! on the way (a CF bug seen through a pushed FLAGS word minimises to the bare instruction
 //! whose CF differs); the minimised program's own report is what gets written.
+use picoqemu_verify::shrink::{ddmin, Oracle};
+
 use super::harness::{Finding, Verdict, Worker};
 use super::program::Program;
 use crate::diff::stepper::StepBackend;
@@ -27,7 +29,10 @@ struct Ctx<'w, R: StepBackend, C: StepBackend> {
     tests: usize,
 }
 
-impl<R: StepBackend, C: StepBackend> Ctx<'_, R, C> {
+impl<R: StepBackend, C: StepBackend> Oracle<Program> for Ctx<'_, R, C> {
+    type Finding = Finding;
+    type Error = DiffError;
+
     /// The finding if `p` still shows the divergence.
     fn check(&mut self, p: &Program) -> Result<Option<Finding>, DiffError> {
         if self.tests >= MAX_TESTS {
@@ -38,6 +43,10 @@ impl<R: StepBackend, C: StepBackend> Ctx<'_, R, C> {
             Verdict::Divergent(f) if !f.tainted && !self.signature.is_empty() => Ok(Some(*f)),
             _ => Ok(None),
         }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.tests >= MAX_TESTS
     }
 }
 
@@ -50,46 +59,8 @@ pub fn minimise<R: StepBackend, C: StepBackend>(
     let mut cx = Ctx { worker, signature: finding.signature.clone(), tests: 0 };
     let mut best = program.clone();
     let mut best_finding = finding.clone();
-
-    // ddmin over units.
-    let mut n = 2usize;
-    while best.units.len() >= 2 {
-        let len = best.units.len();
-        let chunk = len.div_ceil(n);
-        let mut reduced = false;
-        for start in (0..len).step_by(chunk) {
-            let mut cand = best.clone();
-            cand.units.drain(start..(start + chunk).min(len));
-            if let Some(f) = cx.check(&cand)? {
-                best = cand;
-                best_finding = f;
-                n = (n - 1).max(2);
-                reduced = true;
-                break;
-            }
-        }
-        if !reduced {
-            if n >= len {
-                break;
-            }
-            n = (2 * n).min(len);
-        }
-        if cx.tests >= MAX_TESTS {
-            break;
-        }
-    }
-    // One more pass removing single units (1-minimality within the budget).
-    let mut i = 0;
-    while i < best.units.len() && best.units.len() > 1 {
-        let mut cand = best.clone();
-        cand.units.remove(i);
-        if let Some(f) = cx.check(&cand)? {
-            best = cand;
-            best_finding = f;
-        } else {
-            i += 1;
-        }
-    }
+    // ddmin over units (a `Program`'s removable parts).
+    ddmin(&mut best, &mut best_finding, &mut cx)?;
     // Start state.
     for r in 0..8 {
         if r == 4 || best.init.gpr[r] == 0 {

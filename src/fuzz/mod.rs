@@ -5,12 +5,14 @@
 //! are reproducible on every machine and for every `--jobs`. Each job thread owns one machine
 //! pair, one KVM VM and one interpreter, reused (reset) for every program it runs; results are
 //! collected by program number, so the output does not depend on scheduling.
-pub mod gen;
 pub mod harness;
 pub mod minimize;
-pub mod program;
 pub mod repro;
-pub mod rng;
+
+/// The RNG, the program layout and the campaign profile of the generator live in the
+/// verification library; re-exported under their old names.
+pub use picoqemu_verify::gen::campaign as gen;
+pub use picoqemu_verify::{program, rng};
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

@@ -39,7 +39,7 @@ impl Backend for PlantedBug {
                 return Ok(if budget == 1 { StopReason::StepDone } else { StopReason::BudgetExhausted });
             }
             let pre = self.inner.state()?;
-            let bytes = disasm::fetch(machine.ram().as_slice(), pre.pc_linear());
+            let bytes = disasm::fetch(machine.ram_mut().bytes(), pre.pc_linear());
             let instr = disasm::decode(bytes.as_slice(), pre.eip);
             let stop =
                 self.inner.run(machine, RunLimits { max_instructions: Some(1), timeout: limits.timeout })?;

@@ -1,20 +1,21 @@
 //! Campaign driver of the JIT differential test: runs each generated program under the
 //! interpreter tiers, compares everything observable (masking only undefined flags), checks
 //! budgeted runs stop-by-stop, shrinks failing programs and prints reproducers.
-pub mod flags;
-pub mod gen;
-pub mod rng;
-
+//!
+//! The generator (its compiled-tier loop profile), the RNG, the undefined-flags model, the
+//! comparer helpers and the shrinker are `picoqemu_verify`'s; this file is the campaign.
 use iced_x86::{Decoder, DecoderOptions, Formatter, NasmFormatter};
 use picoqemu_core::devices::{MmioConsole, Sink};
 use picoqemu_core::{Backend, CpuState, IoBus, Machine, MachineConfig, RunLimits, StopReason};
 use picoqemu_interp::{InterpBackend, JitMode};
 
-use gen::{
-    build, generate, Built, Catalogue, Class, Program, Term, CODE_LINEAR, FILL_BASE, FILL_LEN, HANDLER,
-    MMIO_BASE,
+use picoqemu_verify::compare::{byte_diffs, state_diff as masked_state_diff};
+use picoqemu_verify::gen::loops::{
+    self as gen, build, generate, Built, Catalogue, Class, Program, Term, CODE_LINEAR, FILL_BASE, FILL_LEN,
+    HANDLER, MMIO_BASE,
 };
-use rng::Rng;
+use picoqemu_verify::rng::{fill_bytes, SplitMix64 as Rng};
+use picoqemu_verify::shrink::{ddmin, Oracle};
 
 /// Seed and size of a campaign.
 #[derive(Debug, Clone, Copy)]
@@ -65,16 +66,6 @@ struct Rig {
     be: InterpBackend,
 }
 
-fn fill_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut r = Rng::new(seed);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&r.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// RAM areas filled with random bytes and compared, per class: (start, fill length, compare
 /// length).
 fn areas(class: Class) -> Vec<(usize, usize, usize)> {
@@ -114,8 +105,7 @@ fn rig_with(p: &Program, b: &Built, mut be: InterpBackend) -> Rig {
     let mut m = Machine::new(cfg, bus).expect("machine");
     let ram = m.ram_mut().as_mut_slice();
     for (i, (start, len, _)) in areas(p.class).into_iter().enumerate() {
-        let bytes = fill_bytes(p.fill_seed.wrapping_add(i as u64), len);
-        ram[start..start + len].copy_from_slice(&bytes);
+        fill_bytes(p.fill_seed.wrapping_add(i as u64), &mut ram[start..start + len]);
     }
     for v in 0..256 {
         ram[v * 4..v * 4 + 2].copy_from_slice(&(HANDLER as u16).to_le_bytes());
@@ -193,8 +183,8 @@ fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
         }
         StopReason::Halted if cs.selector == 0 && eip == HANDLER as u32 + 1 && s.icount >= 2 => {
             let c = s.icount - 2;
-            let ram = m.ram().as_slice();
-            let word = |a: usize, b2: usize| ram[a] as u32 | (ram[b2] as u32) << 8;
+            let byte = |a: usize| m.ram().read_u8(a as u64).expect("stack in RAM") as u32;
+            let word = |a: usize, b2: usize| byte(a) | byte(b2) << 8;
             let ip = word(lin(sp), lin(sp + 1));
             let pcs = word(lin(sp + 2), lin(sp + 3));
             if pcs == gen::CODE_SEG as u32 && ip == next_ip(c) {
@@ -220,35 +210,16 @@ fn mask_for(p: &Program, b: &Built, s: &Stop, m: &Machine) -> Mask {
 }
 
 fn state_diff(a: &CpuState, b: &CpuState, mask: u32) -> Vec<String> {
-    let mut a2 = *a;
-    let mut b2 = *b;
-    a2.eflags &= !mask;
-    b2.eflags &= !mask;
-    a2.diff(&b2).iter().map(|d| d.to_string()).collect()
+    masked_state_diff(a, b, mask).iter().map(|d| d.to_string()).collect()
 }
 
 fn ram_diff(p: &Program, a: &Machine, b: &Machine, mask: &Mask) -> Vec<String> {
-    let (ra, rb) = (a.ram().as_slice(), b.ram().as_slice());
-    let mut out = Vec::new();
-    for (lo, hi) in compare_ranges(p.class) {
-        if ra[lo..hi] == rb[lo..hi] {
-            continue;
-        }
-        for i in lo..hi {
-            if ra[i] == rb[i] {
-                continue;
-            }
-            // The FLAGS image a fault pushed: only the masked bits may differ.
-            let bits = mask.pushed.iter().filter(|&&(a, _)| a == i).fold(0u8, |acc, &(_, m)| acc | m);
-            if (ra[i] ^ rb[i]) & !bits == 0 {
-                continue;
-            }
-            if out.len() < 8 {
-                out.push(format!("ram[{i:#07x}]: {:02x} -> {:02x}", ra[i], rb[i]));
-            }
-        }
-    }
-    out
+    // The FLAGS image a fault pushed: only the masked bits may differ.
+    let ignore = |i: usize| mask.pushed.iter().filter(|&&(a, _)| a == i).fold(0u8, |acc, &(_, m)| acc | m);
+    byte_diffs(&a.ram().to_vec(), &b.ram().to_vec(), &compare_ranges(p.class), ignore, 8)
+        .into_iter()
+        .map(|(i, x, y)| format!("ram[{i:#07x}]: {x:02x} -> {y:02x}"))
+        .collect()
 }
 
 fn compare(
@@ -406,35 +377,29 @@ fn fails(p: &Program, hot: bool, budget_seed: Option<u64>) -> Option<String> {
     check(&q, &b, hot, budget_seed).err()
 }
 
-/// Removes instructions and iterations while the mismatch persists.
+/// Whether a smaller program still shows the mismatch (and reads no undefined flag).
+struct StillFails {
+    hot: bool,
+    budget_seed: Option<u64>,
+}
+
+impl Oracle<Program> for StillFails {
+    type Finding = String;
+    type Error = std::convert::Infallible;
+    fn check(&mut self, q: &Program) -> Result<Option<String>, Self::Error> {
+        Ok(if flag_safe(q) { fails(q, self.hot, self.budget_seed) } else { None })
+    }
+}
+
+/// Removes instructions (ddmin, `picoqemu_verify::shrink`) and iterations while the mismatch
+/// persists.
 fn shrink(p: &Program, hot: bool, budget_seed: Option<u64>) -> Program {
     let mut best = p.clone();
+    let mut oracle = StillFails { hot, budget_seed };
+    let mut why = String::new();
     let mut progress = true;
     while progress {
-        progress = false;
-        for i in (0..best.body.len() + best.prefix.len()).rev() {
-            let mut q = best.clone();
-            if i < q.prefix.len() {
-                q.prefix.remove(i);
-            } else {
-                let j = i - q.prefix.len();
-                if q.body.len() <= 1 || j >= q.body.len() {
-                    continue;
-                }
-                q.body.remove(j);
-                if let Some((s, t)) = q.patch {
-                    q.patch = if s == j || t == j {
-                        None
-                    } else {
-                        Some((s - usize::from(s > j), t - usize::from(t > j)))
-                    };
-                }
-            }
-            if flag_safe(&q) && fails(&q, hot, budget_seed).is_some() {
-                best = q;
-                progress = true;
-            }
-        }
+        progress = ddmin(&mut best, &mut why, &mut oracle).unwrap_or_else(|e| match e {});
         // Fewer iterations.
         if let Term::DecJnz(_) | Term::Loop | Term::Loope | Term::Loopne = best.term {
             let g = match best.term {

@@ -79,9 +79,15 @@ impl VgaText {
         ((self.regs[0x0C] as usize) << 8) | self.regs[0x0D] as usize
     }
 
+    /// Guest physical address of the visible screen's first cell (the display start wraps
+    /// inside the 32 KiB text window).
+    pub fn screen_addr(&self) -> usize {
+        TEXT_BASE + (self.start_address() * 2) % 0x8000
+    }
+
     /// The bytes of the visible screen from guest RAM (empty if RAM is too small).
     pub fn screen_bytes<'a>(&self, ram: &'a [u8]) -> &'a [u8] {
-        let start = TEXT_BASE + (self.start_address() * 2) % 0x8000;
+        let start = self.screen_addr();
         ram.get(start..start + SCREEN_BYTES).unwrap_or(&[])
     }
 
@@ -93,8 +99,13 @@ impl VgaText {
     /// The screen as text: 25 rows with trailing blanks trimmed, trailing empty rows removed,
     /// code page 437 mapped to Unicode.
     pub fn render_text(&self, ram: &[u8]) -> String {
-        let mut rows: Vec<String> = self
-            .screen_bytes(ram)
+        Self::text_of(self.screen_bytes(ram))
+    }
+
+    /// [`VgaText::render_text`] of the visible screen's bytes (`SCREEN_BYTES` of them, as
+    /// read from [`VgaText::screen_addr`]).
+    pub fn text_of(screen: &[u8]) -> String {
+        let mut rows: Vec<String> = screen
             .chunks_exact(COLS * 2)
             .map(|row| {
                 let s: String = row.chunks_exact(2).map(|c| cp437(c[0])).collect();
@@ -113,9 +124,14 @@ impl VgaText {
 
     /// The screen with ANSI colour escapes (all 25 rows, attributes honoured).
     pub fn render_ansi(&self, ram: &[u8]) -> String {
+        Self::ansi_of(self.screen_bytes(ram))
+    }
+
+    /// [`VgaText::render_ansi`] of the visible screen's bytes.
+    pub fn ansi_of(screen: &[u8]) -> String {
         const ANSI: [u8; 8] = [0, 4, 2, 6, 1, 5, 3, 7];
         let mut out = String::new();
-        for row in self.screen_bytes(ram).chunks_exact(COLS * 2) {
+        for row in screen.chunks_exact(COLS * 2) {
             let mut last: Option<u8> = None;
             for c in row.chunks_exact(2) {
                 let attr = c[1];

@@ -42,6 +42,13 @@ pub struct FlagEffect {
     pub undefined: u32,
 }
 
+impl FlagEffect {
+    /// The set of undefined flags after the instruction, given the set `u` before it.
+    pub fn apply(&self, u: u32) -> u32 {
+        (u & !self.defined) | self.undefined
+    }
+}
+
 /// True for the instructions that push FLAGS (so they "read" every flag).
 pub fn pushes_flags(m: Mnemonic) -> bool {
     matches!(
@@ -227,7 +234,7 @@ impl UndefTracker {
         if r != 0 && self.taint.is_none() {
             self.taint = Some(Taint { step, flags: r });
         }
-        self.undefined = (self.undefined & !e.defined) | e.undefined;
+        self.undefined = e.apply(self.undefined);
     }
 }
 

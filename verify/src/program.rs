@@ -24,8 +24,8 @@ use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoder, Decoder, DecoderOptions, Encoder, Instruction};
 use thiserror::Error;
 
-use super::rng::SplitMix64;
-use crate::diff::disasm;
+use crate::disasm;
+use crate::rng::fill_bytes;
 
 pub const FAULT_HANDLER: u16 = 0x0500;
 pub const TRAP_HANDLER: u16 = 0x0580;
@@ -289,10 +289,7 @@ impl Program {
             image[e..e + 2].copy_from_slice(&w[1].to_le_bytes());
         }
         if let Some(seed) = self.init.data_seed {
-            let mut r = SplitMix64::new(seed);
-            for chunk in image[0x1_0000..0x2_0000].chunks_mut(8) {
-                chunk.copy_from_slice(&r.next_u64().to_le_bytes());
-            }
+            fill_bytes(seed, &mut image[0x1_0000..0x2_0000]);
         }
         Ok(Assembled { image, body_start, body_end, body_ips })
     }
@@ -348,6 +345,18 @@ impl Program {
         }
         out.push_str(&listing_range(&asm.image, asm.body_end - 1, asm.body_end));
         out
+    }
+}
+
+/// A program's units are what the minimiser removes; any subset is again a valid program.
+impl crate::shrink::Shrinkable for Program {
+    fn parts(&self) -> usize {
+        self.units.len()
+    }
+    fn without(&self, range: std::ops::Range<usize>) -> Option<Self> {
+        let mut p = self.clone();
+        p.units.drain(range);
+        Some(p)
     }
 }
 

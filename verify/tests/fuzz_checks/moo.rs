@@ -1,5 +1,5 @@
 //! Invariants of the SingleStepTests MOO reader on corrupt and on well-formed files. Shared by
-//! the cargo-fuzz target `fuzz/fuzz_targets/moo.rs` and the proptest in `tests/fuzz_props.rs`.
+//! the cargo-fuzz target `fuzz/fuzz_targets/moo.rs` and the proptest in `verify/tests/fuzz_props.rs`.
 //!
 //! Input byte 0 a multiple of 4: the rest is read as a MOO file. Then: no panic; the reader yields at most
 //! the header's test count of tests, each with a complete INIT register set; after an error it
@@ -9,7 +9,7 @@
 //! input-chosen length (any cut short of the whole file must be an error, never a panic).
 //! Byte 0 = 2 mod 4: such a file is encoded and then corrupted at input-chosen offsets before
 //! it is read as above (the reader's invariants hold; most of all, it does not panic).
-use picoqemu::sst::moo::{Exception, MooError, MooReader, Reg16, Regs, Snapshot, Test};
+use picoqemu_verify::sst::moo::{Exception, MooError, MooReader, Reg16, Regs, Snapshot, Test};
 
 /// Reads `data` as described in the module documentation and asserts every invariant.
 pub fn check(data: &[u8]) {
@@ -17,7 +17,7 @@ pub fn check(data: &[u8]) {
         Some((&mode, rest)) if mode & 1 == 1 => round_trip(mode, rest),
         Some((&mode, rest)) if mode & 2 == 2 => corrupt(rest),
         Some((_, rest)) => {
-            read_all(rest);
+            let _ = read_all(rest);
         }
         None => {}
     }

@@ -1,4 +1,5 @@
-//! The fuzzer's own deterministic PRNG (SplitMix64) and the derivation of program seeds.
+//! The one deterministic PRNG of the verification code (SplitMix64; no dependency on `rand`)
+//! and the derivation of program seeds. Used by every generator profile and by the tests.
 //!
 //! Program `k` of campaign seed `S` is generated from [`program_seed`]`(S, k)` alone, so it is
 //! the same bytes on every machine, for every `--jobs` value and in every order of execution.
@@ -69,6 +70,24 @@ impl SplitMix64 {
         0
     }
 
+    /// A value of `bits` bits (1..=32) biased towards edge cases: 0, 1, all ones, the sign
+    /// boundaries and small distances from them.
+    pub fn value(&mut self, bits: u32) -> u32 {
+        let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+        let sign = 1u32 << (bits.clamp(1, 32) - 1);
+        let v = match self.below(10) {
+            0 => 0,
+            1 => 1,
+            2 => mask,
+            3 => sign,
+            4 => sign - 1,
+            5 => self.below(16) as u32,
+            6 => mask.wrapping_sub(self.below(16) as u32),
+            _ => self.next_u32(),
+        };
+        v & mask
+    }
+
     /// A "interesting" 32-bit value: boundaries and small numbers more often than uniform.
     pub fn interesting_u32(&mut self) -> u32 {
         match self.below(8) {
@@ -79,6 +98,16 @@ impl SplitMix64 {
             4 => self.next_u16() as u32,
             _ => self.next_u32(),
         }
+    }
+}
+
+/// Fills `buf` with the SplitMix64 stream of `seed`, eight little-endian bytes per output (the
+/// random data areas of test programs).
+pub fn fill_bytes(seed: u64, buf: &mut [u8]) {
+    let mut r = SplitMix64::new(seed);
+    for chunk in buf.chunks_mut(8) {
+        let v = r.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
     }
 }
 
@@ -111,6 +140,12 @@ mod tests {
             assert!((5..=9).contains(&v));
         }
         assert_eq!(r.below(0), 0);
+        for bits in [1, 8, 16, 32] {
+            for _ in 0..200 {
+                let v = r.value(bits) as u64;
+                assert!(v < 1u64 << bits, "{bits}: {v:#x}");
+            }
+        }
     }
 
     #[test]

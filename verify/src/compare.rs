@@ -56,6 +56,38 @@ pub fn diff_ranges(a: &[u8], b: &[u8], base: u32) -> (Vec<MemRange>, u64) {
     (ranges, total)
 }
 
+/// The fields of `a` and `b` that differ, ignoring the EFLAGS bits in `mask`.
+pub fn state_diff(a: &CpuState, b: &CpuState, mask: u32) -> Vec<FieldDiff> {
+    let (mut a, mut b) = (*a, *b);
+    a.eflags &= !mask;
+    b.eflags &= !mask;
+    a.diff(&b)
+}
+
+/// The bytes in `ranges` (`start..end` offsets) where `a` and `b` differ in bits that
+/// `ignore(offset)` does not allow to differ: the first `max` as `(offset, a, b)`.
+pub fn byte_diffs(
+    a: &[u8],
+    b: &[u8],
+    ranges: &[(usize, usize)],
+    ignore: impl Fn(usize) -> u8,
+    max: usize,
+) -> Vec<(usize, u8, u8)> {
+    let mut out = Vec::new();
+    for &(lo, hi) in ranges {
+        let hi = hi.min(a.len()).min(b.len());
+        if lo >= hi || a[lo..hi] == b[lo..hi] {
+            continue;
+        }
+        for i in lo..hi {
+            if (a[i] ^ b[i]) & !ignore(i) != 0 && out.len() < max {
+                out.push((i, a[i], b[i]));
+            }
+        }
+    }
+    out
+}
+
 /// How one side's run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -87,19 +119,15 @@ pub struct Comparison {
 /// except through an exception frame, which is compared as memory).
 pub fn compare(
     names: (&'static str, &'static str),
-    left: (&Machine, Outcome),
-    right: (&Machine, Outcome),
+    left: (&mut Machine, Outcome),
+    right: (&mut Machine, Outcome),
     masked_flags: u32,
 ) -> Comparison {
     let mask = masked_flags | flags::RF;
     let (ml, ol) = left;
     let (mr, or) = right;
-    let mut sl = ol.state;
-    let mut sr = or.state;
-    sl.eflags &= !mask;
-    sr.eflags &= !mask;
-    let regs = sl.diff(&sr);
-    let (mem, mem_bytes) = diff_ranges(ml.ram().as_slice(), mr.ram().as_slice(), 0);
+    let regs = state_diff(&ol.state, &or.state, mask);
+    let (mem, mem_bytes) = diff_ranges(ml.ram_mut().bytes(), mr.ram_mut().bytes(), 0);
     let mut devices = Vec::new();
     let serial = (ml.bus().uart.out.captured().to_vec(), mr.bus().uart.out.captured().to_vec());
     let debugcon = (ml.bus().debugcon.out.captured().to_vec(), mr.bus().debugcon.out.captured().to_vec());
@@ -233,6 +261,21 @@ mod tests {
         assert_eq!(r[0].to_string(), "0100a..0100d (3 bytes)");
         let (r, n) = diff_ranges(&a, &a, 0);
         assert!(r.is_empty() && n == 0);
+    }
+
+    #[test]
+    fn masked_bytes_and_flags_are_not_differences() {
+        let a = [0u8, 1, 2, 3, 4, 5];
+        let b = [0u8, 1, 0x12, 3, 5, 5];
+        let all = byte_diffs(&a, &b, &[(0, 6)], |_| 0, 8);
+        assert_eq!(all, vec![(2, 2, 0x12), (4, 4, 5)]);
+        assert_eq!(byte_diffs(&a, &b, &[(0, 6)], |i| if i == 2 { 0x10 } else { 0 }, 8), vec![(4, 4, 5)]);
+        assert_eq!(byte_diffs(&a, &b, &[(0, 3)], |_| 0, 8).len(), 1);
+        assert_eq!(byte_diffs(&a, &b, &[(0, 6)], |_| 0, 1).len(), 1);
+        let s = CpuState { eflags: flags::FIXED | flags::CF, ..CpuState::default() };
+        let t = CpuState { eflags: flags::FIXED, ..CpuState::default() };
+        assert_eq!(state_diff(&s, &t, flags::CF), vec![]);
+        assert_eq!(state_diff(&s, &t, 0).len(), 1);
     }
 
     #[test]

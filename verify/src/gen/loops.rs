@@ -6,6 +6,7 @@
 //! Layout of every program: IVT at 0 with every vector pointing at a `hlt` at 0000:0500; code
 //! at CS=0100h, IP=8000h (linear 9000h): `prefix…; head: body…; back-branch; hlt`. Data
 //! segments point at a random-filled area from 20000h, except in the side-exit classes.
+use super::{ADDR16_FORMS, R16, R32, R8, SEGS};
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, EncodingKind, IcedError, Instruction,
@@ -13,8 +14,8 @@ use iced_x86::{
 };
 use picoqemu_core::{flags, CpuState, Segment};
 
-use super::flags::{flag_fx, FlagFx};
-use super::rng::Rng;
+use crate::flagmask::{flag_effect, is_shift_or_rotate, FlagEffect};
+use crate::rng::SplitMix64;
 
 /// Code segment selector (base 1000h) and the usual IP of the first instruction.
 pub const CODE_SEG: u16 = 0x0100;
@@ -90,11 +91,41 @@ pub struct Program {
     pub ecx_loop: bool,
 }
 
+/// The shrinker removes prefix and body instructions (prefix first in the numbering); the
+/// body keeps at least one instruction and the self-modifying store's indices follow.
+impl crate::shrink::Shrinkable for Program {
+    fn parts(&self) -> usize {
+        self.prefix.len() + self.body.len()
+    }
+    fn without(&self, range: std::ops::Range<usize>) -> Option<Self> {
+        let mut q = self.clone();
+        for i in range.rev() {
+            if i < q.prefix.len() {
+                q.prefix.remove(i);
+                continue;
+            }
+            let j = i - q.prefix.len();
+            if j >= q.body.len() {
+                return None;
+            }
+            q.body.remove(j);
+            if let Some((s, t)) = q.patch {
+                q.patch = if s == j || t == j {
+                    None
+                } else {
+                    Some((s - usize::from(s > j), t - usize::from(t > j)))
+                };
+            }
+        }
+        (!q.body.is_empty()).then_some(q)
+    }
+}
+
 /// One instruction of the assembled program, in path order.
 #[derive(Debug, Clone, Copy)]
 pub struct Item {
     pub ip: u16,
-    pub fx: FlagFx,
+    pub fx: FlagEffect,
 }
 
 /// An assembled program.
@@ -109,40 +140,6 @@ pub struct Built {
     /// IP of the first instruction.
     pub ip: u16,
 }
-
-/// Registers by width and guest GPR index.
-const R8: [Register; 8] = [
-    Register::AL,
-    Register::CL,
-    Register::DL,
-    Register::BL,
-    Register::AH,
-    Register::CH,
-    Register::DH,
-    Register::BH,
-];
-const R16: [Register; 8] = [
-    Register::AX,
-    Register::CX,
-    Register::DX,
-    Register::BX,
-    Register::SP,
-    Register::BP,
-    Register::SI,
-    Register::DI,
-];
-const R32: [Register; 8] = [
-    Register::EAX,
-    Register::ECX,
-    Register::EDX,
-    Register::EBX,
-    Register::ESP,
-    Register::EBP,
-    Register::ESI,
-    Register::EDI,
-];
-const SEGS: [Register; 6] =
-    [Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS];
 
 fn gpr(r: Register) -> usize {
     r.full_register32() as usize - Register::EAX as usize
@@ -264,11 +261,11 @@ impl Catalogue {
         Catalogue { groups, total }
     }
 
-    fn pick(&self, rng: &mut Rng) -> Code {
+    fn pick(&self, rng: &mut SplitMix64) -> Code {
         let mut x = rng.below(self.total as u64) as u32;
         for (w, codes) in &self.groups {
             if x < *w {
-                return rng.pick(codes);
+                return *rng.pick(codes);
             }
             x -= w;
         }
@@ -281,18 +278,17 @@ impl Catalogue {
     }
 }
 
-/// Address forms of 16-bit addressing: (base, index).
-const FORMS: [(Register, Register); 9] = [
-    (Register::BX, Register::SI),
-    (Register::BX, Register::DI),
-    (Register::BP, Register::SI),
-    (Register::BP, Register::DI),
-    (Register::SI, Register::None),
-    (Register::DI, Register::None),
-    (Register::BP, Register::None),
-    (Register::BX, Register::None),
-    (Register::None, Register::None),
-];
+impl Default for Catalogue {
+    fn default() -> Self {
+        Catalogue::new()
+    }
+}
+
+/// The catalogue, built once.
+pub fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: std::sync::OnceLock<Catalogue> = std::sync::OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::new)
+}
 
 /// How displacements are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,14 +336,14 @@ fn make(code: Code, ops: &[Opnd]) -> Option<Instruction> {
     }
 }
 
-fn mem_operand(rng: &mut Rng, cx: &Ctx) -> MemoryOperand {
-    let forms: Vec<(Register, Register)> = FORMS
+fn mem_operand(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
+    let forms: Vec<(Register, Register)> = ADDR16_FORMS
         .iter()
         .copied()
         .filter(|&(b, i)| [b, i].iter().all(|&r| r == Register::None || cx.bases & (1 << gpr(r)) != 0))
         .collect();
-    let (base, index) = rng.pick(&forms);
-    let seg = rng.pick(&cx.segs);
+    let (base, index) = *rng.pick(&forms);
+    let seg = *rng.pick(&cx.segs);
     if base == Register::None {
         let d = match cx.disp {
             Disp::Small => rng.below(0x1000),
@@ -377,30 +373,17 @@ fn mem_operand(rng: &mut Rng, cx: &Ctx) -> MemoryOperand {
     MemoryOperand::new(base, index, 1, d, size as u32, false, seg)
 }
 
-fn reg_of(rng: &mut Rng, table: &[Register; 8]) -> Register {
-    rng.pick(table)
+fn reg_of(rng: &mut SplitMix64, table: &[Register; 8]) -> Register {
+    *rng.pick(table)
 }
 
-fn shift_count(rng: &mut Rng) -> u32 {
+fn shift_count(rng: &mut SplitMix64) -> u32 {
     match rng.below(6) {
         0 => rng.range(0, 8) as u32,
-        1 => rng.pick(&[8u32, 9, 15, 16, 17, 24, 31, 32, 33, 63]),
+        1 => *rng.pick(&[8u32, 9, 15, 16, 17, 24, 31, 32, 33, 63]),
         2 => rng.below(256) as u32,
         _ => rng.range(1, 7) as u32,
     }
-}
-
-fn is_shift(m: Mnemonic) -> bool {
-    matches!(
-        m,
-        Mnemonic::Shl
-            | Mnemonic::Shr
-            | Mnemonic::Sar
-            | Mnemonic::Rol
-            | Mnemonic::Ror
-            | Mnemonic::Rcl
-            | Mnemonic::Rcr
-    )
 }
 
 /// Instructions that make the compiled tier decline the block: CH; AH/BH/DH together with a
@@ -449,7 +432,12 @@ fn written_gprs(info: &mut InstructionInfoFactory, ins: &Instruction) -> u8 {
 }
 
 /// One random eligible instruction respecting `cx`.
-fn gen_insn(rng: &mut Rng, cat: &Catalogue, cx: &Ctx, info: &mut InstructionInfoFactory) -> Instruction {
+fn gen_insn(
+    rng: &mut SplitMix64,
+    cat: &Catalogue,
+    cx: &Ctx,
+    info: &mut InstructionInfoFactory,
+) -> Instruction {
     for _ in 0..200 {
         let code = cat.pick(rng);
         let m = code.mnemonic();
@@ -468,7 +456,7 @@ fn gen_insn(rng: &mut Rng, cat: &Catalogue, cx: &Ctx, info: &mut InstructionInfo
                 K::ax => Opnd::R(Register::AX),
                 K::eax => Opnd::R(Register::EAX),
                 K::cl => Opnd::R(Register::CL),
-                K::imm8 if is_shift(m) => Opnd::I(shift_count(rng)),
+                K::imm8 if is_shift_or_rotate(m) => Opnd::I(shift_count(rng)),
                 K::imm8 => Opnd::I(rng.value(8)),
                 K::imm8_const_1 => Opnd::I(1),
                 K::imm8sex16 => Opnd::I(rng.value(8) as u8 as i8 as i16 as u16 as u32),
@@ -487,7 +475,7 @@ fn gen_insn(rng: &mut Rng, cat: &Catalogue, cx: &Ctx, info: &mut InstructionInfo
                         d as i64,
                         2,
                         false,
-                        rng.pick(&cx.segs),
+                        *rng.pick(&cx.segs),
                     ))
                 }
                 K::mem => Opnd::M(mem_operand(rng, cx)),
@@ -542,34 +530,34 @@ const CONDS: [ConditionCode; 16] = [
 ];
 
 /// The back-branch's own flag effect (reads; `dec` defines all but CF).
-fn term_fx(t: Term) -> (u32, FlagFx) {
+fn term_fx(t: Term) -> (u32, FlagEffect) {
     match t {
-        Term::Jcc(cc) => (cond_reads(cc), FlagFx::default()),
-        Term::Loope | Term::Loopne => (flags::ZF, FlagFx::default()),
-        Term::Loop | Term::Jmp => (0, FlagFx::default()),
+        Term::Jcc(cc) => (cond_reads(cc), FlagEffect::default()),
+        Term::Loope | Term::Loopne => (flags::ZF, FlagEffect::default()),
+        Term::Loop | Term::Jmp => (0, FlagEffect::default()),
         Term::DecJnz(_) => {
             let d = flags::OF | flags::SF | flags::ZF | flags::AF | flags::PF;
-            (0, FlagFx { read: 0, defined: d, undefined: 0 })
+            (0, FlagEffect { read: 0, defined: d, undefined: 0 })
         }
     }
 }
 
 /// `cmp r8, imm8` (defines all six status flags, writes nothing).
-fn definer(rng: &mut Rng) -> Instruction {
-    let r = rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH, Register::DH, Register::BH]);
+fn definer(rng: &mut SplitMix64) -> Instruction {
+    let r = *rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH, Register::DH, Register::BH]);
     Instruction::with2(Code::Cmp_rm8_imm8, r, rng.value(8)).unwrap_or_else(|_| Instruction::with(Code::Nopw))
 }
 
 /// Makes sure no instruction reads a status flag that may be undefined when it runs (on any
 /// pass): inserts `cmp r8, imm8` before such readers, and picks a back-branch that only reads
 /// defined flags.
-pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
+pub fn make_flag_safe(p: &mut Program, rng: &mut SplitMix64) {
     for _ in 0..64 {
         // Prefix from the initial (defined) flags.
         let mut u = 0u32;
         let mut fixed = false;
         for i in 0..p.prefix.len() {
-            let fx = flag_fx(&p.prefix[i]);
+            let fx = flag_effect(&p.prefix[i], None);
             if fx.read & u != 0 {
                 p.prefix.insert(i, definer(rng));
                 fixed = true;
@@ -587,7 +575,7 @@ pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
         loop {
             u_end = head;
             for ins in &p.body {
-                u_end = flag_fx(ins).apply(u_end);
+                u_end = flag_effect(ins, None).apply(u_end);
             }
             let (_, tfx) = term_fx(p.term);
             let after = tfx.apply(u_end);
@@ -599,7 +587,7 @@ pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
         }
         let mut u = head;
         for i in 0..p.body.len() {
-            let fx = flag_fx(&p.body[i]);
+            let fx = flag_effect(&p.body[i], None);
             if fx.read & u != 0 {
                 p.body.insert(i, definer(rng));
                 if let Some((s, t)) = p.patch.as_mut() {
@@ -627,7 +615,7 @@ pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
                     if ok.is_empty() {
                         p.body.push(definer(rng));
                     } else {
-                        p.term = Term::Jcc(rng.pick(&ok));
+                        p.term = Term::Jcc(*rng.pick(&ok));
                     }
                 }
                 _ => p.term = Term::Loop,
@@ -637,7 +625,7 @@ pub fn make_flag_safe(p: &mut Program, rng: &mut Rng) {
         return;
     }
     // Could not converge (never expected): a loop of plain moves is always safe.
-    p.body.retain(|i| flag_fx(i).read == 0);
+    p.body.retain(|i| flag_effect(i, None).read == 0);
     p.term = Term::Loop;
 }
 
@@ -647,7 +635,7 @@ fn seg(selector: u16) -> Segment {
 
 /// A random data segment inside the filled area (sometimes with a base that is not a multiple
 /// of 16, sometimes with a 4 GiB "unreal" limit).
-fn data_seg(rng: &mut Rng) -> Segment {
+fn data_seg(rng: &mut SplitMix64) -> Segment {
     let sel = 0x2000 + rng.below(0x300) as u16;
     let mut s = seg(sel);
     if rng.chance(1, 10) {
@@ -660,7 +648,7 @@ fn data_seg(rng: &mut Rng) -> Segment {
 }
 
 /// Generates program number `n` of a campaign.
-pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
+pub fn generate(rng: &mut SplitMix64, cat: &Catalogue) -> Program {
     let class = match rng.below(100) {
         0..=59 => Class::Normal,
         60..=69 => Class::Wild,
@@ -701,7 +689,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     let term = match rng.below(10) {
         // The store's source is CL: the code changes on every pass.
         _ if class == Class::SmcPatch => Term::Loop,
-        0..=2 => Term::Jcc(rng.pick(&CONDS)),
+        0..=2 => Term::Jcc(*rng.pick(&CONDS)),
         3 => Term::Loop,
         4 => Term::Loope,
         5 => Term::Loopne,
@@ -711,7 +699,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
                 .filter(|&g| g != 4 || rng.chance(1, 2))
                 .filter(|&g| roaming || bases & (1 << g) == 0)
                 .collect();
-            let g = rng.pick(&candidates);
+            let g = *rng.pick(&candidates);
             bases &= !(1 << g);
             Term::DecJnz(if rng.chance(1, 2) { R16[g] } else { R32[g] })
         }
@@ -770,8 +758,8 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
     let mut a20_wrap = false;
     let mut patch = None;
     let disp = if matches!(class, Class::Wild | Class::Edge) { Disp::Any } else { Disp::Small };
-    let special = |rng: &mut Rng, init: &mut CpuState, s: Segment, segs: &mut Vec<Register>| {
-        let i = rng.pick(&[0usize, 2, 3, 4, 5]);
+    let special = |rng: &mut SplitMix64, init: &mut CpuState, s: Segment, segs: &mut Vec<Register>| {
+        let i = *rng.pick(&[0usize, 2, 3, 4, 5]);
         init.segs[i] = s;
         for _ in 0..4 {
             segs.push(SEGS[i]);
@@ -785,7 +773,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         }
         Class::Mmio => {
             mmio = true;
-            let s = seg(rng.pick(&[0xD000u16, 0xCFF0, 0xCFFF, 0xCF80]));
+            let s = seg(*rng.pick(&[0xD000u16, 0xCFF0, 0xCFFF, 0xCF80]));
             special(rng, &mut init, s, &mut segs);
         }
         Class::A20 | Class::Hma => {
@@ -806,7 +794,7 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
         let targets: Vec<usize> = (0..body.len())
             .filter(|&i| {
                 let ins = &body[i];
-                !is_shift(ins.mnemonic())
+                !is_shift_or_rotate(ins.mnemonic())
                     && (0..ins.op_count()).any(|k| {
                         matches!(
                             ins.op_kind(k),
@@ -842,12 +830,12 @@ pub fn generate(rng: &mut Rng, cat: &Catalogue) -> Program {
             _ => targets,
         };
         if !targets.is_empty() {
-            let t = rng.pick(&targets);
+            let t = *rng.pick(&targets);
             // The counter's low byte changes every pass, so the code really changes.
             let src = match term {
                 Term::Loop | Term::Loope | Term::Loopne => Register::CL,
                 Term::DecJnz(r) if gpr(r) < 4 => R8[gpr(r)],
-                _ => rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH]),
+                _ => *rng.pick(&[Register::AL, Register::DL, Register::BL, Register::AH]),
             };
             let mem = MemoryOperand::new(Register::None, Register::None, 1, 0, 2, false, Register::CS);
             if let Ok(store) = Instruction::with2(Code::Mov_rm8_r8, mem, src) {
@@ -1028,8 +1016,10 @@ pub fn build(p: &mut Program) -> Option<Built> {
     if decoded.len() != expect || decoded.iter().any(|i| i.is_invalid()) {
         return None;
     }
-    let items: Vec<Item> =
-        decoded[..expect - 1].iter().map(|ins| Item { ip: ins.ip() as u16, fx: flag_fx(ins) }).collect();
+    let items: Vec<Item> = decoded[..expect - 1]
+        .iter()
+        .map(|ins| Item { ip: ins.ip() as u16, fx: flag_effect(ins, None) })
+        .collect();
     let hlt_ip = decoded[expect - 1].ip() as u16;
     let ip = placed_ip(p, code.len());
     p.init.eip = ip as u32;
@@ -1042,7 +1032,7 @@ pub fn build(p: &mut Program) -> Option<Built> {
 /// then `cmp al, 0; hlt` (all six flags defined at the end). Returns the initial state and the
 /// code (at IP `origin`).
 pub fn generate_fat(
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     cat: &Catalogue,
     loops: usize,
     origin: u16,

@@ -1,4 +1,4 @@
-//! A fake [`Backend`] for the runner's unit tests: it "executes" a test by applying the
+//! A fake [`Backend`] for tests of the suite runner (this crate's and `picoqemu sst`'s): it "executes" a test by applying the
 //! recorded `FINA` state, optionally with one deliberate error, so the tests can prove that the
 //! runner accepts a perfect CPU and catches each kind of wrong one.
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ impl Backend for FakeCpu {
     }
     fn run(&mut self, machine: &mut Machine, _limits: RunLimits) -> Result<StopReason, BackendError> {
         let pc = self.state.pc_linear() as usize;
-        let ram = machine.ram().as_slice();
+        let ram = machine.ram_mut().bytes();
         let found = self.by_state.get(&self.state).and_then(|ts| {
             ts.iter().find(|t| ram.get(pc..pc + t.bytes.len()).is_some_and(|b| b == t.bytes.as_slice()))
         });
