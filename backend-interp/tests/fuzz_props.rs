@@ -14,13 +14,13 @@ use proptest::prelude::*;
 
 #[test]
 fn interpreter_invariants_on_random_code_and_states() {
-    prop::run(1500, vec(any::<u8>(), interp::HEADER..interp::HEADER + 300), |data| interp::check(&data));
+    prop::run(800, vec(any::<u8>(), interp::HEADER..interp::HEADER + 300), |data| interp::check(&data));
 }
 
 #[test]
 fn interpreter_invariants_on_each_tier_with_long_budgets() {
     // The same, but with the tier bits and a long budget forced, so every mode meets hot loops.
-    prop::run(300, (0u8..3, vec(any::<u8>(), interp::HEADER..interp::HEADER + 100)), |(tier, mut data)| {
+    prop::run(150, (0u8..3, vec(any::<u8>(), interp::HEADER..interp::HEADER + 100)), |(tier, mut data)| {
         data[48] = 0xFF;
         data[49] = 0x1F;
         data[50] = (data[50] & !3) | tier;

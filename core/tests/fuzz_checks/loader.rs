@@ -89,7 +89,7 @@ pub fn check_image(kind: ImageKind, image: &[u8]) {
     m.mark_screen();
     let got = load_image(&mut m, image, kind);
     let want = expected(kind, image, m.ram().len());
-    let ram = m.ram().as_slice();
+    let ram = m.ram_mut().bytes();
     match (got, want) {
         (Ok(state), Ok((addr, want_state))) => {
             assert_eq!(state, want_state, "{kind:?} start state");
