@@ -77,11 +77,9 @@ impl Model {
         let dlab = self.lcr & 0x80 != 0;
         match port {
             0x3F8 if dlab => self.divisor = (self.divisor & 0xFF00) | u16::from(v),
-            0x3F8 if self.mcr & 0x10 != 0 => {
-                if self.rx.len() < 16 {
-                    self.rx.push_back(v);
-                }
-            }
+            // Loopback: into the 16-byte receive FIFO, dropped (overrun) when it is full.
+            0x3F8 if self.mcr & 0x10 != 0 && self.rx.len() < 16 => self.rx.push_back(v),
+            0x3F8 if self.mcr & 0x10 != 0 => {}
             0x3F8 => self.serial.push(v),
             0x3F9 if dlab => self.divisor = (self.divisor & 0xFF) | u16::from(v) << 8,
             0x3FA if v & 2 != 0 => self.rx.clear(),
