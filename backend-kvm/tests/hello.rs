@@ -2,8 +2,6 @@
 //! "Hello World!" with attribute 0x0A over the whole screen and halts.
 mod common;
 
-use std::path::Path;
-
 use picoqemu_core::{load_image, Backend, ImageKind, RunLimits, StopReason};
 use picoqemu_kvm::KvmBackend;
 
@@ -20,9 +18,8 @@ fn article_program_draws_hello_world() {
     if !common::kvm_available("article_program_draws_hello_world") {
         return;
     }
-    let image =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/guests/seed_hello.bin"))
-            .expect("read ../../shared/guests/seed_hello.bin");
+    let Some(path) = picoqemu_verify::shared::require("guests/seed_hello.bin") else { return };
+    let image = std::fs::read(&path).expect("read the article's program");
     let mut m = common::machine();
     let start = load_image(&mut m, &image, ImageKind::Raw).expect("load");
     let mut kvm = KvmBackend::new(&m).expect("backend");
