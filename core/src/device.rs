@@ -201,3 +201,20 @@ pub trait InterruptController {
     /// The INTA cycle: the vector to deliver (a spurious vector when no request is left).
     fn acknowledge(&mut self) -> u8;
 }
+
+/// Serves a read of byte-wide ports: `read(port)` for each byte of `data`, starting at the port
+/// `base + offset` (the bus splits wide accesses to such devices, so `data` is usually 1 byte).
+pub fn read_byte_ports(base: u64, offset: u64, data: &mut [u8], mut read: impl FnMut(u16) -> u8) {
+    let port = (base + offset) as u16;
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = read(port.wrapping_add(i as u16));
+    }
+}
+
+/// Serves a write to byte-wide ports: `write(port, byte)` for each byte of `data`.
+pub fn write_byte_ports(base: u64, offset: u64, data: &[u8], mut write: impl FnMut(u16, u8)) {
+    let port = (base + offset) as u16;
+    for (i, &b) in data.iter().enumerate() {
+        write(port.wrapping_add(i as u16), b);
+    }
+}

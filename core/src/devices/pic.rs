@@ -352,14 +352,10 @@ impl Device for Pic8259Pair {
         vec![Claim::ports(PIC_MASTER, 2), Claim::ports(PIC_SLAVE, 2)]
     }
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8], _ctx: &mut DeviceCtx<'_>) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = self.read_port((base + offset) as u16 + i as u16);
-        }
+        crate::device::read_byte_ports(base, offset, data, |p| self.read_port(p));
     }
     fn write(&mut self, base: u64, offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
-        for (i, &b) in data.iter().enumerate() {
-            self.write_port((base + offset) as u16 + i as u16, b);
-        }
+        crate::device::write_byte_ports(base, offset, data, |p, b| self.write_port(p, b));
     }
     fn reset(&mut self) {
         *self = Pic8259Pair::default();

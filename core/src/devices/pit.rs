@@ -135,16 +135,12 @@ impl Device for Pit8254 {
 
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>) {
         let now = ctx.now_ns();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = self.read_port((base + offset) as u16 + i as u16, now);
-        }
+        crate::device::read_byte_ports(base, offset, data, |p| self.read_port(p, now));
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>) {
         let now = ctx.now_ns();
-        for (i, &b) in data.iter().enumerate() {
-            self.write_port((base + offset) as u16 + i as u16, b, now);
-        }
+        crate::device::write_byte_ports(base, offset, data, |p, b| self.write_port(p, b, now));
     }
 
     fn timed(&self) -> bool {

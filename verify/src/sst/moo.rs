@@ -505,32 +505,42 @@ fn parse_snapshot(p: &[u8], what: &str) -> Result<Snapshot, MooError> {
     Ok(snap)
 }
 
-/// Builds MOO bytes (for tests of this reader and of the runner).
-#[cfg(test)]
-pub(crate) mod build {
+/// Builds MOO bytes (for tests of this reader, of the runner, and for fuzzing it).
+pub mod build {
     use super::*;
 
-    fn chunk(out: &mut Vec<u8>, id: &[u8; 4], payload: &[u8]) {
+    /// Appends a chunk: its 4-byte id, the payload's length and the payload.
+    pub fn chunk(out: &mut Vec<u8>, id: &[u8; 4], payload: &[u8]) {
         out.extend_from_slice(id);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(payload);
     }
 
-    fn snapshot(s: &Snapshot) -> Vec<u8> {
+    /// The payload of a `REGS` chunk: the mask, then each present register.
+    pub fn regs_payload(s: &Snapshot) -> Vec<u8> {
         let mut regs = s.regs.mask.to_le_bytes().to_vec();
         for r in Reg16::ALL {
             if let Some(v) = s.regs.get(r) {
                 regs.extend_from_slice(&v.to_le_bytes());
             }
         }
+        regs
+    }
+
+    /// The payload of a `RAM ` chunk: the count, then (address, byte) pairs.
+    pub fn ram_payload(s: &Snapshot) -> Vec<u8> {
         let mut ram = (s.ram.len() as u32).to_le_bytes().to_vec();
         for &(a, v) in &s.ram {
             ram.extend_from_slice(&a.to_le_bytes());
             ram.push(v);
         }
+        ram
+    }
+
+    fn snapshot(s: &Snapshot) -> Vec<u8> {
         let mut out = Vec::new();
-        chunk(&mut out, b"REGS", &regs);
-        chunk(&mut out, b"RAM ", &ram);
+        chunk(&mut out, b"REGS", &regs_payload(s));
+        chunk(&mut out, b"RAM ", &ram_payload(s));
         out
     }
 

@@ -9,6 +9,7 @@
 //! input-chosen length (any cut short of the whole file must be an error, never a panic).
 //! Byte 0 = 2 mod 4: such a file is encoded and then corrupted at input-chosen offsets before
 //! it is read as above (the reader's invariants hold; most of all, it does not panic).
+use picoqemu_verify::sst::moo::build::{self, chunk};
 use picoqemu_verify::sst::moo::{Exception, MooError, MooReader, Reg16, Regs, Snapshot, Test};
 
 /// Reads `data` as described in the module documentation and asserts every invariant.
@@ -89,28 +90,13 @@ fn test_from(b: &mut Bytes, index: u32) -> Test {
     Test { index, name, bytes, init, fina, exception, hash }
 }
 
-fn chunk(out: &mut Vec<u8>, id: &[u8; 4], payload: &[u8]) {
-    out.extend_from_slice(id);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
+/// A snapshot with its chunks in another order than the reader's own tests use, and an extra
+/// chunk the reader must skip.
 fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
-    let mut regs = s.regs.mask.to_le_bytes().to_vec();
-    for r in Reg16::ALL {
-        if let Some(v) = s.regs.get(r) {
-            regs.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    let mut ram = (s.ram.len() as u32).to_le_bytes().to_vec();
-    for &(a, v) in &s.ram {
-        ram.extend_from_slice(&a.to_le_bytes());
-        ram.push(v);
-    }
     let mut out = Vec::new();
-    chunk(&mut out, b"RAM ", &ram);
+    chunk(&mut out, b"RAM ", &build::ram_payload(s));
     chunk(&mut out, b"QUEU", &[0, 0, 0, 0]);
-    chunk(&mut out, b"REGS", &regs);
+    chunk(&mut out, b"REGS", &build::regs_payload(s));
     out
 }
 
