@@ -16,7 +16,8 @@ fn boot_sector(name: &str, code: &[u8]) -> PathBuf {
     b[..code.len()].copy_from_slice(code);
     b[510] = 0x55;
     b[511] = 0xAA;
-    let path = std::env::temp_dir().join(format!("picoqemu-cli-diff-limits-{}-{name}.bin", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("picoqemu-cli-diff-limits-{}-{name}.bin", std::process::id()));
     std::fs::write(&path, b).expect("writing the boot sector");
     path
 }
@@ -69,6 +70,8 @@ fn whole_run_jmp_self_is_no_verdict_at_the_timeout_and_at_the_budget() {
 
 /// Runs `picoqemu diff <args>` and returns (status, output, peak resident set in KiB), the
 /// peak read from the child's own rusage when it is reaped.
+// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn diff_with_peak_rss(args: &[&str]) -> (Option<i32>, String, i64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_picoqemu"))
         .arg("diff")

@@ -209,10 +209,8 @@ pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
 /// stopped after unrelated instruction counts, so their states are not compared.
 fn timeout_no_verdict(w: &WholeRun) -> Option<String> {
     let c = &w.comparison;
-    let sides = [
-        (c.left_name, &c.left.stop, w.reference_steps),
-        (c.right_name, &c.right.stop, Some(w.trace.steps)),
-    ];
+    let sides =
+        [(c.left_name, &c.left.stop, w.reference_steps), (c.right_name, &c.right.stop, Some(w.trace.steps))];
     let out: Vec<&str> =
         sides.iter().filter(|(_, stop, _)| **stop == StopReason::Timeout).map(|(name, _, _)| *name).collect();
     if out.is_empty() {
@@ -405,13 +403,14 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         Ok(())
     };
     let budget = limits.max_instructions;
-    let w = match wholerun::whole_run_until(&mut p.kvm, &mut p.interp, &p.start, budget, deadline, &mut reload) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("picoqemu: {e}");
-            return Ok(exit::HOST_ERROR);
-        }
-    };
+    let w =
+        match wholerun::whole_run_until(&mut p.kvm, &mut p.interp, &p.start, budget, deadline, &mut reload) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("picoqemu: {e}");
+                return Ok(exit::HOST_ERROR);
+            }
+        };
     let (code, text) = whole_run_verdict(&w);
     let mut explained =
         explain_whole_run(&w, p.kvm.machine.ram_mut().bytes(), p.interp.machine.ram_mut().bytes());

@@ -83,7 +83,8 @@ pub fn whole_run_fast<A: Backend, B: Backend>(
     cand_limits: RunLimits,
     reload: &mut dyn FnMut(&mut Machine) -> Result<(), DiffError>,
 ) -> Result<WholeRun, DiffError> {
-    let phases = Phases { reference: ref_limits, candidate: &|| cand_limits, skip_traced_after_timeout: false };
+    let phases =
+        Phases { reference: ref_limits, candidate: &|| cand_limits, skip_traced_after_timeout: false };
     whole_run_phased(reference, candidate, start, phases, reload)
 }
 
@@ -102,7 +103,8 @@ pub fn whole_run_until<A: Backend, B: Backend>(
     let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let reference_limits = RunLimits { max_instructions: budget, timeout: left().map(|t| t / 2) };
     let candidate_limits = || RunLimits { max_instructions: budget, timeout: left() };
-    let phases = Phases { reference: reference_limits, candidate: &candidate_limits, skip_traced_after_timeout: true };
+    let phases =
+        Phases { reference: reference_limits, candidate: &candidate_limits, skip_traced_after_timeout: true };
     whole_run_phased(reference, candidate, start, phases, reload)
 }
 
@@ -123,14 +125,13 @@ fn whole_run_phased<A: Backend, B: Backend>(
 ) -> Result<WholeRun, DiffError> {
     reference.backend.set_state(start)?;
     candidate.backend.set_state(start)?;
-    let stop_ref = reference.backend.run(&mut reference.machine, phases.reference).unwrap_or_else(StopReason::from);
+    let stop_ref =
+        reference.backend.run(&mut reference.machine, phases.reference).unwrap_or_else(StopReason::from);
     let state_ref = reference.backend.state()?;
     let reference_steps = reference.backend.stats().instructions;
     let names = (reference.backend.name(), candidate.backend.name());
-    let stop_free = candidate
-        .backend
-        .run(&mut candidate.machine, (phases.candidate)())
-        .unwrap_or_else(StopReason::from);
+    let stop_free =
+        candidate.backend.run(&mut candidate.machine, (phases.candidate)()).unwrap_or_else(StopReason::from);
     let state_free = candidate.backend.state()?;
     let timed_out = stop_ref == StopReason::Timeout || stop_free == StopReason::Timeout;
     let fast = compare(
