@@ -114,6 +114,9 @@ pub struct Lockstep {
     pub rules: RuleCounts,
     pub undef: UndefTracker,
     pub history: History,
+    /// When the run ended on a limit (`Stopped(Timeout | BudgetExhausted)`) inside one side's
+    /// step: that side's name. A limit is never a divergence: the verdict is "no verdict".
+    pub limited_by: Option<&'static str>,
 }
 
 /// The value of `reg` in `s`, as iced's `virtual_address` wants it (segment registers give
@@ -296,6 +299,17 @@ fn stop_of(step: &Step) -> StopReason {
     }
 }
 
+/// The first side (reference first) whose step ended on a limit, with that stop.
+fn limit_stop(
+    reference: (&'static str, &StopReason),
+    candidate: (&'static str, &StopReason),
+) -> Option<(&'static str, StopReason)> {
+    [reference, candidate]
+        .into_iter()
+        .find(|(_, s)| matches!(s, StopReason::Timeout | StopReason::BudgetExhausted))
+        .map(|(n, s)| (n, s.clone()))
+}
+
 fn same_pc(a: &CpuState, b: &CpuState) -> bool {
     a.cs() == b.cs() && a.eip == b.eip
 }
@@ -328,7 +342,9 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
     let mut step: u64 = 0;
     let mut ranges = [(0u32, 0u32); 4];
     let names = (reference.backend.name(), candidate.backend.name());
-    let done = |end, step, rules, undef, history| Ok(Lockstep { end, steps: step, rules, undef, history });
+    let done = |end, step, rules, undef, history| {
+        Ok(Lockstep { end, steps: step, rules, undef, history, limited_by: None })
+    };
     loop {
         if step >= budget {
             return done(LockstepEnd::Stopped(StopReason::BudgetExhausted), step, rules, undef, history);
@@ -510,6 +526,12 @@ fn lockstep_inner<A: StepBackend, B: StepBackend>(
             || (step + 1).is_multiple_of(FULL_COMPARE_EVERY)
             || rstop != StopReason::StepDone;
         let mem_differs = !written.is_empty() || (full && ra != rb);
+        if let Some((side, stop)) = limit_stop((names.0, &rstop), (names.1, &cstop)) {
+            // A side ran out of time or budget inside its step: the two are not at the same
+            // instruction, so there is nothing to compare (no verdict, never a divergence).
+            let end = LockstepEnd::Stopped(stop);
+            return Ok(Lockstep { end, steps: step, rules, undef, history, limited_by: Some(side) });
+        }
         let stops_final = rstop != StopReason::StepDone || cstop != StopReason::StepDone;
         if a != b || mem_differs || (stops_final && rstop != cstop) {
             let comparison = compare(
@@ -566,5 +588,13 @@ mod tests {
         assert_eq!(reg_value(&s, Register::EAX), Some(0x1234_5678));
         assert_eq!(reg_value(&s, Register::DS), Some(0x10000));
         assert_eq!(reg_value(&s, Register::XMM0), None);
+    }
+
+    #[test]
+    fn a_limit_inside_a_step_names_the_side() {
+        let (t, b, d) = (StopReason::Timeout, StopReason::BudgetExhausted, StopReason::StepDone);
+        assert_eq!(limit_stop(("kvm", &t), ("interp", &d)), Some(("kvm", StopReason::Timeout)));
+        assert_eq!(limit_stop(("kvm", &d), ("interp", &b)), Some(("interp", StopReason::BudgetExhausted)));
+        assert_eq!(limit_stop(("kvm", &d), ("interp", &StopReason::Halted)), None);
     }
 }

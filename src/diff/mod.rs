@@ -12,9 +12,14 @@
 //! no recognised reason and no undefined flag was read — the first differing instruction,
 //! located by a lockstep run on fresh machines.
 //!
+//! Limits: `--timeout` bounds the whole command (one deadline; a whole run gives the reference
+//! half of it). A timeout on either side is "no verdict" (the sides stopped at unrelated
+//! instructions), never a divergence; `--max-instructions` stops both sides at the same count,
+//! so states are still compared there.
+//!
 //! Exit status: 0 identical; 1 divergent (unexplained); 2 bad usage or image; 3 the reference
-//! (KVM) could not execute an instruction, so there is no verdict; 4 both runs hit the budget
-//! or the timeout without a difference; 5 host error (e.g. KVM unavailable); 6 divergent, but
+//! (KVM) could not execute an instruction, so there is no verdict; 4 no verdict: a side ran out
+//! of time, or both hit the budget without a difference; 5 host error (e.g. KVM unavailable); 6 divergent, but
 //! only by a documented known difference of KVM's emulator.
 pub mod error;
 pub mod history;
@@ -29,7 +34,7 @@ pub mod wholerun;
 pub use picoqemu_verify::{compare, disasm, flagmask};
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use picoqemu_core::devices::Sink;
 use picoqemu_core::{load_image, CpuState, ImageKind, IoBus, Machine, RunLimits, StopReason};
@@ -59,13 +64,13 @@ pub mod exit {
 /// Arguments of `picoqemu diff`.
 ///
 /// Exit status: 0 identical; 1 divergent (unexplained: a bug); 2 bad usage or image; 3 no
-/// verdict, KVM could not emulate an instruction; 4 no verdict, both runs hit the limit without
-/// a difference; 5 host error (e.g. no KVM); 6 divergent only by a documented known difference
+/// verdict, KVM could not emulate an instruction; 4 no verdict, a side ran out of time or both
+/// hit the instruction budget without a difference; 5 host error (e.g. no KVM); 6 divergent only by a documented known difference
 /// of KVM's emulator (printed as "DIVERGENT (explained: <id>, see docs/known-differences.md)").
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Exit status: 0 identical; 1 divergent (unexplained); 2 bad usage or image; \
-3 no verdict (KVM could not emulate an instruction); 4 no verdict (both runs hit the limit, no difference \
-so far); 5 host error (e.g. KVM unavailable); 6 divergent only by a documented known difference of KVM's \
+3 no verdict (KVM could not emulate an instruction); 4 no verdict (a side ran out of time, or both hit \
+--max-instructions with no difference so far); 5 host error (e.g. KVM unavailable); 6 divergent only by a documented known difference of KVM's \
 emulator (\"DIVERGENT (explained: <id>, see docs/known-differences.md)\").")]
 pub struct DiffArgs {
     /// Load the image at physical 0 and start at 0000:0000 (the article's layout).
@@ -79,8 +84,10 @@ pub struct DiffArgs {
     /// Compare after every instruction (KVM single-steps) instead of only at the end.
     #[arg(long)]
     pub lockstep: bool,
-    /// `--timeout` limits each of the two runs (default 10s); both runs stop after
-    /// `--max-instructions` (no verdict: exit 4 if no difference yet).
+    /// `--timeout` limits the whole command (default 10s; a whole run gives KVM half of it and
+    /// the interpreter the rest): a timeout on either side is no verdict (exit 4), never a
+    /// divergence. Both runs stop after `--max-instructions` and are compared at that count
+    /// (exit 4 if no difference).
     #[command(flatten)]
     pub limits: LimitOpts,
     #[command(flatten)]
@@ -101,13 +108,13 @@ impl DiffArgs {
         }
     }
 
-    /// The run limits the flags select (each run: [`DEFAULT_TIMEOUT`] unless `--timeout`).
+    /// The run limits the flags select (the whole command: [`DEFAULT_TIMEOUT`] unless `--timeout`).
     pub fn limits(&self) -> RunLimits {
         self.limits.limits(Some(DEFAULT_TIMEOUT))
     }
 }
 
-/// The limit of each run when `--timeout` is not given.
+/// The limit of the whole command when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Two machines with the same image loaded, and the start state.
@@ -163,14 +170,15 @@ pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
             ),
         );
     }
+    if let Some(text) = timeout_no_verdict(w) {
+        return (exit::NO_VERDICT_LIMIT, text);
+    }
     if c.is_identical() {
-        let limit = matches!(c.left.stop, StopReason::BudgetExhausted | StopReason::Timeout);
-        if limit {
+        if c.left.stop == StopReason::BudgetExhausted {
             return (
                 exit::NO_VERDICT_LIMIT,
                 format!(
-                    "diff: no verdict: both runs ended with \"{}\" and show no difference so far\n",
-                    c.left.stop
+                    "diff: no verdict: both runs reached the instruction budget ({steps} instructions each) and show no difference so far\n"
                 ),
             );
         }
@@ -195,6 +203,30 @@ pub fn whole_run_verdict(w: &WholeRun) -> (i32, String) {
     out.push_str(&w.trace.history.to_string());
     out.push_str("(run with --lockstep to find the first instruction that differs)\n");
     (exit::DIVERGENT, out)
+}
+
+/// The "no verdict" report of a whole run in which a side ran out of time: the two sides then
+/// stopped after unrelated instruction counts, so their states are not compared.
+fn timeout_no_verdict(w: &WholeRun) -> Option<String> {
+    let c = &w.comparison;
+    let sides =
+        [(c.left_name, &c.left.stop, w.reference_steps), (c.right_name, &c.right.stop, Some(w.trace.steps))];
+    let out: Vec<&str> =
+        sides.iter().filter(|(_, stop, _)| **stop == StopReason::Timeout).map(|(name, _, _)| *name).collect();
+    if out.is_empty() {
+        return None;
+    }
+    let count = |n: Option<u64>| match n {
+        Some(n) => format!("{n} instructions"),
+        None => "an uncounted number of instructions (KVM counts only under --max-instructions)".to_string(),
+    };
+    let detail: Vec<String> =
+        sides.iter().map(|(name, stop, n)| format!("{name}: {stop}, after {}", count(*n))).collect();
+    Some(format!(
+        "diff: no verdict: {} ran out of time (--timeout); the runs stopped at different points, so they are not compared\n  {}\n",
+        out.join(" and "),
+        detail.join("\n  ")
+    ))
 }
 
 /// Exit status and report text for a divergence that is the known difference `k`; `detail` is
@@ -235,13 +267,33 @@ pub fn lockstep_verdict(l: &Lockstep) -> (i32, String) {
         l.rules.rep_chunks, l.rules.fault_merged, l.rules.mov_ss, l.rules.hlt, l.rules.io_merged, l.rules.rep_restarts
     );
     match &l.end {
+        LockstepEnd::Stopped(stop @ (StopReason::BudgetExhausted | StopReason::Timeout)) if l.limited_by.is_some() => {
+            let side = l.limited_by.unwrap_or("?");
+            let what = if *stop == StopReason::Timeout { "ran out of time (--timeout)" } else { "reached the instruction budget" };
+            (
+                exit::NO_VERDICT_LIMIT,
+                format!(
+                    "diff: no verdict: {side} {what} after {} identical instructions in lockstep; a limit is not a difference\n{rules}",
+                    l.steps
+                ),
+            )
+        }
         LockstepEnd::Stopped(stop) => {
             let code = match stop {
                 StopReason::BudgetExhausted | StopReason::Timeout => exit::NO_VERDICT_LIMIT,
                 _ => exit::IDENTICAL,
             };
-            let what = if code == exit::IDENTICAL { "identical" } else { "no verdict (limit reached), identical so far" };
-            (code, format!("diff: {what}: {} instructions compared in lockstep; both {stop}\n{rules}", l.steps))
+            if code == exit::IDENTICAL {
+                return (code, format!("diff: identical: {} instructions compared in lockstep; both {stop}\n{rules}", l.steps));
+            }
+            let what = if *stop == StopReason::Timeout { "ran out of time (--timeout)" } else { "reached the instruction budget" };
+            (
+                code,
+                format!(
+                    "diff: no verdict: kvm and interp {what} after {} identical instructions in lockstep; a limit is not a difference\n{rules}",
+                    l.steps
+                ),
+            )
         }
         LockstepEnd::ReferenceFailed(stop) => {
             let text = match stop {
@@ -290,6 +342,8 @@ pub fn lockstep_verdict(l: &Lockstep) -> (i32, String) {
 
 /// `picoqemu diff`.
 pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
+    let limits = args.limits();
+    let deadline = limits.timeout.map(|t| Instant::now() + t);
     let image = match std::fs::read(&args.image) {
         Ok(b) => b,
         Err(e) => {
@@ -313,7 +367,6 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
             return Ok(exit::HOST_ERROR);
         }
     };
-    let limits = args.limits();
     if args.lockstep {
         let l = match lockstep::lockstep(&mut p.kvm, &mut p.interp, &p.start, limits) {
             Ok(l) => l,
@@ -349,19 +402,24 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         load_image(m, &image, kind)?;
         Ok(())
     };
-    let w = match wholerun::whole_run_fast(&mut p.kvm, &mut p.interp, &p.start, limits, limits, &mut reload) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("picoqemu: {e}");
-            return Ok(exit::HOST_ERROR);
-        }
-    };
+    let budget = limits.max_instructions;
+    let w =
+        match wholerun::whole_run_until(&mut p.kvm, &mut p.interp, &p.start, budget, deadline, &mut reload) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("picoqemu: {e}");
+                return Ok(exit::HOST_ERROR);
+            }
+        };
     let (code, text) = whole_run_verdict(&w);
     let mut explained =
         explain_whole_run(&w, p.kvm.machine.ram_mut().bytes(), p.interp.machine.ram_mut().bytes());
     if explained.is_none() && code == exit::DIVERGENT && w.trace.undef.taint().is_none() {
         // Locate the first differing instruction; a known difference there explains it.
-        explained = locate_known(&image, kind, &args.machine, limits);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left != Some(Duration::ZERO) {
+            explained = locate_known(&image, kind, &args.machine, RunLimits { timeout: left, ..limits });
+        }
     }
     let (code, text) = match explained {
         Some(k) => explained_verdict(k, &text),

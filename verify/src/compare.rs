@@ -131,10 +131,11 @@ pub fn compare(
     let mut devices = Vec::new();
     let serial = (ml.bus().uart().out.captured().to_vec(), mr.bus().uart().out.captured().to_vec());
     let debugcon = (ml.bus().debugcon().out.captured().to_vec(), mr.bus().debugcon().out.captured().to_vec());
-    if serial.0 != serial.1 {
+    // Digests (count + hash of everything) compare beyond the bounded captured bytes.
+    if ml.bus().uart().out.capture_digest() != mr.bus().uart().out.capture_digest() {
         devices.push("serial");
     }
-    if debugcon.0 != debugcon.1 {
+    if ml.bus().debugcon().out.capture_digest() != mr.bus().debugcon().out.capture_digest() {
         devices.push("debugcon");
     }
     if ml.bus().post_code() != mr.bus().post_code() {

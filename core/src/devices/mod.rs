@@ -18,6 +18,6 @@ pub use mmio_console::MmioConsole;
 pub use pic::{Pic8259, Pic8259Pair};
 pub use pit::Pit8254;
 pub use post::PostPort;
-pub use sink::Sink;
+pub use sink::{CaptureDigest, Sink, CAPTURE_CAP};
 pub use uart::Uart16550;
 pub use vga::VgaText;
