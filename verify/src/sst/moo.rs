@@ -559,17 +559,22 @@ pub mod build {
         let mut cycl = 1u32.to_le_bytes().to_vec();
         cycl.extend_from_slice(&[0; 15]);
         chunk(&mut p, b"CYCL", &cycl);
-        if let Some(e) = t.exception {
-            let mut x = vec![e.vector];
-            x.extend_from_slice(&e.flag_address.to_le_bytes());
-            chunk(&mut p, b"EXCP", &x);
-        }
-        if let Some(h) = t.hash {
-            chunk(&mut p, b"HASH", &h);
-        }
+        exception_and_hash(&mut p, t);
         let mut out = Vec::new();
         chunk(&mut out, b"TEST", &p);
         out
+    }
+
+    /// Appends a test's optional `EXCP` and `HASH` chunks to its payload `p`.
+    pub fn exception_and_hash(p: &mut Vec<u8>, t: &Test) {
+        if let Some(e) = t.exception {
+            let mut x = vec![e.vector];
+            x.extend_from_slice(&e.flag_address.to_le_bytes());
+            chunk(p, b"EXCP", &x);
+        }
+        if let Some(h) = t.hash {
+            chunk(p, b"HASH", &h);
+        }
     }
 
     /// A whole file: header, META, an unknown chunk, then the tests.

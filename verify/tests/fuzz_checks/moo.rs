@@ -110,14 +110,7 @@ fn encode_test(t: &Test) -> Vec<u8> {
     bytes.extend_from_slice(&t.bytes);
     chunk(&mut p, b"BYTS", &bytes);
     chunk(&mut p, b"INIT", &encode_snapshot(&t.init));
-    if let Some(e) = t.exception {
-        let mut x = vec![e.vector];
-        x.extend_from_slice(&e.flag_address.to_le_bytes());
-        chunk(&mut p, b"EXCP", &x);
-    }
-    if let Some(h) = t.hash {
-        chunk(&mut p, b"HASH", &h);
-    }
+    build::exception_and_hash(&mut p, t);
     let mut out = Vec::new();
     chunk(&mut out, b"TEST", &p);
     out
