@@ -1,7 +1,7 @@
 //! picoqemu-interp: a real-mode x86 interpreter (386+ rules, as KVM runs real mode) built on
 //! iced-x86 decoding.
 //!
-//! Structure: instructions are decoded once per physical address into [`op::Op`]s whose
+//! Structure: instructions are decoded once per physical address into `op::Op`s whose
 //! handler was chosen at decode time (`decode.rs`), grouped into blocks and cached per 4 KiB
 //! page (`cache.rs`) with page-granular self-modifying-code invalidation; a cached block is
 //! optimised once (`opt.rs`: dead-flag elimination, `dec reg; jnz` fusion, pure ops) and is

@@ -92,7 +92,7 @@
 //! [`KvmOptions::host_cpuid`] gives the guest the host's supported CPUID instead.
 //!
 //! # Single step and its quirks (measured on our PVM hosts, `kvm-on-our-hosts.md` §2)
-//! [`KvmBackend::step`] runs one `KVM_SET_GUEST_DEBUG` single step and reports a
+//! `KvmBackend::step` runs one `KVM_SET_GUEST_DEBUG` single step and reports a
 //! [`StepEvent`]; `run` with `max_instructions: Some(n)` loops over the same steps and counts
 //! retired instructions (`Some(1)` ends with `StepDone`, `Some(n > 1)` with
 //! `BudgetExhausted`). What a differential tester must know:

@@ -66,7 +66,7 @@ pub mod exit {
 /// Exit status: 0 identical; 1 divergent (unexplained: a bug); 2 bad usage or image; 3 no
 /// verdict, KVM could not emulate an instruction; 4 no verdict, a side ran out of time or both
 /// hit the instruction budget without a difference; 5 host error (e.g. no KVM); 6 divergent only by a documented known difference
-/// of KVM's emulator (printed as "DIVERGENT (explained: <id>, see docs/known-differences.md)").
+/// of KVM's emulator (printed as `DIVERGENT (explained: <id>, see docs/known-differences.md)`).
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Exit status: 0 identical; 1 divergent (unexplained); 2 bad usage or image; \
 3 no verdict (KVM could not emulate an instruction); 4 no verdict (a side ran out of time, or both hit \

@@ -40,7 +40,7 @@ pub struct TfRepModel {
     pub delta: i64,
     /// False when a TF step did not have the expected shape (a fault in the iteration,
     /// REP INS/OUTS, whose chunking also depends on KVM's read-ahead buffer, or #DB not
-    /// delivered through IVT[1]); the model then explains nothing.
+    /// delivered through `IVT[1]`); the model then explains nothing.
     pub exact: bool,
 }
 

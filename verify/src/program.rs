@@ -10,7 +10,7 @@
 //! | 0000–03FF      | IVT: fault vectors (0,5,6,7,8,12,13,16) → fault handler, all others → trap handler |
 //! | 0500           | fault handler: looks up the faulting IP in the resume table, returns past it |
 //! | 0580           | trap handler (`INT n`, `INTO`, `INT3`): counts and `iret`s |
-//! | 0600           | setup: IVT[0], SS:SP, DS/ES/FS/GS, EFLAGS and the general registers |
+//! | 0600           | setup: `IVT[0]`, SS:SP, DS/ES/FS/GS, EFLAGS and the general registers |
 //! | after setup    | the body units, then `hlt` (the body ends below 4000) |
 //! | 7FF0/7FF2      | fault / trap counters |
 //! | 8000 + 2·ip    | resume table: for each body instruction at `ip`, the IP of the next one |

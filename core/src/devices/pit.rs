@@ -9,7 +9,7 @@
 //! latch them). Channel 1 (DRAM refresh on the PC) counts but drives nothing; channel 2's
 //! gate is port B bit 0 and its OUT is port B bit 5 (the speaker; no sound is produced).
 //! All six modes, the counter latch command, the 8254 read-back command (count and status),
-//! lobyte/hibyte/both access and BCD counting are modelled (see [`channel`] for the timing
+//! lobyte/hibyte/both access and BCD counting are modelled (see the `channel` module for the timing
 //! choices). Port B also reports the DRAM refresh toggle (bit 4, every 15.085 µs), which BIOS
 //! delay loops poll.
 mod channel;

@@ -43,7 +43,7 @@ pub enum SuiteError {
     NoMetadata,
 }
 
-/// Options of a suite run (the parsed form of [`SstArgs`] without backend and paths).
+/// Options of a suite run (the parsed form of `SstArgs` without backend and paths).
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
     /// Forms to run; `None` runs everything.
