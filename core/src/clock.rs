@@ -17,7 +17,10 @@ pub const DEFAULT_NS_PER_INSTRUCTION: u64 = 10;
 pub enum TimeMode {
     /// Time advances by `ns_per_instruction` per retired instruction and jumps to the next
     /// event while the CPU halts: the same program gives the same result on every run.
-    Virtual { ns_per_instruction: u64 },
+    Virtual {
+        /// Nanoseconds each retired instruction takes.
+        ns_per_instruction: u64,
+    },
     /// Time is the host's monotonic clock since the machine started.
     Realtime,
 }
@@ -39,10 +42,12 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock at time 0 in `mode`.
     pub fn new(mode: TimeMode) -> Self {
         Clock { mode, virtual_ns: 0, start: Instant::now() }
     }
 
+    /// The clock's mode.
     pub fn mode(&self) -> TimeMode {
         self.mode
     }

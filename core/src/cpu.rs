@@ -4,22 +4,37 @@ use std::fmt;
 
 /// EFLAGS bits.
 pub mod flags {
+    /// Carry.
     pub const CF: u32 = 1 << 0;
     /// Bit 1 always reads as 1.
     pub const FIXED: u32 = 1 << 1;
+    /// Parity (of the low byte).
     pub const PF: u32 = 1 << 2;
+    /// Auxiliary carry (out of bit 3).
     pub const AF: u32 = 1 << 4;
+    /// Zero.
     pub const ZF: u32 = 1 << 6;
+    /// Sign.
     pub const SF: u32 = 1 << 7;
+    /// Trap: single-step the next instruction.
     pub const TF: u32 = 1 << 8;
+    /// Interrupt enable.
     pub const IF: u32 = 1 << 9;
+    /// Direction: string instructions count down.
     pub const DF: u32 = 1 << 10;
+    /// Overflow.
     pub const OF: u32 = 1 << 11;
+    /// I/O privilege level (two bits).
     pub const IOPL: u32 = 3 << 12;
+    /// Nested task.
     pub const NT: u32 = 1 << 14;
+    /// Resume: suppress instruction breakpoints for one instruction.
     pub const RF: u32 = 1 << 16;
+    /// Virtual-8086 mode.
     pub const VM: u32 = 1 << 17;
+    /// Alignment check.
     pub const AC: u32 = 1 << 18;
+    /// CPUID is available (toggleable on a 486 and later).
     pub const ID: u32 = 1 << 21;
     /// The six arithmetic status flags.
     pub const STATUS: u32 = CF | PF | AF | ZF | SF | OF;
@@ -28,19 +43,29 @@ pub mod flags {
 /// General-purpose registers in x86 encoding order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gpr {
+    /// Accumulator.
     Eax = 0,
+    /// Counter.
     Ecx = 1,
+    /// Data.
     Edx = 2,
+    /// Base.
     Ebx = 3,
+    /// Stack pointer.
     Esp = 4,
+    /// Base pointer.
     Ebp = 5,
+    /// Source index.
     Esi = 6,
+    /// Destination index.
     Edi = 7,
 }
 
 impl Gpr {
+    /// All eight, in encoding order.
     pub const ALL: [Gpr; 8] =
         [Gpr::Eax, Gpr::Ecx, Gpr::Edx, Gpr::Ebx, Gpr::Esp, Gpr::Ebp, Gpr::Esi, Gpr::Edi];
+    /// The lower-case 32-bit name (`"eax"`).
     pub fn name(self) -> &'static str {
         ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"][self as usize]
     }
@@ -49,16 +74,24 @@ impl Gpr {
 /// Segment registers in x86 encoding order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegReg {
+    /// Extra segment.
     Es = 0,
+    /// Code segment.
     Cs = 1,
+    /// Stack segment.
     Ss = 2,
+    /// Data segment.
     Ds = 3,
+    /// FS (386+).
     Fs = 4,
+    /// GS (386+).
     Gs = 5,
 }
 
 impl SegReg {
+    /// All six, in encoding order.
     pub const ALL: [SegReg; 6] = [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
+    /// The lower-case name (`"es"`).
     pub fn name(self) -> &'static str {
         ["es", "cs", "ss", "ds", "fs", "gs"][self as usize]
     }
@@ -67,8 +100,11 @@ impl SegReg {
 /// A segment register: the visible selector and the hidden descriptor cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Segment {
+    /// The visible selector (real mode: base / 16).
     pub selector: u16,
+    /// The hidden base address.
     pub base: u32,
+    /// The hidden limit (0xFFFF in real mode unless a protected-mode descriptor left it larger).
     pub limit: u32,
 }
 
@@ -90,12 +126,17 @@ impl Default for Segment {
 pub struct CpuState {
     /// EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI (see [`Gpr`]).
     pub gpr: [u32; 8],
+    /// Instruction pointer (real mode: only the low 16 bits address code).
     pub eip: u32,
+    /// Flags (see [`flags`]).
     pub eflags: u32,
     /// ES, CS, SS, DS, FS, GS (see [`SegReg`]).
     pub segs: [Segment; 6],
+    /// Control register 0 (PE = 0: real mode).
     pub cr0: u32,
+    /// IDTR base: the interrupt vector table (0 after reset).
     pub idt_base: u32,
+    /// IDTR limit (0x3FF after reset).
     pub idt_limit: u16,
 }
 
@@ -118,12 +159,15 @@ impl Default for CpuState {
 }
 
 impl CpuState {
+    /// General register `r` (32 bits).
     pub fn reg(&self, r: Gpr) -> u32 {
         self.gpr[r as usize]
     }
+    /// Sets general register `r` (32 bits).
     pub fn set_reg(&mut self, r: Gpr, v: u32) {
         self.gpr[r as usize] = v;
     }
+    /// Segment register `s` with its hidden part.
     pub fn seg(&self, s: SegReg) -> Segment {
         self.segs[s as usize]
     }
@@ -131,9 +175,11 @@ impl CpuState {
     pub fn set_seg(&mut self, s: SegReg, selector: u16) {
         self.segs[s as usize] = Segment::real(selector);
     }
+    /// The CS selector.
     pub fn cs(&self) -> u16 {
         self.segs[SegReg::Cs as usize].selector
     }
+    /// The low 16 bits of EIP.
     pub fn ip(&self) -> u16 {
         self.eip as u16
     }
@@ -180,8 +226,11 @@ fn push_diff(out: &mut Vec<FieldDiff>, name: &'static str, a: u64, b: u64, width
 /// One field that differs between two [`CpuState`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDiff {
+    /// The field's name (`"eax"`, `"cs.base"`, `"eflags"`).
     pub field: String,
+    /// Its value in the left state.
     pub left: u64,
+    /// Its value in the right state.
     pub right: u64,
     width: usize,
 }

@@ -24,8 +24,11 @@ pub const RESET_EDX: u32 = 0x0000_0521;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImageKind {
     #[default]
+    /// A 512-byte boot sector with the 0x55 0xAA signature, loaded at 0000:7C00 and started there.
     Boot,
+    /// The article's layout: the image at physical 0, started at 0000:0000.
     Raw,
+    /// A ROM of 16 B to 64 KiB ending at 0xFFFFF, started at F000:FFF0.
     Rom,
 }
 
@@ -33,16 +36,27 @@ pub enum ImageKind {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LoadError {
     #[error("the image is empty")]
+    /// A zero-length image.
     Empty,
     #[error(
         "a boot sector must be exactly 512 bytes, this image has {0} (use --raw or --rom for other layouts)"
     )]
+    /// A boot sector of the wrong size (the size is given).
     BootSize(usize),
     #[error("the boot sector does not end with the signature 0x55 0xAA (bytes 510-511 are {0:#04x} {1:#04x}); use --raw to load it anyway")]
+    /// A boot sector without the 0x55 0xAA signature (the two bytes found).
     NoSignature(u8, u8),
     #[error("the image has {len} bytes, more than the {max} bytes of guest RAM (raise --mem)")]
-    TooLarge { len: usize, max: usize },
+    /// A raw image larger than guest RAM.
+    TooLarge {
+        /// The image's length.
+        /// Its length in bytes.
+        len: usize,
+        /// Guest RAM size.
+        max: usize,
+    },
     #[error("a ROM image must be 16 to 65536 bytes, this one has {0}")]
+    /// A ROM image of the wrong size (the size is given).
     RomSize(usize),
 }
 

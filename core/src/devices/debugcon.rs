@@ -10,10 +10,12 @@ pub const DEBUGCON_PORT: u16 = 0xE9;
 /// The 0xE9 debug console.
 #[derive(Debug)]
 pub struct DebugCon {
+    /// Where the bytes go.
     pub out: Sink,
 }
 
 impl DebugCon {
+    /// A console writing to `out`.
     pub fn new(out: Sink) -> Self {
         DebugCon { out }
     }

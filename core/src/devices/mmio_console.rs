@@ -16,6 +16,7 @@ pub const MMIO_CONSOLE_OUTPUT: std::ops::Range<u64> = 0..4;
 #[derive(Debug)]
 pub struct MmioConsole {
     base: u64,
+    /// Where the bytes go.
     pub out: super::Sink,
     count: u32,
 }

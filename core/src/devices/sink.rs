@@ -11,7 +11,9 @@ pub const CAPTURE_CAP: usize = 1 << 20;
 /// The length and a 64-bit FNV-1a hash of everything a capturing sink was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CaptureDigest {
+    /// Bytes written in all (kept or not).
     pub len: u64,
+    /// FNV-1a 64 hash of every byte written.
     pub hash: u64,
 }
 
@@ -65,11 +67,14 @@ pub enum SinkTarget {
     /// Dropped (still captured when capture is on).
     #[default]
     Null,
+    /// The process's standard output.
     Stdout,
+    /// The process's standard error.
     Stderr,
 }
 
 impl Sink {
+    /// A sink writing to `target`.
     pub fn new(target: SinkTarget) -> Self {
         Sink { target, captured: None, pending: Vec::new(), error: None }
     }
@@ -86,6 +91,7 @@ impl Sink {
         self.captured = Some(Capture::new(CAPTURE_CAP));
         self
     }
+    /// Where the sink writes.
     pub fn target(&self) -> SinkTarget {
         self.target
     }

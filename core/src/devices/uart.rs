@@ -35,6 +35,7 @@ const RX_FIFO: usize = 16;
 /// The 16550A register file and its queues.
 #[derive(Debug)]
 pub struct Uart16550 {
+    /// Where transmitted bytes go.
     pub out: Sink,
     base: u16,
     input: VecDeque<u8>,

@@ -10,12 +10,17 @@ use crate::device::{Claim, Device, DeviceCtx};
 
 /// Physical address of the colour text buffer.
 pub const TEXT_BASE: usize = 0xB8000;
+/// Text columns.
 pub const COLS: usize = 80;
+/// Text rows.
 pub const ROWS: usize = 25;
 /// Bytes of one screen (character + attribute per cell).
 pub const SCREEN_BYTES: usize = COLS * ROWS * 2;
+/// CRTC index register.
 pub const CRTC_INDEX: u16 = 0x3D4;
+/// CRTC data register.
 pub const CRTC_DATA: u16 = 0x3D5;
+/// Input status 1 (retrace bits).
 pub const INPUT_STATUS: u16 = 0x3DA;
 /// First of the VGA's 32 ports (0x3C0–0x3DF).
 pub const VGA_PORTS: u16 = 0x3C0;
@@ -23,7 +28,9 @@ pub const VGA_PORTS: u16 = 0x3C0;
 /// One character cell: code page 437 byte and attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cell {
+    /// The character (code page 437).
     pub ch: u8,
+    /// The attribute: foreground in bits 0-3, background in bits 4-6, blink in bit 7.
     pub attr: u8,
 }
 
