@@ -239,7 +239,8 @@ impl Channel {
         match self.mode {
             2 | 3 if self.running() => {
                 let o = self.origin.unwrap_or(t);
-                let period_end = o + ((t - o) / u64::from(self.count) + 1) * u64::from(self.count);
+                let period_end =
+                    o + (t.saturating_sub(o) / u64::from(self.count) + 1) * u64::from(self.count);
                 self.pending = Some((n, period_end));
             }
             1 | 5 => self.count = n,
@@ -277,7 +278,7 @@ impl Channel {
             }
             0 | 4 if rising => {
                 if let (Some(o), Some(p)) = (self.origin, self.paused_at.take()) {
-                    self.origin = Some(o + (t - p));
+                    self.origin = Some(o + t.saturating_sub(p));
                 }
             }
             0 | 2 | 3 | 4 if falling && self.origin.is_some() => self.paused_at = Some(t),
