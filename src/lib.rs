@@ -9,3 +9,4 @@ pub mod guests;
 pub mod options;
 pub mod signals;
 pub mod sst;
+pub mod state;
