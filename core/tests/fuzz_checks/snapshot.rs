@@ -43,8 +43,7 @@ pub fn base() -> Vec<u8> {
     let _ = m.acknowledge_interrupt();
     m.raise_interrupt(0x42);
     m.ram_mut().write(0x7C00, b"\xFA\xF4").expect("RAM");
-    let mut state = CpuState::default();
-    state.eip = 0x7C00;
+    let state = CpuState { eip: 0x7C00, ..CpuState::default() };
     let cpu = CpuSnapshot {
         state,
         shadow: InterruptShadow::Sti,

@@ -39,7 +39,7 @@ impl Channel {
         w.u32(f.count);
         w.opt_u64(f.origin);
         w.opt_u64(f.paused_at);
-        put_opt_pair(w, f.pending.map(|(n, t)| (n, t)));
+        put_opt_pair(w, f.pending);
         w.bool(f.gate);
         w.u32(f.idle_value);
         w.bool(f.write_lo.is_some());
