@@ -215,3 +215,69 @@ fn a_machine_built_otherwise_is_refused() {
     snapshot::restore(&mut same, &file).unwrap();
     assert!(same.ram().to_vec() == m.ram().to_vec());
 }
+
+/// A snapshot whose CPU had acknowledged an interrupt but not delivered it yet (what KVM can
+/// hold after a run): both CPUs deliver it first, and end the same.
+#[test]
+fn an_acknowledged_interrupt_is_delivered_first_on_either_cpu() {
+    let g = pc_timer();
+    let (mut m, start) = build(&g);
+    let mut a = InterpBackend::new();
+    a.set_state(&start).unwrap();
+    a.run(&mut m, RunLimits::instructions(62)).unwrap();
+    let mut cpu = a.cpu_snapshot().unwrap();
+    cpu.pending_interrupt = Some(guests::PIT_TICKS_VECTOR);
+    let file = snapshot::save(&m, &cpu);
+    let mut cpus = vec![Cpu::Interp];
+    if kvm_usable("an_acknowledged_interrupt_is_delivered_first_on_either_cpu") {
+        cpus.push(Cpu::Kvm);
+    }
+    let mut ends = Vec::new();
+    for c in cpus {
+        let (mut m2, _) = build(&g);
+        let snap = snapshot::restore(&mut m2, &file).unwrap();
+        let mut b = backend(c, &m2);
+        b.restore_cpu_snapshot(&snap).unwrap();
+        assert_eq!(b.cpu_snapshot().unwrap().pending_interrupt, Some(guests::PIT_TICKS_VECTOR));
+        let stop = b.run(&mut m2, if c == Cpu::Kvm { KVM_FREE } else { LIMIT }).unwrap();
+        let counter = usize::from(guests::PIT_TICKS_COUNTER);
+        let ram = m2.ram().to_vec();
+        ends.push((
+            stop.clone(),
+            u16::from_le_bytes([ram[counter], ram[counter + 1]]),
+            end(&m2, b.as_mut(), stop, vec![], vec![]),
+        ));
+    }
+    let reference = whole(&g, Cpu::Interp);
+    assert_eq!(ends[0].0, reference.stop);
+    // One instruction on the interpreter: the interrupt's delivery, then the handler's `push ax`.
+    let (mut m3, _) = build(&g);
+    let snap = snapshot::restore(&mut m3, &file).unwrap();
+    let mut i = InterpBackend::new();
+    i.restore_cpu_snapshot(&snap).unwrap();
+    i.run(&mut m3, RunLimits::instructions(1)).unwrap();
+    let after = i.state().unwrap();
+    let ivt = m3.ram().to_vec();
+    let v = usize::from(guests::PIT_TICKS_VECTOR) * 4;
+    let handler = u32::from(u16::from_le_bytes([ivt[v], ivt[v + 1]]));
+    assert_eq!(after.eip, handler + 1, "in the handler, past its one-byte `push ax`");
+    assert_eq!(after.gpr[4], cpu.state.gpr[4] - 8, "FLAGS, CS, IP and AX pushed");
+    if let [i, k] = &ends[..] {
+        assert_eq!(k, i, "KVM and the interpreter agree");
+    }
+}
+
+#[test]
+fn a_saved_machine_saves_back_to_the_same_bytes() {
+    let g = pc_timer();
+    let (mut m, start) = build(&g);
+    let mut a = InterpBackend::new();
+    a.set_state(&start).unwrap();
+    a.run(&mut m, RunLimits::instructions(100)).unwrap();
+    let cpu = a.cpu_snapshot().unwrap();
+    let file = snapshot::save(&m, &cpu);
+    let (mut m2, _) = build(&g);
+    let cpu2 = snapshot::restore(&mut m2, &file).unwrap();
+    assert_eq!(cpu2, cpu);
+    assert!(snapshot::save(&m2, &cpu2) == file, "save(restore(f)) == f");
+}
