@@ -109,6 +109,8 @@ pub struct MachineArgs {
     pub machine: MachineOpts,
     #[command(flatten)]
     pub limits: LimitOpts,
+    #[command(flatten)]
+    pub state: crate::state::StateOpts,
     /// When to print the VGA text screen at the end.
     #[arg(long, value_enum, default_value_t = ScreenMode::Auto)]
     pub screen: ScreenMode,
@@ -341,12 +343,14 @@ fn run_image(
     let choice = opts.cpu.backend_or(BackendChoice::Auto);
     let mut backend = backends::select(choice, opts.cpu.jit.jit.into(), &machine)?;
     backend.set_state(&start).map_err(|e| CliError::Host(e.to_string()))?;
+    opts.state.load_into(&mut machine, backend.as_mut())?;
     signals::install_sigint_handler()
         .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
     let progress = Progress::start(backend.name());
     let stop = backend.run(&mut machine, opts.limits.limits(None)).unwrap_or_else(StopReason::from);
     drop(progress);
     machine.bus_mut().flush();
+    opts.state.save_at_stop(&machine, backend.as_mut(), &stop)?;
 
     let state = backend.state();
     let written = print_results(opts, &machine, &state);

@@ -89,6 +89,7 @@ pub mod guests;
 pub mod options;
 pub mod signals;
 pub mod sst;
+pub mod state;
 pub mod workloads;
 
 pub use picoqemu_core;

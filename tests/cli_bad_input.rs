@@ -160,3 +160,37 @@ fn bad_inputs_of_the_other_commands() {
     row(&[], &["fuzz", "--count", "1", "--out", &not_a_dir], 2, "exists and is not a directory");
     row(&[], &["fuzz", "--count", "0x"], 2, "invalid value '0x' for '--count");
 }
+
+/// `--load-state` with a file that is not a snapshot of this machine, and `--save-state` to a
+/// place that cannot be written.
+#[test]
+fn bad_snapshots() {
+    let good = file("snap_good", b"");
+    let out = run(&[], &["--backend", "interp", "--max-instructions", "10", "--save-state", &good]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&good).unwrap();
+    let load = |path: &str, extra: &[&str], status: i32, message: &str| {
+        let mut args = vec!["--backend", "interp", "--load-state", path];
+        args.extend_from_slice(extra);
+        row(&[], &args, status, message);
+    };
+    load(&file("snap_garbage", b"PK\x03\x04 a zip file"), &[], 2, "not a picoqemu snapshot");
+    load(&file("snap_cut", &bytes[..bytes.len() / 2]), &[], 2, "the snapshot is truncated");
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 3] ^= 1;
+    load(&file("snap_flipped", &flipped), &[], 2, "the snapshot is corrupt: its checksum");
+    let mut v9 = bytes.clone();
+    v9[8] = 9;
+    load(&file("snap_v9", &v9), &[], 2, "snapshot format version 9 is not supported");
+    load(
+        &good,
+        &["--mem", "4M"],
+        2,
+        "saved on another machine: it has 2048 KiB of guest RAM, this machine 4096 KiB",
+    );
+    load(&good, &["--mmio-console", "0xd0000"], 2, "lacks the state of this machine's device 'MMIO console'");
+    load("/nonexistent/snap", &[], 2, "cannot read the snapshot '/nonexistent/snap'");
+    load(env!("CARGO_TARGET_TMPDIR"), &[], 2, "it is a directory");
+    let args = ["--backend", "interp", "--max-instructions", "10", "--save-state", "/nonexistent/dir/s"];
+    row(&[], &args, 5, "cannot write the snapshot '/nonexistent/dir/s'");
+}

@@ -75,7 +75,8 @@ use std::sync::Arc;
 
 use iced_x86::Instruction;
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, Breakpoint, CpuState, Kick, Machine, RunLimits, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, InterruptShadow, Kick, Machine,
+    RunLimits, StopReason,
 };
 
 use crate::breakpoints::{Breakpoints, KickFlag};
@@ -114,6 +115,19 @@ pub struct InterpBackend {
     kick: Arc<KickFlag>,
     /// Set from outside (Ctrl-C) to end the run at the next time check.
     interrupt: Option<&'static AtomicBool>,
+    /// The last run ended with the CPU in the HLT state.
+    halted: bool,
+    /// What a restored snapshot left for the next run to do first.
+    resume: Resume,
+}
+
+/// Work a restored [`CpuSnapshot`] leaves for the start of the next run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    /// An interrupt acknowledged but not yet delivered.
+    vector: Option<u8>,
+    /// The CPU is halted: wait as after a HLT.
+    halted: bool,
 }
 
 impl std::fmt::Debug for InterpBackend {
@@ -144,6 +158,8 @@ impl InterpBackend {
             bp_resume: None,
             kick: Arc::new(KickFlag::default()),
             interrupt: None,
+            halted: false,
+            resume: Resume::default(),
         }
     }
 
@@ -206,6 +222,8 @@ impl Backend for InterpBackend {
         let _ = machine;
         self.cpu = Cpu::default();
         self.bp_resume = None;
+        self.halted = false;
+        self.resume = Resume::default();
         Ok(())
     }
 
@@ -220,5 +238,36 @@ impl Backend for InterpBackend {
 
     fn stats(&self) -> BackendStats {
         BackendStats { instructions: Some(self.icount), exits: None }
+    }
+
+    // Snapshots (`--save-state` / `--load-state`).
+
+    /// The registers, the shadow of STI / MOV SS, the HLT state and the instruction count
+    /// (RDTSC). The interpreter never holds an acknowledged, undelivered interrupt after a run,
+    /// but one restored from a snapshot and not yet run is reported again.
+    fn cpu_snapshot(&mut self) -> Result<CpuSnapshot, BackendError> {
+        let shadow = match (self.cpu.inhibit, self.cpu.irq_shadow) {
+            (true, _) => InterruptShadow::MovSs,
+            (false, true) => InterruptShadow::Sti,
+            (false, false) => InterruptShadow::None,
+        };
+        Ok(CpuSnapshot {
+            state: self.cpu.to_state(),
+            shadow,
+            halted: self.halted || self.resume.halted,
+            pending_interrupt: self.resume.vector,
+            instructions: self.icount,
+        })
+    }
+
+    fn restore_cpu_snapshot(&mut self, snap: &CpuSnapshot) -> Result<(), BackendError> {
+        self.cpu.load_state(&snap.state);
+        self.cpu.irq_shadow = snap.shadow != InterruptShadow::None;
+        self.cpu.inhibit = snap.shadow == InterruptShadow::MovSs;
+        self.icount = snap.instructions;
+        self.bp_resume = None;
+        self.halted = false;
+        self.resume = Resume { vector: snap.pending_interrupt, halted: snap.halted };
+        Ok(())
     }
 }

@@ -73,8 +73,13 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
         b: Bounds::new(cx.icount, limits),
         bp_resume: be.bp_resume,
         rep_on_bp: None,
+        halted: false,
     };
-    let stop = r.run_loop(&mut cx);
+    let stop = match r.resume(&mut cx, std::mem::take(&mut be.resume)) {
+        Some(s) => s,
+        None => r.run_loop(&mut cx),
+    };
+    be.halted = r.halted;
     // The clock ends the run exact.
     cx.sync_time(0);
     be.bp_resume = match stop {
@@ -228,6 +233,8 @@ struct Runner<'r> {
     bp_resume: Option<(u32, u64)>,
     /// Linear address of a lone REP instruction just decoded on a breakpoint page.
     rep_on_bp: Option<u32>,
+    /// The run stopped in the HLT state (see [`Runner::halt_state`]).
+    halted: bool,
 }
 
 impl<'r> Runner<'r> {
@@ -620,7 +627,7 @@ impl<'r> Runner<'r> {
             Flow::Halt => {
                 let e = cx.c.eip.wrapping_add(exit.last_len);
                 cx.c.eip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
-                return self.halt(cx);
+                return self.halt_state(cx);
             }
             Flow::Unsupported => return Some(unsupported(cx)),
             Flow::TripleFault => return Some(StopReason::TripleFault),
@@ -649,6 +656,33 @@ impl<'r> Runner<'r> {
         }
         cx.brk = false;
         None
+    }
+
+    /// A restored snapshot's pending work before the first instruction: the interrupt the
+    /// other CPU had acknowledged but not delivered, then the HLT state it was in.
+    #[cold]
+    fn resume(&mut self, cx: &mut Ctx, resume: crate::Resume) -> Option<StopReason> {
+        if let Some(vector) = resume.vector {
+            let ip = cx.c.eip;
+            let flow = interrupt::raise(cx, vector, ip);
+            cx.delivered_int = 0;
+            if flow == Flow::TripleFault {
+                return Some(StopReason::TripleFault);
+            }
+        }
+        if resume.halted {
+            return self.halt_state(cx);
+        }
+        None
+    }
+
+    /// [`Runner::halt`], remembering whether the run ends with the CPU still halted (a
+    /// snapshot taken now resumes in the HLT state).
+    fn halt_state(&mut self, cx: &mut Ctx) -> Option<StopReason> {
+        let stop = self.halt(cx);
+        self.halted =
+            matches!(stop, Some(StopReason::Halted | StopReason::Interrupted | StopReason::Timeout));
+        stop
     }
 
     /// HLT retired (EIP is past it). With IF=0 the run stops `Halted`. With IF=1 the CPU

@@ -11,8 +11,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, Breakpoint, CpuState, IoAction, IoBus, Kick, Machine, RunLimits,
-    StepInfo, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, IoAction, IoBus, Kick, Machine,
+    RunLimits, StepInfo, StopReason,
 };
 
 use crate::exits::{self, InsnKind};
@@ -24,6 +24,7 @@ use crate::KvmError;
 
 mod debug;
 mod irq;
+mod snapshot;
 mod ticks;
 
 /// How to build a [`KvmBackend`].
@@ -170,6 +171,17 @@ pub struct KvmBackend {
     last_step: StepInfo,
     /// The wall-clock deadline of the run in progress, and the hang check's state.
     clock: ticks::RunClock,
+    /// A vector queued with `KVM_INTERRUPT` that may not have reached the guest yet.
+    injecting: Option<u8>,
+    /// A restored snapshot's acknowledged, undelivered interrupt, injected when the next run
+    /// starts.
+    pending_vector: Option<u8>,
+    /// The last run or step ended with the CPU in the HLT state.
+    halted: bool,
+    /// A restored snapshot was halted: the next run starts in the HLT state.
+    resume_halt: bool,
+    /// Added to the stepped-instruction count in snapshots (the count a restored one had).
+    instructions_base: u64,
 }
 
 impl KvmBackend {
@@ -223,6 +235,11 @@ impl KvmBackend {
             hw_bp: false,
             last_step: StepInfo::Instruction,
             clock: ticks::RunClock::default(),
+            injecting: None,
+            pending_vector: None,
+            halted: false,
+            resume_halt: false,
+            instructions_base: 0,
         };
         b.load(&CpuState::default());
         Ok(b)
@@ -287,6 +304,10 @@ impl KvmBackend {
         run.kvm_dirty_regs |= u64::from(KVM_SYNC_X86_EVENTS);
         run.request_interrupt_window = 0;
         self.last_step = StepInfo::Instruction;
+        self.injecting = None;
+        self.pending_vector = None;
+        self.halted = false;
+        self.resume_halt = false;
         self.load(&CpuState::default());
         Ok(())
     }
@@ -456,6 +477,10 @@ impl KvmBackend {
         }
         if matches!(exit, Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead | Exit::MmioWrite { .. }) {
             self.io_pending = true;
+        }
+        if !matches!(exit, Exit::Interrupted) {
+            // The guest was entered: an injected vector is in KVM's events now, or delivered.
+            self.injecting = None;
         }
         exit
     }
@@ -654,7 +679,10 @@ impl KvmBackend {
                 },
                 Exit::Hlt => match self.after_hlt(machine) {
                     Ok(None) => {}
-                    Ok(Some(r)) => break r,
+                    Ok(Some(r)) => {
+                        self.halted = true;
+                        break r;
+                    }
                     Err(e) => break StopReason::HostError(e.to_string()),
                 },
                 other => {
@@ -705,7 +733,10 @@ impl KvmBackend {
                 | StepEvent::NoProgress
                 | StepEvent::FaultDelivered { halted: false } => retired += 1,
                 StepEvent::RepChunk => {}
-                StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => return StopReason::Halted,
+                StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => {
+                    self.halted = true;
+                    return StopReason::Halted;
+                }
                 StepEvent::Stopped(r) => return r,
             }
             if retired < budget {
@@ -924,7 +955,9 @@ impl Backend for KvmBackend {
     /// A REP may stop after a chunk ([`StepInfo::RepChunk`]), a fault runs the handler's
     /// first instruction too ([`StepInfo::FaultMerged`]): see [`Backend::last_step`].
     fn step(&mut self, machine: &mut Machine) -> Result<StopReason, BackendError> {
-        match self.single_step(machine, None) {
+        let ev = self.single_step(machine, None);
+        self.halted = matches!(ev, StepEvent::Halted | StepEvent::FaultDelivered { halted: true });
+        match ev {
             StepEvent::Stopped(StopReason::HostError(m)) => Err(BackendError::new("kvm", m)),
             StepEvent::Stopped(r) => Ok(r),
             StepEvent::Halted | StepEvent::FaultDelivered { halted: true } => Ok(StopReason::Halted),
@@ -954,6 +987,20 @@ impl Backend for KvmBackend {
 
     fn kicker(&self) -> Option<Arc<dyn Kick>> {
         self.watchdog.kicker().ok().map(|k| Arc::new(k) as Arc<dyn Kick>)
+    }
+
+    // Snapshots (`--save-state` / `--load-state`; see `backend/snapshot.rs`).
+
+    fn cpu_snapshot(&mut self) -> Result<CpuSnapshot, BackendError> {
+        self.snapshot_cpu().map_err(BackendError::from)
+    }
+
+    fn restore_cpu_snapshot(&mut self, snapshot: &CpuSnapshot) -> Result<(), BackendError> {
+        if self.io_pending {
+            let mut bus = IoBus::capturing();
+            self.complete_pending(&mut bus);
+        }
+        self.restore_snapshot(snapshot).map_err(BackendError::from)
     }
 }
 
@@ -985,9 +1032,15 @@ impl KvmBackend {
             return StopReason::HostError(e.to_string());
         }
         self.enter();
-        let reason = match limits.max_instructions {
-            Some(n) => self.run_budget(machine, n),
-            None => {
+        self.halted = false;
+        let resumed = match self.inject_restored() {
+            Ok(()) => self.resume_halted(machine, free),
+            Err(e) => Some(StopReason::HostError(e.to_string())),
+        };
+        let reason = match (resumed, limits.max_instructions) {
+            (Some(r), _) => r,
+            (None, Some(n)) => self.run_budget(machine, n),
+            (None, None) => {
                 self.stats.free_runs += 1;
                 self.run_free(machine)
             }

@@ -19,6 +19,9 @@ pub enum KvmError {
     /// The machine's RAM cannot be mapped into the VM as it is laid out.
     #[error("guest memory layout is not supported: {0}")]
     Memory(String),
+    /// The vCPU's state cannot be saved now (an event is in flight).
+    #[error("{0}")]
+    Snapshot(String),
     /// The watchdog (POSIX timer and signal) could not be set up.
     #[error("watchdog: {what} failed: {source}")]
     Watchdog {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{BackendError, CpuState, Machine, StopReason};
+use crate::{BackendError, CpuSnapshot, CpuState, Machine, StopReason};
 
 /// Bounds of one `run`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,5 +130,22 @@ pub trait Backend {
     /// supports it.
     fn kicker(&self) -> Option<Arc<dyn Kick>> {
         None
+    }
+
+    // --- Snapshots (`--save-state` / `--load-state`; see `crate::snapshot`). ---
+
+    /// Everything the CPU must hand over to be resumed on any backend: the architectural
+    /// state, the interrupt shadow, the HLT state, an acknowledged but undelivered interrupt
+    /// and the retired-instruction count. An error if the CPU holds an event it cannot hand
+    /// over (then run it on and save at the next stop).
+    fn cpu_snapshot(&mut self) -> Result<CpuSnapshot, BackendError> {
+        Err(BackendError::new(self.name(), "this backend cannot save its CPU for a snapshot"))
+    }
+
+    /// Loads a [`CpuSnapshot`] taken on this or another backend; the next `run` resumes
+    /// exactly there (delivering the pending interrupt first, waiting if halted).
+    fn restore_cpu_snapshot(&mut self, snapshot: &CpuSnapshot) -> Result<(), BackendError> {
+        let _ = snapshot;
+        Err(BackendError::new(self.name(), "this backend cannot load a CPU snapshot"))
     }
 }

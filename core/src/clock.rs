@@ -100,6 +100,13 @@ impl Clock {
         }
     }
 
+    /// Sets the time to `ns` (a snapshot being loaded): virtual time is `ns`; real time goes
+    /// on from `ns`.
+    pub fn restore_ns(&mut self, ns: u64) {
+        self.virtual_ns = ns;
+        self.start = Instant::now();
+    }
+
     /// Back to time zero (machine reset).
     pub fn reset(&mut self) {
         self.virtual_ns = 0;

@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use crate::clock::Clock;
 use crate::irq::IrqLines;
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 use crate::StopReason;
 
 /// The two address spaces of the bus.
@@ -183,6 +184,17 @@ pub trait Device: AsAny + Debug + Send {
 
     /// Writes pending host output.
     fn flush(&mut self) {}
+
+    /// Writes the device's state for a machine snapshot ([`crate::snapshot`]): everything a
+    /// guest can observe later, none of its host output. The snapshot keys the state by
+    /// [`Device::name`], which must therefore stay stable. A device without state writes
+    /// nothing (and says so in its implementation).
+    fn save(&self, out: &mut StateWriter);
+
+    /// Loads what [`Device::save`] wrote (the reader holds exactly that payload; the bus
+    /// checks that it was all read). A payload that does not fit this device (a different
+    /// port or address, an impossible value) is an error, never a panic.
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError>;
 
     /// The device as the machine's interrupt controller, if it is one.
     fn interrupt_controller(&mut self) -> Option<&mut dyn InterruptController> {

@@ -15,6 +15,8 @@
 //! changes to the interrupt controller, which raises INTR.
 use std::collections::VecDeque;
 
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
+
 /// Most requests that can wait at once; raising more drops the newest (an edge lost, as on
 /// real hardware when a request line is pulsed faster than the CPU acknowledges it).
 pub const MAX_PENDING: usize = 256;
@@ -56,6 +58,19 @@ impl InterruptQueue {
     pub fn clear(&mut self) {
         self.pending.clear();
         self.dropped = 0;
+    }
+
+    /// The waiting vectors and the dropped count, for a snapshot.
+    pub(crate) fn save(&self, w: &mut StateWriter) {
+        let pending: Vec<u8> = self.pending.iter().copied().collect();
+        w.bytes(&pending);
+        w.u64(self.dropped);
+    }
+
+    /// Reads what [`InterruptQueue::save`] wrote.
+    pub(crate) fn restore(r: &mut StateReader<'_>) -> Result<Self, SnapshotError> {
+        let pending = r.bytes(MAX_PENDING)?.iter().copied().collect();
+        Ok(InterruptQueue { pending, dropped: r.u64()? })
     }
 }
 
@@ -114,6 +129,18 @@ impl IrqLines {
     /// All lines low, no edges (machine reset).
     pub fn clear(&mut self) {
         *self = IrqLines::default();
+    }
+
+    /// Levels, pending edges and the levels last seen, for a snapshot.
+    pub(crate) fn save(&self, w: &mut StateWriter) {
+        w.u16(self.level);
+        w.u16(self.rising);
+        w.u16(self.seen);
+    }
+
+    /// Reads what [`IrqLines::save`] wrote.
+    pub(crate) fn restore(r: &mut StateReader<'_>) -> Result<Self, SnapshotError> {
+        Ok(IrqLines { level: r.u16()?, rising: r.u16()?, seen: r.u16()? })
     }
 }
 

@@ -18,6 +18,7 @@ pub mod irq;
 pub mod loader;
 pub mod machine;
 pub mod ram;
+pub mod snapshot;
 pub mod stop;
 
 pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits, StepInfo};
@@ -29,6 +30,7 @@ pub use error::{BackendError, BusError, CoreError};
 pub use loader::{load_image, ImageKind, LoadError};
 pub use machine::{Machine, MachineConfig, Platform};
 pub use ram::{GuestRam, RamHandle};
+pub use snapshot::{CpuSnapshot, InterruptShadow, SnapshotError};
 pub use stop::{InsnBytes, StopReason};
 
 /// Highest physical address a real-mode CPU with A20 enabled can reach (FFFF:FFFF).

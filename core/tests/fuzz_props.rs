@@ -43,3 +43,28 @@ fn loader_corpus_and_regressions() {
 fn bus_corpus_and_regressions() {
     replay::replay(env!("CARGO_MANIFEST_DIR"), "bus", bus::check);
 }
+
+#[path = "fuzz_checks/snapshot.rs"]
+mod snapshot;
+
+#[test]
+fn snapshot_loader_never_panics_on_random_or_damaged_files() {
+    use picoqemu_core::snapshot::restore;
+    let base = snapshot::base();
+    let mut m = picoqemu_core::Machine::new(
+        picoqemu_core::MachineConfig {
+            mem_size: picoqemu_core::MIN_MEM_SIZE,
+            platform: picoqemu_core::Platform::Pc,
+            ..Default::default()
+        },
+        picoqemu_core::IoBus::capturing(),
+    )
+    .unwrap();
+    restore(&mut m, &base).expect("the undamaged base snapshot loads");
+    prop::run(400, vec(any::<u8>(), 0..80), |data| snapshot::check(&data));
+}
+
+#[test]
+fn snapshot_corpus_and_regressions() {
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "snapshot", snapshot::check);
+}

@@ -40,6 +40,12 @@ impl KvmBackend {
         }
         run.request_interrupt_window = 0;
         let Some(vector) = machine.acknowledge_interrupt() else { return Ok(()) };
+        self.inject(vector)
+    }
+
+    /// Queues `vector` with `KVM_INTERRUPT`; it counts as in flight until a `KVM_RUN` returns
+    /// with anything but `EINTR` (see `snapshot.rs`).
+    pub(super) fn inject(&mut self, vector: u8) -> Result<(), KvmError> {
         let irq = kvm_interrupt { irq: u32::from(vector) };
         // SAFETY: KVM_INTERRUPT reads one `kvm_interrupt` from the pointer, which is valid
         // for the call; the fd is this backend's live vCPU.
@@ -48,6 +54,7 @@ impl KvmBackend {
             return Err(KvmError::Ioctl { ioctl: "KVM_INTERRUPT", source: kvm_ioctls::Error::last() });
         }
         self.stats.interrupts += 1;
+        self.injecting = Some(vector);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //! console, the debug-exit port, the POST port); [`IoBus::add_pc_devices`] adds the PC's
 //! 8259A pair and 8254 PIT (see [`crate::Platform`]).
 mod map;
+mod snapshot;
 
 use std::marker::PhantomData;
 

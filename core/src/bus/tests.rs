@@ -189,6 +189,15 @@ impl Device for Metronome {
         self.period = u64::from(data[0]) * 100;
         self.next = ctx.now_ns() + self.period;
     }
+    fn save(&self, out: &mut crate::snapshot::StateWriter) {
+        for v in [self.period, self.next, u64::from(self.fired)] {
+            out.u64(v);
+        }
+    }
+    fn restore(&mut self, r: &mut crate::snapshot::StateReader<'_>) -> Result<(), crate::SnapshotError> {
+        (self.period, self.next, self.fired) = (r.u64()?, r.u64()?, r.u64()? as u32);
+        Ok(())
+    }
     fn timed(&self) -> bool {
         true
     }

@@ -2,6 +2,7 @@
 //! process exit status `(v << 1) | 1`. The port is one wide register: a 16- or 32-bit write
 //! gives the whole value.
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 use crate::StopReason;
 
 /// Port of the debug-exit device.
@@ -40,6 +41,19 @@ impl Device for DebugExit {
     fn write(&mut self, _base: u64, _offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>) {
         let code = self.record(data);
         ctx.stop(StopReason::DebugExit(code));
+    }
+    /// The last value written.
+    fn save(&self, out: &mut StateWriter) {
+        out.opt_u64(self.last.map(u64::from));
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        self.last = match state.opt_u64()? {
+            None => None,
+            Some(v) => {
+                Some(u32::try_from(v).map_err(|_| state.invalid(format!("{v:#x} is not a 32-bit value")))?)
+            }
+        };
+        Ok(())
     }
     fn reset(&mut self) {
         self.last = None;

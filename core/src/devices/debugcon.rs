@@ -3,6 +3,7 @@
 //! output only, so a CPU may coalesce them.
 use super::Sink;
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Port of the debug console.
 pub const DEBUGCON_PORT: u16 = 0xE9;
@@ -35,6 +36,11 @@ impl Device for DebugCon {
         for &b in data {
             self.out.put(b);
         }
+    }
+    /// No state: reads always give 0xE9 and what was written is host output, not machine state.
+    fn save(&self, _out: &mut StateWriter) {}
+    fn restore(&mut self, _state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        Ok(())
     }
     fn reset(&mut self) {
         self.out.reset();

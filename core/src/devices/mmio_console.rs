@@ -2,6 +2,7 @@
 //! is printed and the 32-bit word at offset 4 counts the bytes printed so far. It exists to
 //! exercise and measure the trapping MMIO path of both backends (`--mmio-console ADDR`).
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Size of the console's MMIO window.
 pub const MMIO_CONSOLE_SIZE: u64 = 0x1000;
@@ -64,6 +65,23 @@ impl Device for MmioConsole {
                 self.count = self.count.wrapping_add(1);
             }
         }
+    }
+
+    /// The window's address (checked on restore: it is fixed at registration) and the count.
+    fn save(&self, out: &mut StateWriter) {
+        out.u64(self.base);
+        out.u32(self.count);
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        let base = state.u64()?;
+        if base != self.base {
+            return Err(SnapshotError::ConfigMismatch(format!(
+                "its MMIO console is at {base:#x}, this machine's at {:#x} (--mmio-console)",
+                self.base
+            )));
+        }
+        self.count = state.u32()?;
+        Ok(())
     }
 
     fn reset(&mut self) {

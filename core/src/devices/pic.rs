@@ -12,6 +12,7 @@
 //! an ISA device on IRQ 2 reaches the slave's IR1 (IRQ 9), as on the AT bus.
 use crate::device::{Claim, Device, DeviceCtx, InterruptController};
 use crate::irq::IrqLines;
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Ports of the master (command, data).
 pub const PIC_MASTER: u16 = 0x20;
@@ -357,6 +358,18 @@ impl Device for Pic8259Pair {
     fn write(&mut self, base: u64, offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
         crate::device::write_byte_ports(base, offset, data, |p, b| self.write_port(p, b));
     }
+    /// Both chips' registers, initialisation state and modes, and the cascade line.
+    fn save(&self, out: &mut StateWriter) {
+        self.master.save(out);
+        self.slave.save(out);
+        out.bool(self.slave_out);
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        self.master = Pic8259::restore(state)?;
+        self.slave = Pic8259::restore(state)?;
+        self.slave_out = state.bool()?;
+        Ok(())
+    }
     fn reset(&mut self) {
         *self = Pic8259Pair::default();
     }
@@ -365,5 +378,6 @@ impl Device for Pic8259Pair {
     }
 }
 
+mod state;
 #[cfg(test)]
 mod tests;

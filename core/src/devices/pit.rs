@@ -13,10 +13,12 @@
 //! choices). Port B also reports the DRAM refresh toggle (bit 4, every 15.085 µs), which BIOS
 //! delay loops poll.
 mod channel;
+mod state;
 
 use channel::{Access, Channel};
 
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Input clock of the counters in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
@@ -160,6 +162,23 @@ impl Device for Pit8254 {
         self.fired = self.fired.max(t);
     }
 
+    /// The three counters (programming, count, origin, latches, gate), port B and the last
+    /// signalled tick of channel 0; times are ticks of the machine clock, which is saved too.
+    fn save(&self, out: &mut StateWriter) {
+        for ch in &self.channels {
+            ch.save(out);
+        }
+        out.u8(self.port_b);
+        out.u64(self.fired);
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        for ch in &mut self.channels {
+            *ch = Channel::restore(state)?;
+        }
+        self.port_b = state.u8()? & 0x0F;
+        self.fired = state.u64()?;
+        Ok(())
+    }
     fn reset(&mut self) {
         *self = Pit8254::default();
     }

@@ -1,6 +1,7 @@
 //! The POST diagnostic port 0x80: writes are remembered (BIOSes report progress there), reads
 //! give the last value written.
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Port 0x80.
 pub const POST_PORT: u16 = 0x80;
@@ -32,6 +33,14 @@ impl Device for PostPort {
         if let Some(&b) = data.last() {
             self.code = b;
         }
+    }
+    /// The POST code.
+    fn save(&self, out: &mut StateWriter) {
+        out.u8(self.code);
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        self.code = state.u8()?;
+        Ok(())
     }
     fn reset(&mut self) {
         self.code = 0;

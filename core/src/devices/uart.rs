@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use super::Sink;
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// First port of COM1.
 pub const COM1_BASE: u16 = 0x3F8;
@@ -29,6 +30,8 @@ const IIR_RDA: u8 = 0x04;
 const IIR_FIFO: u8 = 0xC0;
 /// CTS, DSR and DCD asserted: a terminal is attached.
 const MSR_DEFAULT: u8 = 0xB0;
+/// Most bytes the host input queue holds.
+const MAX_INPUT: usize = 65536;
 /// Receive FIFO depth of a 16550A.
 const RX_FIFO: usize = 16;
 
@@ -76,7 +79,7 @@ impl Uart16550 {
     /// are dropped and reported as an overrun in LSR, as a real UART would.
     pub fn push_input(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            if self.input.len() >= 65536 {
+            if self.input.len() >= MAX_INPUT {
                 self.overrun = true;
             } else {
                 self.input.push_back(b);
@@ -215,6 +218,39 @@ impl Device for Uart16550 {
         for (i, &b) in data.iter().enumerate() {
             self.write_reg(offset as u16 + i as u16, b);
         }
+    }
+
+    /// The registers, the divisor, the pending THRE and overrun conditions and the receive
+    /// queue (bytes the guest has not read yet). The port base is checked, not loaded.
+    fn save(&self, out: &mut StateWriter) {
+        out.u16(self.base);
+        for r in [self.ier, self.lcr, self.mcr, self.scr, self.fcr] {
+            out.u8(r);
+        }
+        out.u16(self.divisor);
+        out.bool(self.thre_pending);
+        out.bool(self.overrun);
+        let input: Vec<u8> = self.input.iter().copied().collect();
+        out.bytes(&input);
+    }
+
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        let base = state.u16()?;
+        if base != self.base {
+            return Err(
+                state.invalid(format!("the UART is at port {base:#x}, this machine's at {:#x}", self.base))
+            );
+        }
+        self.ier = state.u8()? & 0x0F;
+        self.lcr = state.u8()?;
+        self.mcr = state.u8()? & 0x1F;
+        self.scr = state.u8()?;
+        self.fcr = state.u8()? & 0xC9;
+        self.divisor = state.u16()?;
+        self.thre_pending = state.bool()?;
+        self.overrun = state.bool()?;
+        self.input = state.bytes(MAX_INPUT)?.iter().copied().collect();
+        Ok(())
     }
 
     /// Back to the power-on register values, input and capture cleared.

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 /// Physical address of the colour text buffer.
 pub const TEXT_BASE: usize = 0xB8000;
@@ -173,6 +174,19 @@ impl Device for VgaText {
     }
     fn write(&mut self, base: u64, offset: u64, data: &[u8], _ctx: &mut DeviceCtx<'_>) {
         crate::device::write_byte_ports(base, offset, data, |p, b| self.write_port(p, b));
+    }
+    /// The CRTC index and registers and the retrace toggle (the text itself is RAM).
+    fn save(&self, out: &mut StateWriter) {
+        out.u8(self.index);
+        out.raw(&self.regs);
+        out.u8(self.status_toggle);
+    }
+    fn restore(&mut self, state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        self.index = state.u8()?;
+        let n = self.regs.len();
+        self.regs.copy_from_slice(state.raw(n)?);
+        self.status_toggle = state.u8()?;
+        Ok(())
     }
     fn reset(&mut self) {
         *self = VgaText::default();

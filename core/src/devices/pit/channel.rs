@@ -26,6 +26,25 @@ impl Access {
     }
 }
 
+/// Every field of a [`Channel`], for its snapshot encoding (`super::state`).
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub mode: u8,
+    pub access: Access,
+    pub bcd: bool,
+    pub count: u32,
+    pub origin: Option<u64>,
+    pub paused_at: Option<u64>,
+    pub pending: Option<(u32, u64)>,
+    pub gate: bool,
+    pub idle_value: u32,
+    pub write_lo: Option<u8>,
+    pub read_hi: bool,
+    pub latched: Option<(u32, u8)>,
+    pub status: Option<u8>,
+    pub null_count: bool,
+}
+
 /// One counter.
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -54,6 +73,46 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// All fields (see [`Fields`]).
+    pub fn fields(&self) -> Fields {
+        Fields {
+            mode: self.mode,
+            access: self.access,
+            bcd: self.bcd,
+            count: self.count,
+            origin: self.origin,
+            paused_at: self.paused_at,
+            pending: self.pending,
+            gate: self.gate,
+            idle_value: self.idle_value,
+            write_lo: self.write_lo,
+            read_hi: self.read_hi,
+            latched: self.latched,
+            status: self.status,
+            null_count: self.null_count,
+        }
+    }
+
+    /// A counter with exactly these fields (checked by the caller).
+    pub fn from_fields(f: Fields) -> Self {
+        Channel {
+            mode: f.mode,
+            access: f.access,
+            bcd: f.bcd,
+            count: f.count,
+            origin: f.origin,
+            paused_at: f.paused_at,
+            pending: f.pending,
+            gate: f.gate,
+            idle_value: f.idle_value,
+            write_lo: f.write_lo,
+            read_hi: f.read_hi,
+            latched: f.latched,
+            status: f.status,
+            null_count: f.null_count,
+        }
+    }
+
     /// Power-on state with the given gate level.
     pub fn new(gate: bool) -> Self {
         Channel {
@@ -180,7 +239,8 @@ impl Channel {
         match self.mode {
             2 | 3 if self.running() => {
                 let o = self.origin.unwrap_or(t);
-                let period_end = o + ((t - o) / u64::from(self.count) + 1) * u64::from(self.count);
+                let period_end =
+                    o + (t.saturating_sub(o) / u64::from(self.count) + 1) * u64::from(self.count);
                 self.pending = Some((n, period_end));
             }
             1 | 5 => self.count = n,
@@ -218,7 +278,7 @@ impl Channel {
             }
             0 | 4 if rising => {
                 if let (Some(o), Some(p)) = (self.origin, self.paused_at.take()) {
-                    self.origin = Some(o + (t - p));
+                    self.origin = Some(o + t.saturating_sub(p));
                 }
             }
             0 | 2 | 3 | 4 if falling && self.origin.is_some() => self.paused_at = Some(t),
