@@ -6,15 +6,15 @@
 //! 2. Hooks port I/O: a guest assembled here writes ten bytes to port 0x300, a [`PortHook`]
 //!    closure collects them.
 //! 3. Moves a half-finished guest between CPUs: runs the hello program for 1,000
-//!    instructions on one backend, carries the CPU state and RAM into a fresh machine, and
+//!    instructions on one backend, saves a snapshot, restores it into a fresh machine and
 //!    finishes it on the other backend; the screen equals that of an uninterrupted run.
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 
 use iced_x86::code_asm::*;
 use picoqemu::{
-    load_image, Backend, CpuState, ImageKind, InterpBackend, IoBus, KvmBackend, Machine, MachineConfig,
-    PortHook, RunLimits, StopReason,
+    load_image, snapshot, Backend, CpuState, ImageKind, InterpBackend, IoBus, KvmBackend, Machine,
+    MachineConfig, PortHook, RunLimits, StopReason,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -113,24 +113,27 @@ fn hook_port_io(backends: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs 1,000 instructions on `from`, then finishes in a fresh machine on `to`.
+/// Runs 1,000 instructions on `from`, saves a snapshot, restores it into a fresh machine and
+/// finishes there on `to`.
 fn move_between_cpus(image: &[u8], from: &str, to: &str) -> Result<()> {
     let (mut first, start) = machine_with(image)?;
     let mut a = cpu(from, &first)?;
     a.set_state(&start)?;
     let stop = a.run(&mut first, RunLimits::instructions(1_000))?;
-    let (state, ram) = (a.state()?, first.ram().to_vec());
+    // The whole machine (RAM, devices, time) and the CPU (with its hidden state) in one file.
+    let file: Vec<u8> = snapshot::save(&first, &a.cpu_snapshot()?);
 
     let mut second = Machine::new(MachineConfig::default(), IoBus::capturing())?;
-    second.ram_mut().write(0, &ram)?;
+    let cpu_part = snapshot::restore(&mut second, &file)?;
     let mut b = cpu(to, &second)?;
-    b.set_state(&state)?;
+    b.restore_cpu_snapshot(&cpu_part)?;
     let end = b.run(&mut second, RunLimits::instructions(1_000_000))?;
     let (whole, _) = run_to_halt("interp", image)?;
     println!(
-        "{from} -> {to}: paused at {:04x}:{:04x} ({stop}), finished with {end}; screen {}",
-        state.cs(),
-        state.ip(),
+        "{from} -> {to}: paused at {:04x}:{:04x} ({stop}, snapshot of {} bytes), finished with {end}; screen {}",
+        cpu_part.state.cs(),
+        cpu_part.state.ip(),
+        file.len(),
         if second.screen_text() == whole { "identical" } else { "DIFFERENT" }
     );
     if end != StopReason::Halted || second.screen_text() != whole {

@@ -33,9 +33,10 @@
 //! 6. **Inspect and modify state**: [`Backend::state`] / [`Backend::set_state`] for the CPU,
 //!    [`Machine::ram`] / [`Machine::ram_mut`] for memory, [`Machine::screen_text`] for the
 //!    VGA text screen, [`IoBus::uart`] and friends for device state.
-//! 7. **Save and restore**: a [`CpuState`] taken from one backend and RAM copied with
-//!    [`GuestRam::to_vec`](picoqemu_core::GuestRam::to_vec) restore into a fresh machine on
-//!    either backend.
+//! 7. **Save and restore**: [`snapshot::save`] encodes the whole machine with the CPU's
+//!    [`Backend::cpu_snapshot`] (hidden segment state, interrupt shadow, halted state, pending
+//!    events); [`snapshot::restore`] loads it into a machine built the same way and
+//!    [`Backend::restore_cpu_snapshot`] continues it on either backend.
 //!
 //! ```
 //! use picoqemu::{
@@ -94,6 +95,7 @@ pub mod workloads;
 
 pub use picoqemu_core;
 pub use picoqemu_core::devices::PortHook;
+pub use picoqemu_core::snapshot;
 pub use picoqemu_core::{
     load_image, Backend, BackendError, BackendStats, Breakpoint, BreakpointKind, CpuState, Device, Gpr,
     GuestRam, ImageKind, IoBus, Kick, Machine, MachineConfig, Platform, RunLimits, SegReg, Segment, StepInfo,

@@ -8,6 +8,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use crate::device::{Claim, Device, DeviceCtx};
+use crate::snapshot::{SnapshotError, StateReader, StateWriter};
 
 type ReadHook = Box<dyn FnMut(u16) -> u8 + Send>;
 type WriteHook = Box<dyn FnMut(u16, u8) + Send>;
@@ -84,6 +85,12 @@ impl Device for PortHook {
     }
     /// The hook's state is the embedder's; a machine reset does not touch it.
     fn reset(&mut self) {}
+    /// Stateless as far as the machine knows: whatever the closures keep belongs to the
+    /// embedder, who saves it alongside the snapshot if it matters.
+    fn save(&self, _out: &mut StateWriter) {}
+    fn restore(&mut self, _state: &mut StateReader<'_>) -> Result<(), SnapshotError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
