@@ -5,7 +5,7 @@
 //! per device keyed by its name) — together with a CPU's [`CpuSnapshot`] (read with
 //! [`crate::Backend::cpu_snapshot`]). [`restore`] checks a file against a machine built the
 //! same way and loads it; the CPU part is then given to any backend with
-//! [`crate::Backend::restore_cpu_snapshot`]. The container ([`format`]) is versioned and
+//! [`crate::Backend::restore_cpu_snapshot`]. The container ([`format`](mod@format)) is versioned and
 //! checksummed; every problem is a typed [`SnapshotError`], never a panic. Host output a
 //! device already wrote (COM1, port 0xE9, the MMIO console) is not part of the machine and
 //! not saved; bus traffic counters start again from zero.
