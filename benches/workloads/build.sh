@@ -1,12 +1,13 @@
 #!/bin/sh
-# Builds every workload image (flat binary, loaded with --raw) into $1 (default: ./out).
+# Builds every workload image (flat binary, loaded with --raw) into $1 (default: ./out);
+# EXTRA_CFLAGS adds flags (e.g. "-DROUNDS=50" for longer runs).
 # The same commands are run by src/workloads.rs; this script is for trying one by hand:
 #   benches/workloads/build.sh /tmp/w && picoqemu run --raw /tmp/w/sort.bin
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/out}"
 mkdir -p "$out"
-cflags="-m16 -march=i386 -mtune=generic -O2 -ffreestanding -fno-pic -fno-stack-protector -fno-asynchronous-unwind-tables -nostdlib -static -no-pie -Wall -Wextra -Werror"
+cflags="${EXTRA_CFLAGS:-} -m16 -march=i386 -mtune=generic -O2 -ffreestanding -fno-pic -fno-stack-protector -fno-asynchronous-unwind-tables -nostdlib -static -no-pie -Wall -Wextra -Werror"
 for src in "$here"/*.c; do
     name="$(basename "$src" .c)"
     [ "$name" = libc ] && continue
