@@ -3,7 +3,7 @@
 //! `valgrind --tool=callgrind` see nothing but the interpreter.
 //!
 //! ```text
-//! cargo bench --bench interp_profile -- [compute|movsw|stosw|out|mmio|hello] [REPEATS]
+//! cargo bench --bench interp_profile -- [compute|movsw|stosw|out|mmio|hello|WORKLOAD] [REPEATS] [off|hot|eager]
 //! perf record -e cpu-clock -g target/release/deps/interp_profile-* compute 20
 //! ```
 #[path = "common/mod.rs"]
@@ -11,9 +11,9 @@ mod common;
 
 use std::time::Instant;
 
-use picoqemu::guests;
-use picoqemu_core::{Backend, ImageKind};
-use picoqemu_interp::InterpBackend;
+use picoqemu::{guests, workloads};
+use picoqemu_core::{load_image, Backend, ImageKind, Machine, RunLimits, StopReason};
+use picoqemu_interp::{InterpBackend, JitMode};
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore flags.
@@ -46,18 +46,40 @@ fn main() {
             "M stores/s",
         ),
         "hello" => (guests::hello(), ImageKind::Raw, None, 0, ""),
+        w if workloads::NAMES.contains(&w) => {
+            let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-workloads");
+            let image = workloads::build(w, workloads::Size::Full, &dir).unwrap_or_else(|e| {
+                eprintln!("interp_profile: {e}");
+                std::process::exit(2)
+            });
+            (Ok(image), ImageKind::Raw, None, 0, "MIPS")
+        }
         other => {
-            eprintln!("interp_profile: unknown guest '{other}' (compute, movsw, stosw, out, mmio, hello)");
+            eprintln!(
+                "interp_profile: unknown guest '{other}' (compute, movsw, stosw, out, mmio, hello, or a workload: {})",
+                workloads::NAMES.join(", ")
+            );
             std::process::exit(2);
         }
     };
     let image = image.expect("guest");
-    let (mut m, start) = common::machine_with(&image, kind, mmio);
-    let mut b = InterpBackend::new();
-    common::run_to_halt(&mut b, &mut m, &start);
+    let jit = match args.get(2).map(String::as_str) {
+        None | Some("hot") => JitMode::Hot,
+        Some("off") => JitMode::Off,
+        Some("eager") => JitMode::Eager,
+        Some(other) => {
+            eprintln!("interp_profile: JIT must be off, hot or eager, not '{other}'");
+            std::process::exit(2);
+        }
+    };
+    let (mut m, _) = common::machine_with(&image, kind, mmio);
+    let mut b = InterpBackend::new().with_jit(jit);
+    run_to_end(&mut b, &mut m, &image, kind);
+    let first = b.stats().instructions.unwrap_or(0);
+    let units = if units == 0 && unit == "MIPS" { first } else { units };
     let t = Instant::now();
     for _ in 0..repeats {
-        common::run_to_halt(&mut b, &mut m, &start);
+        run_to_end(&mut b, &mut m, &image, kind);
     }
     let secs = t.elapsed().as_secs_f64();
     let rate = (units * u64::from(repeats)) as f64 / secs / 1e6;
@@ -67,4 +89,13 @@ fn main() {
         "{which}: {repeats} runs in {secs:.3} s, {per_run:.1} µs per run{rate} ({} instructions retired)",
         b.stats().instructions.unwrap_or(0)
     );
+}
+
+/// Loads `image` again (a workload's data is initialised again) and runs it to its end: HLT,
+/// or a workload's debug exit with status 0 (its self-checks passed).
+fn run_to_end(b: &mut InterpBackend, m: &mut Machine, image: &[u8], kind: ImageKind) {
+    let start = load_image(m, image, kind).expect("the guest loads");
+    b.set_state(&start).expect("set_state");
+    let stop = b.run(m, RunLimits::UNBOUNDED).unwrap_or_else(StopReason::from);
+    assert!(matches!(stop, StopReason::Halted | StopReason::DebugExit(0)), "the guest ended with {stop:?}");
 }

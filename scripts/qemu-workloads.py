@@ -2,7 +2,10 @@
 """Times the compiled-C workloads (benches/workloads, issue 12) on picoqemu and on QEMU TCG in
 the same session, whole-process wall time, median of RUNS runs, and prints a Markdown table.
 
-    scripts/qemu-workloads.py [--runs N] [--rounds R] [--modes interp-off,interp-hot,...]
+    scripts/qemu-workloads.py [--runs N] [--rounds R] [--modes interp-off,...] [--layout packed,split]
+
+Two data layouts are measured (one table each): `packed`, data right after the code as the
+compiler lays it out, and `split`, data on its own 4 KiB pages (benches/workloads/link.ld).
 
 QEMU runs the same payload: a floppy made of benches/workloads/floppy-loader.S (SeaBIOS boots
 it; it copies the payload to 0000:0000 and jumps there) and the payload sectors, with
@@ -16,6 +19,7 @@ qemu-system-x86`; this script installs nothing) and target/release/picoqemu. Onl
 standard library is used. The machine load (1-minute load average) is printed with the table.
 """
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -38,8 +42,16 @@ def sh(*cmd):
     subprocess.run(cmd, check=True)
 
 
-def build(out, rounds):
-    env = dict(os.environ, EXTRA_CFLAGS=f"-DROUNDS={rounds}")
+LAYOUTS = {
+    # Data right after the code (the compiler's default layout).
+    "packed": "",
+    # Data on its own 4 KiB pages (page-granular translators such as QEMU's need that).
+    "split": " -Wl,--defsym=DATA_ALIGN=4096",
+}
+
+
+def build(out, rounds, layout):
+    env = dict(os.environ, EXTRA_CFLAGS=f"-DROUNDS={rounds}{LAYOUTS[layout]}")
     subprocess.run([os.path.join(SRC, "build.sh"), out], check=True, env=env, stdout=subprocess.DEVNULL)
     # The start-up baseline: `mov al, 0 / out 0xF4, al / hlt` (debug-exit code 0).
     with open(os.path.join(out, "empty.bin"), "wb") as f:
@@ -80,31 +92,46 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--modes", default="interp-off,interp-hot,interp-eager")
+    ap.add_argument("--layout", default="packed,split")
     args = ap.parse_args()
-    pico = os.path.join(ROOT, "target", "release", "picoqemu")
-    modes = args.modes.split(",")
+    for layout in args.layout.split(","):
+        if layout not in LAYOUTS:
+            sys.exit(f"unknown layout {layout!r} (packed, split)")
+        table(args, layout, args.modes.split(","))
+
+
+def pico_cmd(mode, path):
+    return [os.path.join(ROOT, "target", "release", "picoqemu"), "run", "--raw", "--screen", "none", *MODES[mode], path]
+
+
+def table(args, layout, modes):
     with tempfile.TemporaryDirectory() as out:
-        build(out, args.rounds)
-        base = {m: median_time([pico, "run", "--raw", "--screen", "none", *MODES[m], os.path.join(out, "empty.bin")], args.runs)[0] for m in modes}
+        build(out, args.rounds, layout)
+        base = {m: median_time(pico_cmd(m, os.path.join(out, "empty.bin")), args.runs)[0] for m in modes}
         qbase = median_time(qemu_cmd(floppy(out, "empty")), args.runs)[0]
         head = "| workload | " + " | ".join(f"{m} (s)" for m in modes) + " | QEMU TCG (s) | " + " | ".join(f"{m} / QEMU speed" for m in modes) + " |"
-        print(f"ROUNDS={args.rounds}, median of {args.runs} runs, start-up subtracted "
+        print(f"\nLayout {layout}: ROUNDS={args.rounds}, median of {args.runs} runs, start-up subtracted "
               f"(picoqemu {', '.join(f'{m} {base[m]*1e3:.1f} ms' for m in modes)}; QEMU {qbase*1e3:.0f} ms); "
               f"load average {os.getloadavg()[0]:.2f}\n")
         print(head)
         print("|" + "---|" * (2 + 2 * len(modes)))
+        logs = {m: [] for m in modes}
         for name in NAMES:
             q, qc = median_time(qemu_cmd(floppy(out, name)), args.runs)
             q -= qbase
             cells, ratios, ok = [], [], qc == {1}
             for m in modes:
-                t, c = median_time([pico, "run", "--raw", "--screen", "none", *MODES[m], os.path.join(out, f"{name}.bin")], args.runs)
+                t, c = median_time(pico_cmd(m, os.path.join(out, f"{name}.bin")), args.runs)
                 t -= base[m]
                 ok &= c == {1}
                 cells.append(f"{t:.3f}")
-                ratios.append(f"{q / t:.2f}x" if t > 0 else "n/a")
+                ratios.append(f"{q / t:.2f}x" if t > 0 and q > 0 else "n/a")
+                if t > 0 and q > 0:
+                    logs[m].append(math.log(q / t))
             flag = "" if ok else " FAILED"
             print(f"| {name}{flag} | " + " | ".join(cells) + f" | {q:.3f} | " + " | ".join(ratios) + " |")
+        geo = [f"{math.exp(sum(v) / len(v)):.2f}x" if v else "n/a" for v in logs.values()]
+        print("| geometric mean | " + " | ".join("" for _ in modes) + " | | " + " | ".join(geo) + " |")
 
 
 if __name__ == "__main__":

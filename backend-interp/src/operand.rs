@@ -10,7 +10,7 @@ use picoqemu_core::{IoAction, IoBus, StopReason};
 use crate::cpu::{Cpu, ESP, SS};
 use crate::flow::Flow;
 
-pub use crate::pages::{Pages, PG_CODE, PG_DIRTY, PG_MMIO};
+pub use crate::pages::{line_mask, Pages, PG_CODE, PG_DIRTY, PG_MMIO};
 
 /// Everything an instruction handler can touch during one run.
 pub struct Ctx<'m> {
@@ -182,7 +182,7 @@ impl<'m> Ctx<'m> {
         let bytes = v.to_le_bytes();
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             self.ram[p..p + w].copy_from_slice(&bytes[..w]);
-            self.note_ram_write(p);
+            self.note_ram_write(p, w);
         } else {
             self.sync_time(self.op_idx);
             if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
@@ -192,11 +192,12 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    /// Marks the page of physical address `p` as written (drops its decoded code later).
+    /// Notes a store of `w` bytes (within one page) at physical address `p`: when it hits a
+    /// line decoded code came from, the page's code is dropped once the instruction retires.
     #[inline]
-    pub fn note_ram_write(&mut self, p: usize) {
+    pub fn note_ram_write(&mut self, p: usize, w: usize) {
         let pg = p >> 12;
-        if self.pages[pg] & PG_CODE != 0 {
+        if self.pages.code_hit(pg, line_mask(p & 0xFFF, w)) {
             self.pages.clear(pg, PG_CODE);
             self.pages.set(pg, PG_DIRTY);
             self.dirty = true;
@@ -239,20 +240,30 @@ impl<'m> Ctx<'m> {
         self.brk = true;
     }
 
-    /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and
-    /// no decoded code (used by the REP fast paths).
+    /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and,
+    /// for a write, no line of decoded code (used by the REP fast paths).
     #[inline]
     pub fn plain_ram(&self, lin: u32, n: usize, for_write: bool) -> Option<usize> {
         let p = self.phys(lin);
         if n == 0 || p + n > self.ram.len() || (lin as u64 + n as u64 - 1) > self.a20 as u64 {
             return None;
         }
-        let mask = if for_write { 0xFF } else { PG_MMIO };
-        if self.pages.range(p >> 12, (p + n - 1) >> 12).iter().all(|&f| f & mask == 0) {
-            Some(p)
-        } else {
-            None
+        let (first, last) = (p >> 12, (p + n - 1) >> 12);
+        if !for_write {
+            return self.pages.range(first, last).iter().all(|&f| f & PG_MMIO == 0).then_some(p);
         }
+        for pg in first..=last {
+            let f = self.pages[pg];
+            if f & !PG_CODE != 0 {
+                return None;
+            }
+            let lo = p.max(pg << 12);
+            let hi = (p + n).min((pg + 1) << 12);
+            if self.pages.code_hit(pg, line_mask(lo & 0xFFF, hi - lo)) {
+                return None;
+            }
+        }
+        Some(p)
     }
 
     // ---- stack (real mode: SS is a 16-bit stack, SP wraps at 64 KiB) ----
@@ -353,10 +364,16 @@ mod tests {
     }
 
     #[test]
-    fn code_page_write_marks_dirty() {
+    fn code_line_write_marks_dirty_and_data_next_to_code_does_not() {
         with_ctx(|cx| {
-            cx.pages.set(1, PG_CODE);
-            cx.wr::<1>(0x1234, 1);
+            cx.pages.mark_code(1, line_mask(0x200, 0x40));
+            cx.wr::<2>(0x1100, 1);
+            cx.wr::<4>(0x1240, 1);
+            assert_eq!(cx.pages[1], PG_CODE);
+            assert!(!cx.dirty && !cx.brk);
+            assert_eq!(cx.plain_ram(0x1100, 0x100, true), Some(0x1100));
+            assert_eq!(cx.plain_ram(0x1100, 0x101, true), None);
+            cx.wr::<2>(0x11FF, 1);
             assert_eq!(cx.pages[1], PG_DIRTY);
             assert!(cx.dirty && cx.brk);
         });

@@ -1,5 +1,8 @@
 //! The page-flag table: one byte of `PG_*` flags per 4 KiB page, which the interpreter checks
-//! on memory accesses and compiled code indexes directly.
+//! on memory accesses and compiled code indexes directly, and for pages holding decoded code
+//! a mask of the 64-byte lines that code came from ([`LINE`]): a store to a code page only
+//! counts as self-modifying code when it hits one of those lines, so data next to code (as
+//! compilers lay it out) costs a mask test, not a re-decode.
 //!
 //! Compiled code trusts one invariant for memory safety: it reads and writes guest RAM at
 //! `ram + linear` without a bounds check for every page whose flag byte lets it (0, or only
@@ -22,10 +25,23 @@ pub const PG_DIRTY: u8 = 4;
 /// the interpreter itself never looks at it (its own checks cover those cases).
 pub const PG_SLOW: u8 = 8;
 
+/// Bytes per code line: a page's code mask has one bit per line (64 lines per page).
+pub const LINE: usize = 64;
+
+/// The code-line mask of bytes `[off, off + len)` of a page (`len` > 0; clamped to the page).
+#[inline(always)]
+pub fn line_mask(off: usize, len: usize) -> u64 {
+    let first = (off / LINE).min(63);
+    let last = ((off + len - 1) / LINE).min(63);
+    (u64::MAX >> (63 - last)) & (u64::MAX << first)
+}
+
 /// The flag table of one machine layout (see the module doc for its invariant).
 #[derive(Debug, Clone)]
 pub struct PageFlags {
     flags: Vec<u8>,
+    /// Per page: the lines decoded code came from (meaningful while `PG_CODE` is set).
+    lines: Vec<u64>,
     /// Pages of RAM; every page from here on is `PG_SLOW`.
     ram_pages: usize,
 }
@@ -33,7 +49,7 @@ pub struct PageFlags {
 impl Default for PageFlags {
     /// A table for no RAM at all: every page slow.
     fn default() -> Self {
-        PageFlags { flags: vec![PG_SLOW; JIT_PAGES], ram_pages: 0 }
+        PageFlags { flags: vec![PG_SLOW; JIT_PAGES], lines: vec![0; JIT_PAGES], ram_pages: 0 }
     }
 }
 
@@ -42,7 +58,7 @@ impl PageFlags {
     /// `a20_wrap`, are `PG_SLOW`; pages touching one of `mmio` (`(base, len)`) are `PG_MMIO`.
     #[cfg(test)]
     pub fn build(ram_len: usize, a20_wrap: bool, mmio: &[(u64, u64)]) -> PageFlags {
-        let mut t = PageFlags { flags: Vec::new(), ram_pages: 0 };
+        let mut t = PageFlags { flags: Vec::new(), lines: Vec::new(), ram_pages: 0 };
         t.rebuild(ram_len, a20_wrap, mmio);
         t
     }
@@ -53,6 +69,8 @@ impl PageFlags {
         self.flags.clear();
         self.flags.resize(ram_pages, 0);
         self.flags.resize(ram_pages.max(JIT_PAGES), PG_SLOW);
+        self.lines.clear();
+        self.lines.resize(self.flags.len(), 0);
         self.ram_pages = ram_pages;
         if a20_wrap {
             for f in self.flags.iter_mut().skip(0x100) {
@@ -69,9 +87,10 @@ impl PageFlags {
         }
     }
 
-    /// Adds `bits` to page `pg`'s flags.
-    pub fn set(&mut self, pg: usize, bits: u8) {
-        self.flags[pg] |= bits;
+    /// Page `pg` holds decoded code from the lines in `mask`: sets `PG_CODE` and the lines.
+    pub fn mark_code(&mut self, pg: usize, mask: u64) {
+        self.flags[pg] |= PG_CODE;
+        self.lines[pg] |= mask;
     }
 
     /// The flags of every page.
@@ -81,16 +100,16 @@ impl PageFlags {
 
     /// The view a run works with (same invariant, no allocation).
     pub fn view(&mut self) -> Pages<'_> {
-        Pages { flags: &mut self.flags, ram_pages: self.ram_pages }
+        Pages { flags: &mut self.flags, lines: &mut self.lines, ram_pages: self.ram_pages }
     }
 }
 
 /// A run's mutable view of a [`PageFlags`]: flags can be read, and set or cleared except
-/// `PG_SLOW`; it cannot be resized. Two words, like the slice it wraps, so the interpreter's
-/// accesses cost what indexing a slice costs.
+/// `PG_SLOW`; it cannot be resized. Flag lookups cost what indexing a slice costs.
 #[derive(Debug)]
 pub struct Pages<'a> {
     flags: &'a mut [u8],
+    lines: &'a mut [u64],
     ram_pages: usize,
 }
 
@@ -118,6 +137,26 @@ impl Pages<'_> {
     #[inline(always)]
     pub fn clear(&mut self, pg: usize, bits: u8) {
         self.flags[pg] &= !(bits & !PG_SLOW);
+    }
+
+    /// Page `pg` holds decoded code from the lines in `mask`: sets `PG_CODE` and the lines.
+    #[inline]
+    pub fn mark_code(&mut self, pg: usize, mask: u64) {
+        self.flags[pg] |= PG_CODE;
+        self.lines[pg] |= mask;
+    }
+
+    /// Page `pg`'s code is gone: clears `PG_CODE` and its lines.
+    #[inline]
+    pub fn forget_code(&mut self, pg: usize) {
+        self.flags[pg] &= !PG_CODE;
+        self.lines[pg] = 0;
+    }
+
+    /// True when page `pg` holds decoded code from a line of `mask`.
+    #[inline(always)]
+    pub fn code_hit(&self, pg: usize, mask: u64) -> bool {
+        self.flags[pg] & PG_CODE != 0 && self.lines[pg] & mask != 0
     }
 
     /// The flags of pages `[first, last]`.
@@ -157,6 +196,31 @@ mod tests {
         v.clear(5, 0xFF);
         v.clear(0, 0xFF);
         assert_eq!((v[5], v[0], v.ram_pages()), (PG_SLOW, 0, 4));
+    }
+
+    #[test]
+    fn line_masks() {
+        assert_eq!(line_mask(0, 1), 1);
+        assert_eq!(line_mask(63, 2), 0b11);
+        assert_eq!(line_mask(64, 64), 0b10);
+        assert_eq!(line_mask(0, 4096), u64::MAX);
+        assert_eq!(line_mask(4095, 1), 1 << 63);
+        assert_eq!(line_mask(4000, 500), 0b11 << 62);
+    }
+
+    #[test]
+    fn code_lines_are_tracked_per_page_and_reset_by_a_rebuild() {
+        let mut t = PageFlags::build(0x4000, false, &[]);
+        let mut v = t.view();
+        v.mark_code(1, line_mask(0x100, 0x10));
+        assert!(v.code_hit(1, line_mask(0x10F, 1)));
+        assert!(!v.code_hit(1, line_mask(0x140, 4)));
+        assert!(!v.code_hit(2, line_mask(0x100, 1)));
+        v.forget_code(1);
+        assert!(!v.code_hit(1, line_mask(0x100, 1)) && v[1] == 0);
+        t.mark_code(3, 1);
+        t.rebuild(0x4000, false, &[]);
+        assert!(!t.view().code_hit(3, 1));
     }
 
     #[test]

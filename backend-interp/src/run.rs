@@ -33,7 +33,7 @@ use crate::decode::{self, Fx};
 use crate::flow::Flow;
 use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
 use crate::op::Op;
-use crate::operand::{Ctx, PG_CODE, PG_DIRTY, PG_MMIO};
+use crate::operand::{Ctx, PG_DIRTY, PG_MMIO};
 use crate::{interrupt, opt, system, InterpBackend};
 
 /// How many instructions run between two looks at the wall clock and the kick flag.
@@ -104,9 +104,10 @@ fn prepare_pages(be: &mut InterpBackend, machine: &mut Machine, a20: u32) {
     let ram_len = machine.ram().len();
     // PG_SLOW where compiled code must not go (beyond RAM, above 1 MiB with A20 wrapping).
     be.pages.rebuild(ram_len, a20 != u32::MAX, &machine.bus().mmio_regions());
-    for &pg in be.cache.sync(machine.ram_mut().bytes(), a20) {
+    be.cache.sync(machine.ram_mut().bytes(), a20);
+    for (pg, lines) in be.cache.code_pages() {
         if be.pages.as_slice()[pg] & PG_MMIO == 0 {
-            be.pages.set(pg, PG_CODE);
+            be.pages.mark_code(pg, lines);
         }
     }
     // MMIO pages must not be served from the cache.
@@ -423,8 +424,8 @@ impl<'r> Runner<'r> {
         }
         if cacheable {
             let k = opt::optimise(self.scratch, self.scratch_fx);
-            if self.cache.insert(phys, self.scratch, bytes, k, cx.ram) {
-                cx.pages.set(phys >> 12, PG_CODE);
+            if let Some(lines) = self.cache.insert(phys, self.scratch, bytes, k, cx.ram) {
+                cx.pages.mark_code(phys >> 12, lines);
                 if !tf && k as u64 <= self.b.hard - cx.icount {
                     return Built::Cached;
                 }
@@ -647,6 +648,7 @@ impl<'r> Runner<'r> {
             for pg in 0..cx.pages.len() {
                 if cx.pages[pg] & PG_DIRTY != 0 {
                     cx.pages.clear(pg, PG_DIRTY);
+                    cx.pages.forget_code(pg);
                     self.cache.invalidate(pg);
                 }
             }

@@ -171,6 +171,41 @@ fn self_modifying_loop_patches_an_immediate() {
 }
 
 #[test]
+fn code_written_next_to_code_then_rewritten_is_redecoded() {
+    // Code and data share a page (as compilers lay them out): the guest stores a routine
+    // (`mov ax, imm16; ret`) into a line that held only data, calls it, rewrites the immediate
+    // with a MOV and then with REP STOSB (the string fast path), calling it after each;
+    // stores to a data line of the same page in between must not disturb anything.
+    // bx = 5 + 7 + 9 = 21.
+    let (mut m, st) = raw_guest(|a| {
+        let mut lp = a.create_label();
+        a.mov(byte_ptr(0x400), 0xB8u32)?;
+        a.mov(word_ptr(0x401), 5u32)?;
+        a.mov(byte_ptr(0x403), 0xC3u32)?;
+        a.call(0x400u64)?;
+        a.mov(bx, ax)?;
+        a.mov(cx, 100u32)?;
+        a.set_label(&mut lp)?;
+        a.inc(word_ptr(0x800))?; // data on the code page, another line
+        a.loop_(lp)?;
+        a.mov(word_ptr(0x401), 7u32)?;
+        a.call(0x400u64)?;
+        a.add(bx, ax)?;
+        a.mov(di, 0x401u32)?;
+        a.mov(al, 9u32)?;
+        a.mov(cx, 1u32)?;
+        a.rep().stosb()?;
+        a.call(0x400u64)?;
+        a.add(bx, ax)?;
+        a.hlt()?;
+        Ok(())
+    });
+    let (stop, s, _) = run(&mut m, &st, RunLimits::instructions(10_000));
+    assert_eq!(stop, StopReason::Halted);
+    assert_eq!((s.gpr[3], m.ram().read_vec(0x10800, 2).ok()), (21, Some(vec![100, 0])));
+}
+
+#[test]
 fn code_changed_between_runs_is_redecoded() {
     let (mut m, st) = raw_guest(|a| {
         a.mov(ax, 1u32)?;

@@ -1,7 +1,8 @@
 //! The criterion benchmarks of both backends (`cargo bench --bench backends`), one group per
 //! benchmark of issue 6: `compute` (MIPS), `rep_movsw`/`rep_stosw` (bytes/s), `port_io` and
 //! `port_e9` (cost per OUT), `mmio` (cost per store), `hello` (machine creation to halt),
-//! `process` (the whole `picoqemu` process), `lifecycle` (create/run/destroy and reuse), `diff` (differential-testing programs/s).
+//! `process` (the whole `picoqemu` process), `lifecycle` (create/run/destroy and reuse), `diff` (differential-testing programs/s),
+//! `workloads` (compiled-C programs, MIPS, issue 12).
 //! Every KVM group also runs the same guest on the bare-KVM baseline
 //! (`picoqemu_kvm::baseline`, no picoqemu layers) so our overhead is a ratio. KVM benchmarks
 //! are skipped with a printed reason when /dev/kvm is unusable. Filter with criterion's
@@ -15,6 +16,7 @@ mod io;
 mod lifecycle;
 mod process;
 mod rep;
+mod workloads;
 
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = compute::bench, rep::bench, io::bench_port, io::bench_e9, io::bench_mmio,
-        lifecycle::bench_hello, process::bench, lifecycle::bench_lifecycle, diff::bench
+        lifecycle::bench_hello, process::bench, lifecycle::bench_lifecycle, diff::bench,
+        workloads::bench
 }
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 /* A boot sector that lets a BIOS-based machine (QEMU with SeaBIOS) run a workload image in
  * picoqemu's raw layout: it reads the sectors after itself from the boot floppy to
  * 1000:0000 one at a time (CHS, 18 sectors per track, 2 heads), copies them to 0000:0000 and
- * jumps there. The sector count is patched into `sectors` by scripts/qemu-workloads.sh. */
+ * jumps there. The sector count is patched into `sectors` by scripts/qemu-workloads.py. */
     .code16
     .globl _start
 _start:
