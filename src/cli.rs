@@ -485,9 +485,11 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
         StopReason::Interrupted => {
             "stopped by Ctrl-C (SIGINT); the guest's output so far was written, its registers follow".into()
         }
-        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone | StopReason::Breakpoint { .. } => {
-            stop.to_string()
-        }
+        StopReason::Halted
+        | StopReason::DebugExit(_)
+        | StopReason::StepDone
+        | StopReason::Breakpoint { .. }
+        | StopReason::Watchpoint { .. } => stop.to_string(),
     }
 }
 

@@ -18,8 +18,9 @@ pub const PG_MMIO: u8 = 1;
 pub const PG_CODE: u8 = 2;
 /// Page flag: a code page was written; its cached instructions must be dropped.
 pub const PG_DIRTY: u8 = 4;
-/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping);
-/// the interpreter itself never looks at it (its own checks cover those cases).
+/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping),
+/// and a RAM page holding a watched byte (see `watch.rs`): the interpreter's reads and writes
+/// of such a page take the slow path, which checks the watchpoints.
 pub const PG_SLOW: u8 = 8;
 
 /// The flag table of one machine layout (see the module doc for its invariant).
