@@ -111,6 +111,8 @@ pub struct MachineArgs {
     pub limits: LimitOpts,
     #[command(flatten)]
     pub state: crate::state::StateOpts,
+    #[command(flatten)]
+    pub gdb: crate::gdb::GdbOpts,
     /// When to print the VGA text screen at the end.
     #[arg(long, value_enum, default_value_t = ScreenMode::Auto)]
     pub screen: ScreenMode,
@@ -347,7 +349,7 @@ fn run_image(
     signals::install_sigint_handler()
         .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
     let progress = Progress::start(backend.name());
-    let stop = backend.run(&mut machine, opts.limits.limits(None)).unwrap_or_else(StopReason::from);
+    let stop = opts.gdb.run(&mut machine, backend.as_mut(), opts.limits.limits(None))?;
     drop(progress);
     machine.bus_mut().flush();
     opts.state.save_at_stop(&machine, backend.as_mut(), &stop)?;
