@@ -242,8 +242,8 @@ impl Backend for InterpBackend {
     /// Any number of watchpoints of any kind, exact: the pages holding watched bytes are
     /// forced onto the slow memory paths (also out of compiled loops), which compare each
     /// access with the list; other pages run at full speed. The run stops after the
-    /// accessing instruction (after the whole REP string instruction, or the chunk the
-    /// budget allowed); a fault raised by that instruction is delivered first.
+    /// accessing instruction (a REP string instruction: after the iteration, IP still on the
+    /// REP, as with x86 data breakpoints); a fault raised by that instruction is delivered first.
     fn set_watchpoints(&mut self, watchpoints: &[Watchpoint]) -> Result<(), BackendError> {
         self.watches = watchpoints.to_vec();
         Ok(())

@@ -162,20 +162,29 @@ pub fn session(
         final_stop: None,
     };
     let stub = GdbStub::new(conn);
-    let reason = stub
-        .run_blocking::<event_loop::Loop>(&mut target)
-        .map_err(|e| CliError::Host(format!("gdb session: {e}")))?;
+    let reason = match stub.run_blocking::<event_loop::Loop>(&mut target) {
+        Ok(reason) => Some(reason),
+        // GDB went away without detaching (it quit, or the connection broke): as QEMU does,
+        // the guest runs on.
+        Err(e) if e.is_connection_error() => {
+            report(&format!("picoqemu: gdb: the connection ended ({e}); the guest runs on\n"));
+            None
+        }
+        Err(e) => return Err(CliError::Host(format!("gdb session: {e}"))),
+    };
     let GdbTarget { machine, backend, final_stop, .. } = target;
     let clear = backend.set_breakpoints(&[]).and_then(|_| backend.set_watchpoints(&[]));
     clear.map_err(|e| CliError::Host(e.to_string()))?;
     match (reason, final_stop) {
-        (DisconnectReason::Kill, _) => {
+        (Some(DisconnectReason::Kill), _) => {
             machine.bus_mut().flush();
             Err(CliError::Failed { status: EXIT_KILLED, message: "gdb: the debugger killed the guest".into() })
         }
         (_, Some(stop)) => Ok(stop),
-        (DisconnectReason::Disconnect | DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_), None) => {
-            report("picoqemu: gdb: detached; the guest runs on\n");
+        (reason, None) => {
+            if reason.is_some() {
+                report("picoqemu: gdb: detached; the guest runs on\n");
+            }
             Ok(backend.run(machine, limits).unwrap_or_else(StopReason::from))
         }
     }
