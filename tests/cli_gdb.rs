@@ -126,7 +126,8 @@ impl Pico {
 /// Runs `gdb -batch` with `cmds` against `port`.
 fn gdb(port: u16, cmds: &[String]) -> Output {
     let mut c = Command::new("gdb");
-    c.args(["-batch", "-nx", "-ex", "set architecture i8086", "-ex"]).arg(format!("target remote 127.0.0.1:{port}"));
+    // No `set architecture`: picoqemu's target description says i8086.
+    c.args(["-batch", "-nx", "-ex"]).arg(format!("target remote 127.0.0.1:{port}"));
     for cmd in cmds {
         c.arg("-ex").arg(cmd);
     }
@@ -147,6 +148,7 @@ fn gdb_breaks_steps_reads_writes_watches_and_continues_to_the_end() {
         let pico = Pico::start(backend, &image, &["--gdb-wait"]);
         let cmds: Vec<String> = vec![
             "info registers eip".into(),
+            "x/2i 0x7c00".into(),
             format!("break *{:#x}", ip[1]),
             "continue".into(),
             format!("hbreak *{:#x}", ip[3]),
@@ -169,6 +171,9 @@ fn gdb_breaks_steps_reads_writes_watches_and_continues_to_the_end() {
         let (status, _, err) = pico.finish();
         let has = |s: &str| assert!(log.contains(s), "{backend}: gdb output lacks {s:?}:\n{log}\npicoqemu: {err}");
         has("eip            0x7c00");
+        // 16-bit disassembly: GDB took the architecture from picoqemu's target description.
+        has("=> 0x7c00:\tmov    $0x1234,%ax");
+        has("0x7c03:\tmov    $0x600,%bx");
         has(&format!("Breakpoint 1, {:#010x} in ?? ()", ip[1]));
         has(&format!("Breakpoint 2, {:#010x} in ?? ()", ip[3]));
         has("eax            0x1234");

@@ -38,7 +38,7 @@ pub fn bind(addr: SocketAddr) -> Result<Listener, CliError> {
     })?;
     let bound = inner.local_addr().map_err(|e| CliError::Host(format!("--gdb: {e}")))?;
     report(&format!(
-        "picoqemu: gdb: listening on {bound}; connect with: gdb -ex 'set architecture i8086' -ex 'target remote {bound}'\n"
+        "picoqemu: gdb: listening on {bound}; connect with: gdb -ex 'target remote {bound}'\n"
     ));
     Ok(Listener { inner })
 }

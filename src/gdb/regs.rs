@@ -1,10 +1,28 @@
-//! GDB's i386 register layout (`gdbstub_arch::x86::X86_SSE`) from and to a [`CpuState`].
+//! GDB's i386 register layout (`gdbstub_arch::x86`'s `X86CoreRegs`) from and to a
+//! [`CpuState`], and [`RealMode`], the architecture GDB is told about: the i386 registers with
+//! the `i8086` architecture name, so GDB disassembles 16-bit code without being told.
 //!
 //! EIP is the CPU's EIP (IP in real mode), not a linear address; CS, SS, DS, ES, FS and GS are
 //! the selectors. Writing a selector loads the segment the real-mode way (base = selector *
 //! 16). There is no FPU or SSE unit: those registers read as zero and writes are ignored.
+use gdbstub::arch::Arch;
+use gdbstub_arch::x86::reg::id::X86CoreRegId;
 use gdbstub_arch::x86::reg::X86CoreRegs;
 use picoqemu_core::{CpuState, Gpr, SegReg};
+
+/// The i386 register file (as `gdbstub_arch::x86::X86_SSE`) under the name `i8086`.
+pub enum RealMode {}
+
+impl Arch for RealMode {
+    type Usize = u32;
+    type Registers = X86CoreRegs;
+    type RegId = X86CoreRegId;
+    type BreakpointKind = usize;
+
+    fn target_description_xml() -> Option<&'static str> {
+        Some(r#"<target version="1.0"><architecture>i8086</architecture><feature name="org.gnu.gdb.i386.sse"></feature></target>"#)
+    }
+}
 
 /// The registers GDB sees for `s`.
 pub fn to_gdb(s: &CpuState, r: &mut X86CoreRegs) {

@@ -18,7 +18,6 @@ use gdbstub::target::ext::breakpoints::BreakpointsOps;
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86CoreRegs;
-use gdbstub_arch::x86::X86_SSE;
 use picoqemu_core::{Backend, BackendError, Breakpoint, Machine, RunLimits, StopReason, Watchpoint};
 
 use super::{event_loop, regs, EXIT_KILLED};
@@ -49,7 +48,7 @@ fn fatal<T>(e: BackendError) -> TargetResult<T, GdbTarget<'static>> {
 }
 
 impl Target for GdbTarget<'_> {
-    type Arch = X86_SSE;
+    type Arch = regs::RealMode;
     type Error = BackendError;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
