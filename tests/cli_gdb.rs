@@ -31,7 +31,10 @@ fn backends(test: &str) -> Vec<&'static str> {
 
 /// True when `gdb` runs; otherwise prints why the test skips (or fails when required).
 fn gdb_usable(test: &str) -> bool {
-    let ok = Command::new("gdb").args(["-batch", "-nx", "-ex", "show version"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "show version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
             std::env::var("PICOQEMU_REQUIRE_GDB").as_deref() != Ok("1"),
@@ -169,7 +172,8 @@ fn gdb_breaks_steps_reads_writes_watches_and_continues_to_the_end() {
         let out = gdb(pico.port, &cmds);
         let log = text(&out);
         let (status, _, err) = pico.finish();
-        let has = |s: &str| assert!(log.contains(s), "{backend}: gdb output lacks {s:?}:\n{log}\npicoqemu: {err}");
+        let has =
+            |s: &str| assert!(log.contains(s), "{backend}: gdb output lacks {s:?}:\n{log}\npicoqemu: {err}");
         has("eip            0x7c00");
         // 16-bit disassembly: GDB took the architecture from picoqemu's target description.
         has("=> 0x7c00:\tmov    $0x1234,%ax");
@@ -243,7 +247,7 @@ impl Rsp {
                 b'*' => {
                     self.0.read_exact(&mut b).unwrap();
                     let last = *body.last().expect("a run follows a character");
-                    body.extend(std::iter::repeat(last).take(usize::from(b[0] - 29)));
+                    body.resize(body.len() + usize::from(b[0] - 29), last);
                 }
                 c => body.push(c),
             }
@@ -268,7 +272,10 @@ fn gdb_interrupt_stops_a_spinning_guest_and_attach_stops_a_running_one() {
         client.send("c");
         client.0.write_all(&[0x03]).unwrap();
         let stop = client.reply();
-        assert!(stop.starts_with("S02") || stop.starts_with("T02"), "{backend}: stop after interrupt: {stop}");
+        assert!(
+            stop.starts_with("S02") || stop.starts_with("T02"),
+            "{backend}: stop after interrupt: {stop}"
+        );
         client.send("k");
         let (status, _, err) = pico.finish();
         assert_eq!(status, 137, "{backend}: {err}");

@@ -8,7 +8,8 @@ use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 use picoqemu::guests;
 use picoqemu_core::{
-    load_image, Backend, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason, WatchKind, Watchpoint,
+    load_image, Backend, ImageKind, IoBus, Machine, MachineConfig, RunLimits, StopReason, WatchKind,
+    Watchpoint,
 };
 use picoqemu_interp::{InterpBackend, JitMode};
 use picoqemu_kvm::KvmBackend;
@@ -16,14 +17,16 @@ use picoqemu_kvm::KvmBackend;
 mod common;
 use common::kvm_usable;
 
-const LIMITS: RunLimits = RunLimits { max_instructions: None, timeout: Some(std::time::Duration::from_secs(60)) };
+const LIMITS: RunLimits =
+    RunLimits { max_instructions: None, timeout: Some(std::time::Duration::from_secs(60)) };
 
 /// The guest: a hot loop (compiled by the JIT) that reads and writes 0x700, then a store to
 /// 0x600, a PUSH to 0x7BFE, a read of 0x610, a REP STOSB over 0x800-0x80F, then debug exit 7.
 /// Returns the image and the IP after each interesting instruction.
 fn guest() -> (Vec<u8>, [u32; 5]) {
     let mut a = CodeAssembler::new(16).unwrap();
-    let mut after = [a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label()];
+    let mut after =
+        [a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label()];
     let mut top = a.create_label();
     a.mov(cx, 200u32).unwrap();
     a.set_label(&mut top).unwrap();
@@ -44,14 +47,20 @@ fn guest() -> (Vec<u8>, [u32; 5]) {
     a.mov(al, 7u32).unwrap();
     a.out(u32::from(guests::DEBUG_EXIT_PORT), al).unwrap();
     a.hlt().unwrap();
-    let r = a.assemble_options(u64::from(guests::BOOT_ORIGIN), BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+    let r = a
+        .assemble_options(u64::from(guests::BOOT_ORIGIN), BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .unwrap();
     let ips = after.map(|l| r.label_ip(&l).unwrap() as u32);
     (guests::boot_sector(r.inner.code_buffer.as_slice()).unwrap(), ips)
 }
 
 /// Runs the guest on the backend `make` builds for its machine with `watches` set, resuming
 /// after each watchpoint stop, and returns the stops (at most `max`).
-fn run_guest(make: impl FnOnce(&Machine) -> Box<dyn Backend>, watches: &[Watchpoint], max: usize) -> Vec<StopReason> {
+fn run_guest(
+    make: impl FnOnce(&Machine) -> Box<dyn Backend>,
+    watches: &[Watchpoint],
+    max: usize,
+) -> Vec<StopReason> {
     let (image, _) = guest();
     let mut m = Machine::new(MachineConfig::default(), IoBus::capturing()).unwrap();
     let start = load_image(&mut m, &image, ImageKind::Boot).unwrap();
@@ -86,14 +95,23 @@ fn wp(ip: u32, addr: u32, kind: WatchKind) -> StopReason {
 fn cases() -> Vec<(Vec<Watchpoint>, Vec<StopReason>)> {
     let (_, ip) = guest();
     vec![
-        (vec![w(0x601, 1, WatchKind::Write)], vec![wp(ip[1], 0x601, WatchKind::Write), StopReason::DebugExit(7)]),
-        (vec![w(0x7BFE, 2, WatchKind::Write)], vec![wp(ip[2], 0x7BFE, WatchKind::Write), StopReason::DebugExit(7)]),
+        (
+            vec![w(0x601, 1, WatchKind::Write)],
+            vec![wp(ip[1], 0x601, WatchKind::Write), StopReason::DebugExit(7)],
+        ),
+        (
+            vec![w(0x7BFE, 2, WatchKind::Write)],
+            vec![wp(ip[2], 0x7BFE, WatchKind::Write), StopReason::DebugExit(7)],
+        ),
         (
             vec![w(0x610, 2, WatchKind::Read), w(0x600, 2, WatchKind::Read)],
             vec![wp(ip[3], 0x610, WatchKind::Read), StopReason::DebugExit(7)],
         ),
         // A REP string instruction stops after the iteration, IP still on the REP (2 bytes).
-        (vec![w(0x80A, 1, WatchKind::Access)], vec![wp(ip[4] - 2, 0x80A, WatchKind::Access), StopReason::DebugExit(7)]),
+        (
+            vec![w(0x80A, 1, WatchKind::Access)],
+            vec![wp(ip[4] - 2, 0x80A, WatchKind::Access), StopReason::DebugExit(7)],
+        ),
         (vec![w(0x900, 4, WatchKind::Access)], vec![StopReason::DebugExit(7)]),
     ]
 }

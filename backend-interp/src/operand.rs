@@ -250,10 +250,10 @@ impl<'m> Ctx<'m> {
     #[cold]
     fn check_watches(&mut self, p: usize, w: usize, write: bool) {
         let a20 = self.a20;
-        let hit = self
-            .watches
-            .iter()
-            .find(|wp| wp.triggers_on(write) && Watchpoint { linear: wp.linear & a20, ..**wp }.overlaps(p as u32, w as u32));
+        let hit = self.watches.iter().find(|wp| {
+            wp.triggers_on(write)
+                && Watchpoint { linear: wp.linear & a20, ..**wp }.overlaps(p as u32, w as u32)
+        });
         if let Some(wp) = hit {
             let (addr, kind) = (wp.linear, wp.kind);
             self.request_stop(StopReason::Watchpoint { cs: 0, ip: 0, addr, kind });

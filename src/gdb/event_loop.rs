@@ -44,7 +44,9 @@ impl<'a> BlockingEventLoop for Loop<'a> {
         }
     }
 
-    fn on_interrupt(_target: &mut GdbTarget<'a>) -> Result<Option<SingleThreadStopReason<u32>>, BackendError> {
+    fn on_interrupt(
+        _target: &mut GdbTarget<'a>,
+    ) -> Result<Option<SingleThreadStopReason<u32>>, BackendError> {
         Ok(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
     }
 }
@@ -101,7 +103,8 @@ fn continue_run(target: &mut GdbTarget<'_>, conn: &mut TcpStream) -> WaitResult 
         return Ok(Event::TargetStopped(report(target, stop)));
     }
     loop {
-        let watcher = Watcher::start(conn, target.backend.kicker()).map_err(WaitForStopReasonError::Connection)?;
+        let watcher =
+            Watcher::start(conn, target.backend.kicker()).map_err(WaitForStopReasonError::Connection)?;
         let stop = target.backend.run(target.machine, target.limits);
         watcher.stop(conn).map_err(WaitForStopReasonError::Connection)?;
         let stop = stop.map_err(WaitForStopReasonError::Target)?;

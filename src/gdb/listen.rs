@@ -37,9 +37,7 @@ pub fn bind(addr: SocketAddr) -> Result<Listener, CliError> {
         CliError::Failed { status: EXIT_USAGE, message: format!("--gdb {addr}: cannot listen: {e}{hint}") }
     })?;
     let bound = inner.local_addr().map_err(|e| CliError::Host(format!("--gdb: {e}")))?;
-    report(&format!(
-        "picoqemu: gdb: listening on {bound}; connect with: gdb -ex 'target remote {bound}'\n"
-    ));
+    report(&format!("picoqemu: gdb: listening on {bound}; connect with: gdb -ex 'target remote {bound}'\n"));
     Ok(Listener { inner })
 }
 

@@ -2,8 +2,8 @@
 //! `monitor regs` (the registers with segment bases and CS:IP), `monitor linear SEG:OFF`
 //! (the linear address), `monitor x SEG:OFF [N]` (N bytes, default 16, in hex) and
 //! `monitor help`. SEG may be a number or a segment register name (`cs`, `ds`, …).
-use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 use gdbstub::outputln;
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 use picoqemu_core::{BackendError, CpuState, SegReg};
 
 use super::target::GdbTarget;
@@ -26,7 +26,8 @@ fn hex(s: &str) -> Option<u32> {
 
 /// Parses `SEG:OFF` to a linear address (SEG a number or a register name).
 pub fn linear(spec: &str, s: &CpuState) -> Result<u32, String> {
-    let (seg, off) = spec.split_once(':').ok_or_else(|| format!("'{spec}' is not SEG:OFF, e.g. 07c0:0010"))?;
+    let (seg, off) =
+        spec.split_once(':').ok_or_else(|| format!("'{spec}' is not SEG:OFF, e.g. 07c0:0010"))?;
     let base = match SegReg::ALL.iter().find(|r| r.name().eq_ignore_ascii_case(seg.trim())) {
         Some(r) => s.seg(*r).base,
         None => hex(seg).filter(|v| *v <= 0xFFFF).ok_or_else(|| format!("bad segment '{seg}'"))? << 4,
@@ -40,9 +41,17 @@ pub fn run(cmd: &str, s: &CpuState, read: &mut dyn FnMut(u32, &mut [u8]) -> usiz
     let mut words = cmd.split_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some("regs"), None, _) => {
-            let segs: Vec<String> =
-                SegReg::ALL.iter().map(|r| format!("{}={:04x}(base {:05x})", r.name(), s.seg(*r).selector, s.seg(*r).base)).collect();
-            Ok(format!("{s}\n{}\nCS:IP={:04x}:{:04x} linear {:#x}", segs.join(" "), s.cs(), s.eip, s.pc_linear()))
+            let segs: Vec<String> = SegReg::ALL
+                .iter()
+                .map(|r| format!("{}={:04x}(base {:05x})", r.name(), s.seg(*r).selector, s.seg(*r).base))
+                .collect();
+            Ok(format!(
+                "{s}\n{}\nCS:IP={:04x}:{:04x} linear {:#x}",
+                segs.join(" "),
+                s.cs(),
+                s.eip,
+                s.pc_linear()
+            ))
         }
         (Some("linear"), Some(spec), None) => Ok(format!("{:#x}", linear(spec, s)?)),
         (Some("x"), Some(spec), n) => {
@@ -105,7 +114,10 @@ mod tests {
             buf[..n].copy_from_slice(&mem[at as usize..at as usize + n]);
             n
         };
-        assert_eq!(run("x 0:1e 4", &s, &mut read).unwrap(), "0x0001e: 1e 1f\n(only 2 of 4 bytes are in guest RAM)");
+        assert_eq!(
+            run("x 0:1e 4", &s, &mut read).unwrap(),
+            "0x0001e: 1e 1f\n(only 2 of 4 bytes are in guest RAM)"
+        );
         assert!(run("regs", &s, &mut read).unwrap().contains("ds=07c0(base 07c00)"));
         assert!(run("frob", &s, &mut read).is_err());
     }

@@ -20,7 +20,9 @@ impl Arch for RealMode {
     type BreakpointKind = usize;
 
     fn target_description_xml() -> Option<&'static str> {
-        Some(r#"<target version="1.0"><architecture>i8086</architecture><feature name="org.gnu.gdb.i386.sse"></feature></target>"#)
+        Some(
+            r#"<target version="1.0"><architecture>i8086</architecture><feature name="org.gnu.gdb.i386.sse"></feature></target>"#,
+        )
     }
 }
 

@@ -137,7 +137,9 @@ pub fn final_report(stop: &StopReason) -> SingleThreadStopReason<u32> {
         StopReason::Unsupported { .. } | StopReason::EmulationFailure { .. } => {
             SingleThreadStopReason::Terminated(Signal::SIGILL)
         }
-        StopReason::BudgetExhausted | StopReason::Timeout => SingleThreadStopReason::Terminated(Signal::SIGXCPU),
+        StopReason::BudgetExhausted | StopReason::Timeout => {
+            SingleThreadStopReason::Terminated(Signal::SIGXCPU)
+        }
         StopReason::Interrupted => SingleThreadStopReason::Terminated(Signal::SIGINT),
         _ => SingleThreadStopReason::Terminated(Signal::SIGKILL),
     }
@@ -177,7 +179,10 @@ pub fn session(
     match (reason, final_stop) {
         (Some(DisconnectReason::Kill), _) => {
             machine.bus_mut().flush();
-            Err(CliError::Failed { status: EXIT_KILLED, message: "gdb: the debugger killed the guest".into() })
+            Err(CliError::Failed {
+                status: EXIT_KILLED,
+                message: "gdb: the debugger killed the guest".into(),
+            })
         }
         (_, Some(stop)) => Ok(stop),
         (reason, None) => {

@@ -173,8 +173,7 @@ mod tests {
     fn at(code: &[u8], setup: impl FnOnce(&mut CpuState)) -> (Vec<u8>, CpuState) {
         let mut ram = vec![0u8; 0x10000];
         ram[0x7C00..0x7C00 + code.len()].copy_from_slice(code);
-        let mut s = CpuState::default();
-        s.eip = 0x7C00;
+        let mut s = CpuState { eip: 0x7C00, ..CpuState::default() };
         setup(&mut s);
         (ram, s)
     }
