@@ -64,8 +64,8 @@ pub fn from_gdb(s: &CpuState, r: &X86CoreRegs) -> CpuState {
         n.set_reg(g, v);
     }
     n.eip = r.eip;
-    // Reserved bit 1 stays set; VM and the other bits above 21 cannot be set in real mode.
-    n.eflags = (r.eflags & 0x003F_7FD5) | 0x2;
+    // Reserved bit 1 stays set; VM, VIF, VIP, the reserved bits and those above ID cannot be set.
+    n.eflags = (r.eflags & 0x0025_7FD5) | 0x2;
     for (g, v) in [
         (SegReg::Cs, r.segments.cs),
         (SegReg::Ss, r.segments.ss),
