@@ -5,7 +5,7 @@
 //! (the 0x03 byte) during a continue, attaching to a running guest, and a port already in use.
 //!
 //! The port is always 0: picoqemu announces the bound port on stderr and the test reads it.
-//! Without `/usr/bin/gdb`-style `gdb` on PATH the GDB tests skip with a printed reason, or fail
+//! Without `gdb` on PATH the tests that run it skip with a printed reason, or fail
 //! under `PICOQEMU_REQUIRE_GDB=1` (set by `.ci/run`); KVM runs skip likewise without /dev/kvm
 //! (`PICOQEMU_REQUIRE_KVM=1` makes them fail).
 use std::io::{BufRead, BufReader, Read, Write};
