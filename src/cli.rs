@@ -111,6 +111,8 @@ pub struct MachineArgs {
     pub limits: LimitOpts,
     #[command(flatten)]
     pub state: crate::state::StateOpts,
+    #[command(flatten)]
+    pub gdb: crate::gdb::GdbOpts,
     /// When to print the VGA text screen at the end.
     #[arg(long, value_enum, default_value_t = ScreenMode::Auto)]
     pub screen: ScreenMode,
@@ -347,7 +349,7 @@ fn run_image(
     signals::install_sigint_handler()
         .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
     let progress = Progress::start(backend.name());
-    let stop = backend.run(&mut machine, opts.limits.limits(None)).unwrap_or_else(StopReason::from);
+    let stop = opts.gdb.run(&mut machine, backend.as_mut(), opts.limits.limits(None))?;
     drop(progress);
     machine.bus_mut().flush();
     opts.state.save_at_stop(&machine, backend.as_mut(), &stop)?;
@@ -485,9 +487,11 @@ fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
         StopReason::Interrupted => {
             "stopped by Ctrl-C (SIGINT); the guest's output so far was written, its registers follow".into()
         }
-        StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone | StopReason::Breakpoint { .. } => {
-            stop.to_string()
-        }
+        StopReason::Halted
+        | StopReason::DebugExit(_)
+        | StopReason::StepDone
+        | StopReason::Breakpoint { .. }
+        | StopReason::Watchpoint { .. } => stop.to_string(),
     }
 }
 

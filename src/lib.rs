@@ -86,6 +86,7 @@ pub mod backends;
 pub mod cli;
 pub mod diff;
 pub mod fuzz;
+pub mod gdb;
 pub mod guests;
 pub mod options;
 pub mod signals;

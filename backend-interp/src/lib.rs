@@ -76,7 +76,7 @@ use std::sync::Arc;
 use iced_x86::Instruction;
 use picoqemu_core::{
     Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, InterruptShadow, Kick, Machine,
-    RunLimits, StopReason,
+    RunLimits, StopReason, Watchpoint,
 };
 
 use crate::breakpoints::{Breakpoints, KickFlag};
@@ -108,6 +108,8 @@ pub struct InterpBackend {
     jit: JitTier,
     /// Execution breakpoints.
     bps: Breakpoints,
+    /// Data watchpoints: their pages take the slow memory paths, which check them.
+    watches: Vec<Watchpoint>,
     /// `(linear, icount)`: the run that starts at this instruction count does not stop at a
     /// breakpoint on its first instruction (resuming from that breakpoint).
     bp_resume: Option<(u32, u64)>,
@@ -155,6 +157,7 @@ impl InterpBackend {
             force_a20_wrap: false,
             jit: JitTier::new(JitMode::default()),
             bps: Breakpoints::default(),
+            watches: Vec::new(),
             bp_resume: None,
             kick: Arc::new(KickFlag::default()),
             interrupt: None,
@@ -234,6 +237,16 @@ impl Backend for InterpBackend {
 
     fn kicker(&self) -> Option<Arc<dyn Kick>> {
         Some(self.kick.clone())
+    }
+
+    /// Any number of watchpoints of any kind, exact: the pages holding watched bytes are
+    /// forced onto the slow memory paths (also out of compiled loops), which compare each
+    /// access with the list; other pages run at full speed. The run stops after the
+    /// accessing instruction (a REP string instruction: after the iteration, IP still on the
+    /// REP, as with x86 data breakpoints); a fault raised by that instruction is delivered first.
+    fn set_watchpoints(&mut self, watchpoints: &[Watchpoint]) -> Result<(), BackendError> {
+        self.watches = watchpoints.to_vec();
+        Ok(())
     }
 
     fn stats(&self) -> BackendStats {

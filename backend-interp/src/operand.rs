@@ -5,12 +5,12 @@
 //! Physical addresses are linear addresses (no 1 MiB wrap) unless the machine enables A20
 //! wrapping. Addresses in an MMIO page or beyond RAM go to the bus (unclaimed ones read as
 //! all ones and drop writes).
-use picoqemu_core::{IoAction, IoBus, StopReason};
+use picoqemu_core::{IoAction, IoBus, StopReason, Watchpoint};
 
 use crate::cpu::{Cpu, ESP, SS};
 use crate::flow::Flow;
 
-pub use crate::pages::{line_mask, Pages, PG_CODE, PG_DIRTY, PG_MMIO};
+pub use crate::pages::{line_mask, Pages, PG_CODE, PG_DIRTY, PG_MMIO, PG_SLOW};
 
 /// Everything an instruction handler can touch during one run.
 pub struct Ctx<'m> {
@@ -46,6 +46,9 @@ pub struct Ctx<'m> {
     /// accessed (its events or the INTR line may have changed) or the guest set IF or began
     /// an interrupt shadow. Whoever sets it also sets `brk`.
     pub attn: bool,
+    /// The data watchpoints (empty: none; their pages are `PG_SLOW`, so only the slow paths
+    /// look at this).
+    pub watches: &'m [Watchpoint],
 }
 
 /// Returns the linear address of a checked memory operand, or returns the segment fault
@@ -84,6 +87,7 @@ impl<'m> Ctx<'m> {
             op_idx: 0,
             told: 0,
             attn: false,
+            watches: &[],
         }
     }
 
@@ -121,7 +125,7 @@ impl<'m> Ctx<'m> {
         let w = W as usize;
         if (p & 0xFFF) <= 0x1000 - w
             && p + w <= self.ram.len()
-            && (!self.mmio_any || self.pages[p >> 12] & PG_MMIO == 0)
+            && (!self.mmio_any || self.pages[p >> 12] & (PG_MMIO | PG_SLOW) == 0)
         {
             match W {
                 1 => self.ram[p] as u32,
@@ -146,6 +150,7 @@ impl<'m> Ctx<'m> {
         let mut buf = [0u8; 4];
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             buf[..w].copy_from_slice(&self.ram[p..p + w]);
+            self.check_watches(p, w, false);
         } else {
             self.sync_time(self.op_idx);
             self.bus.mmio_read(p as u64, &mut buf[..w]);
@@ -183,6 +188,7 @@ impl<'m> Ctx<'m> {
         if p + w <= self.ram.len() && self.pages[p >> 12] & PG_MMIO == 0 {
             self.ram[p..p + w].copy_from_slice(&bytes[..w]);
             self.note_ram_write(p, w);
+            self.check_watches(p, w, true);
         } else {
             self.sync_time(self.op_idx);
             if let IoAction::Stop(s) = self.bus.mmio_write(p as u64, &bytes[..w]) {
@@ -240,8 +246,23 @@ impl<'m> Ctx<'m> {
         self.brk = true;
     }
 
-    /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO and,
-    /// for a write, no line of decoded code (used by the REP fast paths).
+    /// A RAM access of `w` bytes at physical `p` on the slow path: a watchpoint it triggers
+    /// ends the run after this instruction (`run.rs` fills in the next CS:IP).
+    #[cold]
+    fn check_watches(&mut self, p: usize, w: usize, write: bool) {
+        let a20 = self.a20;
+        let hit = self.watches.iter().find(|wp| {
+            wp.triggers_on(write)
+                && Watchpoint { linear: wp.linear & a20, ..**wp }.overlaps(p as u32, w as u32)
+        });
+        if let Some(wp) = hit {
+            let (addr, kind) = (wp.linear, wp.kind);
+            self.request_stop(StopReason::Watchpoint { cs: 0, ip: 0, addr, kind });
+        }
+    }
+
+    /// Physical RAM range `[lin, lin+n)` when it is plain RAM in one piece with no MMIO, no
+    /// watched page and, for a write, no line of decoded code (used by the REP fast paths).
     #[inline]
     pub fn plain_ram(&self, lin: u32, n: usize, for_write: bool) -> Option<usize> {
         let p = self.phys(lin);
@@ -250,7 +271,8 @@ impl<'m> Ctx<'m> {
         }
         let (first, last) = (p >> 12, (p + n - 1) >> 12);
         if !for_write {
-            return self.pages.range(first, last).iter().all(|&f| f & PG_MMIO == 0).then_some(p);
+            let slow = PG_MMIO | PG_SLOW;
+            return self.pages.range(first, last).iter().all(|&f| f & slow == 0).then_some(p);
         }
         for pg in first..=last {
             let f = self.pages[pg];

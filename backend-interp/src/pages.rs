@@ -21,8 +21,9 @@ pub const PG_MMIO: u8 = 1;
 pub const PG_CODE: u8 = 2;
 /// Page flag: a code page was written; its cached instructions must be dropped.
 pub const PG_DIRTY: u8 = 4;
-/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping);
-/// the interpreter itself never looks at it (its own checks cover those cases).
+/// Page flag: not plain RAM for compiled code (beyond RAM, or above 1 MiB with A20 wrapping),
+/// and a RAM page holding a watched byte (see `watch.rs`): the interpreter's reads and writes
+/// of such a page take the slow path, which checks the watchpoints.
 pub const PG_SLOW: u8 = 8;
 
 /// Bytes per code line: a page's code mask has one bit per line (64 lines per page).
@@ -91,6 +92,11 @@ impl PageFlags {
     pub fn mark_code(&mut self, pg: usize, mask: u64) {
         self.flags[pg] |= PG_CODE;
         self.lines[pg] |= mask;
+    }
+
+    /// Adds `bits` to page `pg`'s flags.
+    pub fn set(&mut self, pg: usize, bits: u8) {
+        self.flags[pg] |= bits;
     }
 
     /// The flags of every page.

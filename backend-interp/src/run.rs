@@ -33,7 +33,7 @@ use crate::decode::{self, Fx};
 use crate::flow::Flow;
 use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
 use crate::op::Op;
-use crate::operand::{Ctx, PG_DIRTY, PG_MMIO};
+use crate::operand::{Ctx, PG_DIRTY, PG_MMIO, PG_SLOW};
 use crate::{interrupt, opt, system, InterpBackend};
 
 /// How many instructions run between two looks at the wall clock and the kick flag.
@@ -56,7 +56,8 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     cx.told = be.icount;
     // INTR may have been raised since the last run.
     cx.attn = true;
-    cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
+    cx.mmio_any = !be.watches.is_empty() || cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
+    cx.watches = &be.watches;
     let mut r = Runner {
         jit_threshold: be.jit.threshold(),
         cache: &mut be.cache,
@@ -108,6 +109,15 @@ fn prepare_pages(be: &mut InterpBackend, machine: &mut Machine, a20: u32) {
     for (pg, lines) in be.cache.code_pages() {
         if be.pages.as_slice()[pg] & PG_MMIO == 0 {
             be.pages.mark_code(pg, lines);
+        }
+    }
+    // Pages holding a watched byte take the slow paths (interpreter and compiled code alike).
+    for w in &be.watches {
+        let (first, last) = (w.linear & a20, w.linear.saturating_add(w.len.max(1) - 1) & a20);
+        for pg in (first >> 12)..=(last >> 12).max(first >> 12) {
+            if (pg as usize) < be.pages.as_slice().len() {
+                be.pages.set(pg as usize, PG_SLOW);
+            }
         }
     }
     // MMIO pages must not be served from the cache.
@@ -654,7 +664,12 @@ impl<'r> Runner<'r> {
             }
         }
         if let Some(s) = cx.stop.take() {
-            return Some(s);
+            return Some(match s {
+                StopReason::Watchpoint { addr, kind, .. } => {
+                    StopReason::Watchpoint { cs: cx.c.segs[CS as usize].selector, ip: cx.c.eip, addr, kind }
+                }
+                s => s,
+            });
         }
         cx.brk = false;
         None

@@ -12,7 +12,7 @@ use kvm_bindings::{
 use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
     Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, IoAction, IoBus, Kick, Machine,
-    RunLimits, StepInfo, StopReason,
+    RunLimits, StepInfo, StopReason, Watchpoint,
 };
 
 use crate::exits::{self, InsnKind};
@@ -26,6 +26,7 @@ mod debug;
 mod irq;
 mod snapshot;
 mod ticks;
+mod watch;
 
 /// How to build a [`KvmBackend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +166,8 @@ pub struct KvmBackend {
     stats: KvmStats,
     /// Linear addresses of the execution breakpoints (at most 4: debug registers DR0-DR3).
     breakpoints: Vec<u32>,
+    /// Data watchpoints: a run with any single-steps and checks them (`backend/watch.rs`).
+    watches: watch::Watches,
     /// Whether KVM has `KVM_GUESTDBG_USE_HW_BP` with `breakpoints` now (free runs only).
     hw_bp: bool,
     /// What the last single step did.
@@ -232,6 +235,7 @@ impl KvmBackend {
             watchdog: Watchdog::default(),
             stats: KvmStats::default(),
             breakpoints: Vec::new(),
+            watches: watch::Watches::default(),
             hw_bp: false,
             last_step: StepInfo::Instruction,
             clock: ticks::RunClock::default(),
@@ -727,6 +731,12 @@ impl KvmBackend {
     fn run_budget(&mut self, machine: &mut Machine, budget: u64) -> StopReason {
         let mut retired = 0u64;
         while retired < budget {
+            let watched = if self.watches.is_empty() {
+                None
+            } else {
+                let state = self.current();
+                Some(self.watches.before_step(machine.ram_mut().bytes(), &state))
+            };
             match self.step_inner(machine) {
                 StepEvent::Retired
                 | StepEvent::Io
@@ -738,6 +748,12 @@ impl KvmBackend {
                     return StopReason::Halted;
                 }
                 StepEvent::Stopped(r) => return r,
+            }
+            if let Some(hit) = watched {
+                if let Some(hit) = hit.or_else(|| self.watches.after_step(machine.ram_mut().bytes())) {
+                    let state = self.current();
+                    return watch::stop(&state, hit);
+                }
             }
             if retired < budget {
                 if let Some(r) = self.breakpoint_here() {
@@ -985,6 +1001,14 @@ impl Backend for KvmBackend {
         self.replace_breakpoints(breakpoints)
     }
 
+    /// Any number of watchpoints of any kind; a run with some single-steps (about 150,000
+    /// instructions per second here) and checks each instruction's operands and the watched
+    /// bytes (`backend/watch.rs`), as KVM here raises no data breakpoints.
+    fn set_watchpoints(&mut self, watchpoints: &[Watchpoint]) -> Result<(), BackendError> {
+        self.watches.set(watchpoints);
+        Ok(())
+    }
+
     fn kicker(&self) -> Option<Arc<dyn Kick>> {
         self.watchdog.kicker().ok().map(|k| Arc::new(k) as Arc<dyn Kick>)
     }
@@ -1025,7 +1049,7 @@ impl KvmBackend {
         if limits.max_instructions == Some(0) {
             return StopReason::BudgetExhausted;
         }
-        let free = limits.max_instructions.is_none();
+        let free = limits.max_instructions.is_none() && self.watches.is_empty();
         self.clock = ticks::RunClock::new(limits.timeout.and_then(|t| Instant::now().checked_add(t)));
         let armed = self.arm_next(machine, free);
         if let Err(e) = armed.and_then(|_| self.set_single_step(!free)) {
@@ -1040,6 +1064,7 @@ impl KvmBackend {
         let reason = match (resumed, limits.max_instructions) {
             (Some(r), _) => r,
             (None, Some(n)) => self.run_budget(machine, n),
+            (None, None) if !free => self.run_budget(machine, u64::MAX),
             (None, None) => {
                 self.stats.free_runs += 1;
                 self.run_free(machine)

@@ -55,6 +55,44 @@ pub enum BreakpointKind {
     Hardware,
 }
 
+/// A data watchpoint: the CPU stops with [`StopReason::Watchpoint`] after an instruction that
+/// accessed (as `kind` says) one of the `len` bytes from `linear` (a linear address, CS/DS/…
+/// base + offset). Like an x86 data breakpoint it is a trap: the access has happened and the
+/// reported CS:IP is the next instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Watchpoint {
+    pub linear: u32,
+    /// Bytes watched (at least 1).
+    pub len: u32,
+    pub kind: WatchKind,
+}
+
+impl Watchpoint {
+    /// True when an access of `n` bytes at `linear` touches the watched bytes.
+    pub fn overlaps(&self, linear: u32, n: u32) -> bool {
+        let (a, b) = (u64::from(self.linear), u64::from(linear));
+        b < a + u64::from(self.len.max(1)) && a < b + u64::from(n.max(1))
+    }
+
+    /// True when an access that is a write (`write`) or a read (`!write`) triggers it.
+    pub fn triggers_on(&self, write: bool) -> bool {
+        match self.kind {
+            WatchKind::Write => write,
+            WatchKind::Read => !write,
+            WatchKind::Access => true,
+        }
+    }
+}
+
+/// Which accesses a [`Watchpoint`] reports (GDB's `watch`, `rwatch`, `awatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchKind {
+    Write,
+    Read,
+    /// Reads and writes.
+    Access,
+}
+
 /// A thread-safe handle that interrupts a backend: the run in progress, or the next one if
 /// none is running, returns `Ok(StopReason::Interrupted)` promptly at an instruction boundary
 /// (Ctrl-C, a debugger's break-in, a host timer). Each kick interrupts one run.
@@ -132,6 +170,18 @@ pub trait Backend {
         None
     }
 
+    // --- Watchpoints (`--gdb`'s `watch`, `rwatch`, `awatch`). ---
+
+    /// Replaces the set of data watchpoints (an empty slice removes them all). A backend that
+    /// cannot honour them returns an error and keeps the previous set. Runs with no watchpoint
+    /// cost nothing extra; with some, each backend documents its cost.
+    fn set_watchpoints(&mut self, watchpoints: &[Watchpoint]) -> Result<(), BackendError> {
+        if watchpoints.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::new(self.name(), "this backend does not support watchpoints"))
+    }
+
     // --- Snapshots (`--save-state` / `--load-state`; see `crate::snapshot`). ---
 
     /// Everything the CPU must hand over to be resumed on any backend: the architectural
@@ -147,5 +197,21 @@ pub trait Backend {
     fn restore_cpu_snapshot(&mut self, snapshot: &CpuSnapshot) -> Result<(), BackendError> {
         let _ = snapshot;
         Err(BackendError::new(self.name(), "this backend cannot load a CPU snapshot"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchpoint_overlap_and_kinds() {
+        let w = Watchpoint { linear: 0x500, len: 2, kind: WatchKind::Write };
+        assert!(w.overlaps(0x4FF, 2) && w.overlaps(0x501, 1) && w.overlaps(0x500, 1));
+        assert!(!w.overlaps(0x502, 4) && !w.overlaps(0x4FE, 2));
+        assert!(w.triggers_on(true) && !w.triggers_on(false));
+        let r = Watchpoint { kind: WatchKind::Read, ..w };
+        assert!(!r.triggers_on(true) && r.triggers_on(false));
+        assert!(Watchpoint { kind: WatchKind::Access, ..w }.triggers_on(false));
     }
 }

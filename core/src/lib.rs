@@ -21,7 +21,9 @@ pub mod ram;
 pub mod snapshot;
 pub mod stop;
 
-pub use backend::{Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits, StepInfo};
+pub use backend::{
+    Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits, StepInfo, WatchKind, Watchpoint,
+};
 pub use bus::{DeviceHandle, IoAction, IoBus, IoStats};
 pub use clock::{Clock, TimeMode};
 pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};

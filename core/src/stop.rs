@@ -61,6 +61,9 @@ pub enum StopReason {
     StepDone,
     /// The CPU reached an execution breakpoint at CS:IP (the instruction there has not run).
     Breakpoint { cs: u16, ip: u32 },
+    /// An instruction accessed a [`crate::Watchpoint`]'s bytes: `addr` is the watchpoint's
+    /// linear address, CS:IP the instruction *after* the access (a trap, as on x86).
+    Watchpoint { cs: u16, ip: u32, addr: u32, kind: crate::WatchKind },
     /// A [`crate::Kick`] interrupted the run (Ctrl-C, a debugger, a host timer).
     Interrupted,
     /// The host failed (an ioctl, a thread); the message says which.
@@ -72,7 +75,10 @@ impl StopReason {
     /// 0 halted, `(v << 1) | 1` debug exit, 3 guest fault, 4 budget/timeout, 5 host error.
     pub fn exit_status(&self) -> i32 {
         match self {
-            StopReason::Halted | StopReason::StepDone | StopReason::Breakpoint { .. } => 0,
+            StopReason::Halted
+            | StopReason::StepDone
+            | StopReason::Breakpoint { .. }
+            | StopReason::Watchpoint { .. } => 0,
             StopReason::Interrupted => 130,
             StopReason::DebugExit(v) => ((v << 1) | 1) as i32 & 0xFF,
             StopReason::TripleFault
@@ -113,6 +119,9 @@ impl fmt::Display for StopReason {
             }
             StopReason::StepDone => f.write_str("single step done"),
             StopReason::Breakpoint { cs, ip } => write!(f, "breakpoint at {cs:04x}:{ip:04x}"),
+            StopReason::Watchpoint { cs, ip, addr, kind } => {
+                write!(f, "{kind:?} watchpoint at {addr:#x} hit; next instruction {cs:04x}:{ip:04x}")
+            }
             StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::HostError(m) => write!(f, "host error: {m}"),
         }
