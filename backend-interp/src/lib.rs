@@ -75,8 +75,8 @@ use std::sync::Arc;
 
 use iced_x86::Instruction;
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, InterruptShadow, Kick, Machine,
-    RunLimits, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, History, HistoryRing,
+    InterruptShadow, Kick, Machine, RunLimits, StopReason,
 };
 
 use crate::breakpoints::{Breakpoints, KickFlag};
@@ -119,6 +119,10 @@ pub struct InterpBackend {
     halted: bool,
     /// What a restored snapshot left for the next run to do first.
     resume: Resume,
+    /// Bochs' magic breakpoint (`xchg bx, bx`) is on.
+    magic: bool,
+    /// The last stretches of code run (`Backend::history`).
+    hist: HistoryRing,
 }
 
 /// Work a restored [`CpuSnapshot`] leaves for the start of the next run.
@@ -160,6 +164,8 @@ impl InterpBackend {
             interrupt: None,
             halted: false,
             resume: Resume::default(),
+            magic: false,
+            hist: HistoryRing::default(),
         }
     }
 
@@ -224,6 +230,7 @@ impl Backend for InterpBackend {
         self.bp_resume = None;
         self.halted = false;
         self.resume = Resume::default();
+        self.hist.clear();
         Ok(())
     }
 
@@ -237,7 +244,7 @@ impl Backend for InterpBackend {
     }
 
     fn stats(&self) -> BackendStats {
-        BackendStats { instructions: Some(self.icount), exits: None }
+        BackendStats { instructions: Some(self.icount), exits: None, exit_reasons: None }
     }
 
     // Snapshots (`--save-state` / `--load-state`).
@@ -269,5 +276,23 @@ impl Backend for InterpBackend {
         self.halted = false;
         self.resume = Resume { vector: snap.pending_interrupt, halted: snap.halted };
         Ok(())
+    }
+
+    // Inspection (`--magic-break`, abnormal-stop reports).
+
+    /// Decodes `xchg bx, bx` as a stop from now on (or no longer): the code cache is emptied
+    /// when the setting changes, so nothing decoded the other way runs again. Off, nothing
+    /// is checked anywhere: the cost is at decode time only, and only when on.
+    fn set_magic_break(&mut self, on: bool) -> Result<(), BackendError> {
+        if on != self.magic {
+            self.magic = on;
+            self.cache = CodeCache::default();
+        }
+        Ok(())
+    }
+
+    /// The last [`picoqemu_core::HISTORY_LEN`] blocks run (or compiled loops entered).
+    fn history(&self) -> History {
+        self.hist.history()
     }
 }

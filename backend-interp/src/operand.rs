@@ -5,7 +5,7 @@
 //! Physical addresses are linear addresses (no 1 MiB wrap) unless the machine enables A20
 //! wrapping. Addresses in an MMIO page or beyond RAM go to the bus (unclaimed ones read as
 //! all ones and drop writes).
-use picoqemu_core::{IoAction, IoBus, StopReason};
+use picoqemu_core::{HistoryRing, IoAction, IoBus, StopReason};
 
 use crate::cpu::{Cpu, ESP, SS};
 use crate::flow::Flow;
@@ -46,6 +46,8 @@ pub struct Ctx<'m> {
     /// accessed (its events or the INTR line may have changed) or the guest set IF or began
     /// an interrupt shadow. Whoever sets it also sets `brk`.
     pub attn: bool,
+    /// The last stretches of code run (`Backend::history`): one entry per block run.
+    pub hist: HistoryRing,
 }
 
 /// Returns the linear address of a checked memory operand, or returns the segment fault
@@ -84,6 +86,7 @@ impl<'m> Ctx<'m> {
             op_idx: 0,
             told: 0,
             attn: false,
+            hist: HistoryRing::default(),
         }
     }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use iced_x86::Instruction;
 use picoqemu_core::flags::{IF, TF};
-use picoqemu_core::{InsnBytes, Machine, RunLimits, Segment, StopReason};
+use picoqemu_core::{HistoryEntry, InsnBytes, Machine, RunLimits, Segment, StopReason};
 
 use crate::breakpoints::{Breakpoints, KickFlag};
 use crate::cache::{CodeCache, MAX_BLOCK};
@@ -57,6 +57,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     // INTR may have been raised since the last run.
     cx.attn = true;
     cx.mmio_any = cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
+    cx.hist = be.hist;
     let mut r = Runner {
         jit_threshold: be.jit.threshold(),
         cache: &mut be.cache,
@@ -74,6 +75,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
         bp_resume: be.bp_resume,
         rep_on_bp: None,
         halted: false,
+        magic: be.magic,
     };
     let stop = match r.resume(&mut cx, std::mem::take(&mut be.resume)) {
         Some(s) => s,
@@ -90,6 +92,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     };
     be.cpu = cx.c;
     be.icount = cx.icount;
+    be.hist = cx.hist;
     machine.bus_mut().flush();
     stop
 }
@@ -235,6 +238,8 @@ struct Runner<'r> {
     rep_on_bp: Option<u32>,
     /// The run stopped in the HLT state (see [`Runner::halt_state`]).
     halted: bool,
+    /// Bochs' magic breakpoint is on: `xchg bx, bx` decodes to `system::magic_break`.
+    magic: bool,
 }
 
 impl<'r> Runner<'r> {
@@ -353,7 +358,9 @@ impl<'r> Runner<'r> {
         let Some(th) = self.jit_threshold else { return false };
         let mut compiled = None;
         let mut to_compile = None;
+        let mut body = 0;
         if let Some((_, bytes, k, tier)) = self.cache.lookup(phys).filter(|b| fits(cs, eip, b.1)) {
+            body = bytes;
             let t = tier.get();
             if t & TIER_COMPILED != 0 {
                 if t != TIER_NO {
@@ -372,6 +379,9 @@ impl<'r> Runner<'r> {
         let budget = (self.b.hard - cx.icount).min(TIME_CHECK_INTERVAL);
         let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) else { return false };
         cx.icount += r.retired;
+        if r.retired > 0 {
+            cx.hist.record(HistoryEntry { cs: cs.selector, ip: eip, bytes: body, compiled: r.retired });
+        }
         if r.demote {
             // It keeps leaving early: the interpreter is better at this block.
             if let Some((.., tier)) = self.cache.lookup(phys) {
@@ -454,7 +464,10 @@ impl<'r> Runner<'r> {
             cx.c.eip = ip;
             let n = fetch(cx, &mut buf);
             cx.c.eip = save;
-            let d = decode::decode(&buf[..n], self.ins);
+            let mut d = decode::decode(&buf[..n], self.ins);
+            if self.magic && buf[..n].starts_with(&decode::MAGIC_BREAK) {
+                d = decode::magic_break();
+            }
             let len = d.op.len as usize;
             let crosses = (p & 0xFFF) + len > 0x1000;
             if n < 15 || crosses {
@@ -530,6 +543,7 @@ impl<'r> Runner<'r> {
     fn exec_chain<'c, const TRACK: bool>(&'c self, cx: &mut Ctx, mut blk: Block<'c>, tf: bool) -> Exit {
         loop {
             let mut flow = Flow::Next;
+            let cs = cx.c.segs[CS as usize].selector;
             // Index of the last op run, and its end offset in the block.
             let mut last = 0usize;
             for (i, op) in blk.ops.iter().enumerate() {
@@ -558,6 +572,8 @@ impl<'r> Runner<'r> {
                 cx.c.eip = if blk.start_eip <= 0xFFFF { e & 0xFFFF } else { e };
             }
             cx.icount += last as u64 + 1;
+            let bytes = u32::from(lop.off) + last_len;
+            cx.hist.record(HistoryEntry { cs, ip: blk.start_eip, bytes, compiled: 0 });
             if TRACK {
                 cx.op_idx = 0;
             }
