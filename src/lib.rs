@@ -87,6 +87,7 @@ pub mod cli;
 pub mod diff;
 pub mod fuzz;
 pub mod guests;
+pub mod inspect;
 pub mod options;
 pub mod signals;
 pub mod sst;

@@ -11,8 +11,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{SyncReg, VcpuExit};
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, ExitCounts, IoAction, IoBus, Kick,
-    Machine, RunLimits, StepInfo, StopReason,
+    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, ExitCounts, IoAction, IoBus,
+    Kick, Machine, RunLimits, StepInfo, StopReason,
 };
 
 use crate::exits::{self, InsnKind};
