@@ -86,7 +86,8 @@ impl InspectOpts {
         let tracer = match &self.trace {
             Some(target) => {
                 let (out, name) = trace_output(target)?;
-                Some(Tracer::new(out, name, self.trace_syntax))
+                let shared = target.is_none() || name == "stdout";
+                Some(Tracer::new(out, name, self.trace_syntax, shared))
             }
             None => {
                 let bps: Vec<Breakpoint> = self.breaks.iter().map(|b| b.breakpoint()).collect();

@@ -46,6 +46,9 @@ pub struct Tracer {
     count: u64,
     /// The last [`RECENT`] lines (without the count), for stop reports.
     recent: VecDeque<String>,
+    /// Flush after every line: the output is shared with the guest's (stdout, stderr), so
+    /// the two stay in order.
+    line_flush: bool,
 }
 
 /// Why the trace ended early: the output could not be written.
@@ -53,8 +56,9 @@ pub struct Tracer {
 pub struct TraceWriteError(pub String);
 
 impl Tracer {
-    pub fn new(out: Box<dyn Write>, name: String, syntax: Syntax) -> Self {
-        Tracer { out, name, dis: Disassembler::new(syntax), count: 0, recent: VecDeque::new() }
+    pub fn new(out: Box<dyn Write>, name: String, syntax: Syntax, line_flush: bool) -> Self {
+        let dis = Disassembler::new(syntax);
+        Tracer { out, name, dis, count: 0, recent: VecDeque::new(), line_flush }
     }
 
     /// The last lines traced, oldest first.
@@ -152,8 +156,9 @@ impl Tracer {
             self.recent.pop_front();
         }
         self.recent.push_back(line.to_string());
-        writeln!(self.out, "{:>8} {line}", self.count)
-            .map_err(|e| TraceWriteError(format!("the trace to {}: {e}", self.name)))
+        let written = writeln!(self.out, "{:>8} {line}", self.count);
+        let written = if self.line_flush { written.and_then(|_| self.out.flush()) } else { written };
+        written.map_err(|e| TraceWriteError(format!("the trace to {}: {e}", self.name)))
     }
 }
 
