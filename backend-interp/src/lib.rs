@@ -35,6 +35,12 @@
 //! Breakpoints: a run resumed at the breakpoint it stopped at (same instruction count) runs
 //! that instruction; a REP resuming an iteration does not stop again.
 //!
+//! Inspection: every block run (and every compiled-loop entry) is recorded in a fixed
+//! `HistoryRing` (one array store, no allocation) for `Backend::history`. With
+//! `Backend::set_magic_break(true)`, `xchg bx, bx` (87 DB) decodes to an op that stops the run
+//! with `Breakpoint` after it (the code cache is emptied when the setting changes); when off,
+//! nothing checks for it.
+//!
 //! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered
 //! (with IF=0 the run stops `Halted` first; with IF=1 the wake-up interrupt's handler runs
 //! without it); segment loads keep the hidden limit (386 "unreal mode" behaviour); the stack

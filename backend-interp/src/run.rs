@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use iced_x86::Instruction;
 use picoqemu_core::flags::{IF, TF};
-use picoqemu_core::{HistoryEntry, InsnBytes, Machine, RunLimits, Segment, StopReason};
+use picoqemu_core::{InsnBytes, Machine, RunLimits, Segment, StopReason};
 
 use crate::breakpoints::{Breakpoints, KickFlag};
 use crate::cache::{CodeCache, MAX_BLOCK};
@@ -380,7 +380,7 @@ impl<'r> Runner<'r> {
         let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) else { return false };
         cx.icount += r.retired;
         if r.retired > 0 {
-            cx.hist.record(HistoryEntry { cs: cs.selector, ip: eip, bytes: body, compiled: r.retired });
+            cx.hist.record_compiled(cs.selector, eip, body, r.retired);
         }
         if r.demote {
             // It keeps leaving early: the interpreter is better at this block.
@@ -573,7 +573,7 @@ impl<'r> Runner<'r> {
             }
             cx.icount += last as u64 + 1;
             let bytes = u32::from(lop.off) + last_len;
-            cx.hist.record(HistoryEntry { cs, ip: blk.start_eip, bytes, compiled: 0 });
+            cx.hist.record(cs, blk.start_eip, bytes);
             if TRACK {
                 cx.op_idx = 0;
             }
