@@ -251,9 +251,7 @@ mod tests {
     fn an_abnormal_stop_shows_at_next_registers_and_history() {
         // mov ax, 1; inc ax; daa; hlt at 0000:7c00
         let m = machine_with(&[0xB8, 0x01, 0x00, 0x40, 0x27, 0xF4], 0x7C00);
-        let mut st = CpuState::default();
-        st.eip = 0x7C04;
-        let state = Ok(st);
+        let state = Ok(CpuState { eip: 0x7C04, ..CpuState::default() });
         let mut cx = context_of(&m, &state);
         cx.history.entries.push(HistoryEntry { cs: 0, ip: 0x7C00, bytes: 5, compiled: 0 });
         let stop = StopReason::Unsupported { cs: 0, ip: 0x7C04, bytes: InsnBytes::new(&[0x27]) };
