@@ -1,5 +1,5 @@
 //! The command-line interface: argument parsing (clap derive), backend selection, running a
-//! guest image and turning the [`StopReason`] into output and a process exit status.
+//! guest image and turning the [`StopReason`](picoqemu_core::StopReason) into output and a process exit status.
 //!
 //! `picoqemu` with no command runs the built-in copy of the article's program on the best
 //! backend and prints the screen; `picoqemu run IMAGE` runs a file. Exit statuses: 0 halted,
@@ -7,21 +7,22 @@
 //! 5 host error (also: the guest's output could not be written), 130 stopped by Ctrl-C.
 //! Every error line on stderr starts with `picoqemu:`. Options shared with the other commands
 //! are in [`crate::options`]; machines and backends come from [`crate::backends`].
-use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use picoqemu_core::devices::sink::{Sink, SinkTarget};
 use picoqemu_core::loader::{BOOT_SIZE, MAX_ROM_SIZE};
-use picoqemu_core::{BackendError, CoreError, CpuState, ImageKind, IoBus, LoadError, Machine, StopReason};
+use picoqemu_core::{BackendError, CoreError, CpuState, ImageKind, IoBus, LoadError, Machine};
 use thiserror::Error;
 
 use crate::backends::{self, BuildError, KvmUnavailable};
 use crate::guests::{self, GuestError};
+pub use crate::inspect::report::disassemble;
+use crate::inspect::report::push_line;
+pub(crate) use crate::inspect::report::report;
 use crate::options::{BackendChoice, CpuOpts, LimitOpts, MachineOpts};
 use crate::signals;
 
@@ -112,6 +113,8 @@ pub struct MachineArgs {
     #[command(flatten)]
     pub state: crate::state::StateOpts,
     #[command(flatten)]
+    pub inspect: crate::inspect::InspectOpts,
+    #[command(flatten)]
     pub gdb: crate::gdb::GdbOpts,
     /// When to print the VGA text screen at the end.
     #[arg(long, value_enum, default_value_t = ScreenMode::Auto)]
@@ -141,7 +144,7 @@ pub struct RunArgs {
     pub image: Option<PathBuf>,
 }
 
-/// What went wrong before or around a run (guest events are [`StopReason`]s instead).
+/// What went wrong before or around a run (guest events are [`StopReason`](picoqemu_core::StopReason)s instead).
 #[derive(Debug, Error)]
 pub enum CliError {
     /// The command line asks for something impossible.
@@ -348,17 +351,19 @@ fn run_image(
     opts.state.load_into(&mut machine, backend.as_mut())?;
     signals::install_sigint_handler()
         .map_err(|e| CliError::Host(format!("installing the Ctrl-C handler: {e}")))?;
+    let mut session = opts.inspect.start(backend.as_mut())?;
     let progress = Progress::start(backend.name());
-    let stop = opts.gdb.run(&mut machine, backend.as_mut(), opts.limits.limits(None))?;
+    let gdb = &opts.gdb;
+    let stop =
+        session.run(backend.as_mut(), &mut machine, opts.limits.limits(None), |b, m, l| gdb.run(m, b, l));
     drop(progress);
     machine.bus_mut().flush();
+    let stop = stop?;
     opts.state.save_at_stop(&machine, backend.as_mut(), &stop)?;
 
     let state = backend.state();
     let written = print_results(opts, &machine, &state);
-    if !matches!(stop, StopReason::Halted | StopReason::DebugExit(_) | StopReason::StepDone) {
-        report_stop(&stop, backend.name(), opts, &state);
-    }
+    session.finish(&stop, backend.as_ref(), &machine, &state, (&opts.limits, opts.regs));
     if let Some(e) = machine.bus().output_error() {
         return Err(CliError::Output(e));
     }
@@ -390,30 +395,6 @@ fn print_results(
     }
     let mut stdout = io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
-}
-
-/// Reports a stop other than a halt or debug exit on stderr: the reason, the instruction
-/// (for one the CPU cannot run) and, unless `--regs` printed them, the registers.
-fn report_stop(stop: &StopReason, backend: &str, opts: &MachineArgs, state: &Result<CpuState, BackendError>) {
-    let mut msg = format!("picoqemu: {backend} backend: {}", describe_stop(stop, opts));
-    if let StopReason::Unsupported { cs, ip, bytes } | StopReason::EmulationFailure { cs, ip, bytes } = stop {
-        let (len, text) = decode_one(*ip, bytes.as_slice());
-        let shown: Vec<String> = bytes.as_slice()[..len.max(1).min(bytes.as_slice().len())]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let _ = write!(msg, "\n  {cs:04x}:{ip:04x}  {:<20} {text}", shown.join(" "));
-    }
-    msg.push('\n');
-    if !opts.regs {
-        match state {
-            Ok(s) => push_line(&mut msg, &s.to_string()),
-            Err(e) => {
-                let _ = writeln!(msg, "(registers unavailable: {e})");
-            }
-        }
-    }
-    report(&msg);
 }
 
 /// How often a long `run` says it is still running (only when stderr is a terminal).
@@ -463,74 +444,6 @@ fn progress_line(backend: &str, elapsed: Duration) -> String {
     )
 }
 
-/// One line naming the stop and what to do about it.
-fn describe_stop(stop: &StopReason, opts: &MachineArgs) -> String {
-    match stop {
-        StopReason::BudgetExhausted => format!(
-            "instruction budget exhausted after {} instructions; raise --max-instructions if the guest needs more",
-            opts.limits.max_instructions.unwrap_or(0)
-        ),
-        StopReason::Timeout => format!(
-            "timeout: the guest was still running after {}; raise --timeout if it needs longer",
-            opts.limits.timeout.map(|d| format!("{d:?}")).unwrap_or_else(|| "the deadline".into())
-        ),
-        StopReason::TripleFault => {
-            "triple fault (CPU shutdown): the guest raised an exception it could not handle".into()
-        }
-        StopReason::Unsupported { .. } => {
-            format!("{stop}; the interpreter does not implement it, try --backend kvm")
-        }
-        StopReason::EmulationFailure { .. } => {
-            format!("{stop}; KVM's instruction emulator on this host cannot run it, try --backend interp")
-        }
-        StopReason::HostError(_) => format!("{stop}"),
-        StopReason::Interrupted => {
-            "stopped by Ctrl-C (SIGINT); the guest's output so far was written, its registers follow".into()
-        }
-        StopReason::Halted
-        | StopReason::DebugExit(_)
-        | StopReason::StepDone
-        | StopReason::Breakpoint { .. }
-        | StopReason::Watchpoint { .. } => stop.to_string(),
-    }
-}
-
-/// Writes `text` to stderr. Unlike `eprint!`, a closed or broken stderr is not a panic.
-pub(crate) fn report(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());
-}
-
-/// Appends `text` and a newline unless it already ends with one.
-fn push_line(out: &mut String, text: &str) {
-    out.push_str(text);
-    if !text.ends_with('\n') {
-        out.push('\n');
-    }
-}
-
-/// Disassembles the first instruction of `bytes` at `ip` (16-bit code, Intel syntax).
-pub fn disassemble(ip: u32, bytes: &[u8]) -> String {
-    decode_one(ip, bytes).1
-}
-
-/// Decodes the first instruction of `bytes`: its length (0 when undecodable) and its text.
-fn decode_one(ip: u32, bytes: &[u8]) -> (usize, String) {
-    if bytes.is_empty() {
-        return (0, "(no instruction bytes: CS:IP is outside guest RAM)".into());
-    }
-    let mut decoder = Decoder::with_ip(16, bytes, u64::from(ip), DecoderOptions::NONE);
-    let insn = decoder.decode();
-    if insn.is_invalid() {
-        return (0, "(not a valid instruction)".into());
-    }
-    let mut text = String::new();
-    let mut formatter = IntelFormatter::new();
-    formatter.options_mut().set_space_after_operand_separator(true);
-    formatter.format(&insn, &mut text);
-    (insn.len(), text)
-}
-
 fn parse_builtin(s: &str) -> Result<&'static guests::Builtin, String> {
     guests::builtin(s).ok_or_else(|| {
         let names: Vec<&str> = guests::BUILTINS.iter().map(|b| b.name).collect();
@@ -553,14 +466,6 @@ mod tests {
         let line = progress_line("kvm", Duration::from_millis(10_400));
         assert!(line.starts_with("picoqemu: the guest is still running on kvm after 10 s"), "{line}");
         assert!(line.contains("Ctrl-C stops it") && line.ends_with('\n'), "{line}");
-    }
-
-    #[test]
-    fn disassembly() {
-        assert_eq!(disassemble(0x7C00, &[0x0F, 0x01, 0xC1]), "vmcall");
-        assert_eq!(disassemble(0, &[0x27]), "daa");
-        assert_eq!(disassemble(0, &[]), "(no instruction bytes: CS:IP is outside guest RAM)");
-        assert_eq!(disassemble(0, &[0x0F, 0xFF]), "(not a valid instruction)");
     }
 
     #[test]

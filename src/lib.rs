@@ -88,6 +88,7 @@ pub mod diff;
 pub mod fuzz;
 pub mod gdb;
 pub mod guests;
+pub mod inspect;
 pub mod options;
 pub mod signals;
 pub mod sst;

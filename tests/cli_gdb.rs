@@ -311,3 +311,16 @@ fn a_port_in_use_is_a_clear_usage_error() {
     let out = common::picoqemu(&["run", "--builtin", "hello", "--gdb-wait"]);
     assert_eq!(out.status.code(), Some(2), "--gdb-wait needs --gdb");
 }
+
+#[test]
+fn gdb_owns_breakpoints_so_trace_break_and_magic_break_are_refused() {
+    for extra in [&["--trace"][..], &["--break", "0:7c00"], &["--magic-break"]] {
+        let mut args = vec!["run", "--builtin", "hello", "--gdb", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let out = common::picoqemu(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}

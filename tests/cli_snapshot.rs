@@ -17,14 +17,20 @@ fn dump_line(l: &str) -> bool {
     })
 }
 
+/// A line of a stop report's context: the `at`/`next` disassembly, the last instructions.
+fn report_line(l: &str) -> bool {
+    l.starts_with("  ") || l.starts_with("last instructions")
+}
+
 /// Exit status, stdout, stderr without picoqemu's own lines (`picoqemu:` messages and a
-/// stop's register dump: what is left is what the guest wrote to 0xE9), and the whole stderr.
+/// stop's report and register dump: what is left is what the guest wrote to 0xE9; the
+/// guests here write no line starting with two spaces), and the whole stderr.
 fn outputs(args: &[&str]) -> (Option<i32>, String, String, String) {
     let out = picoqemu(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let guest: String = stderr
         .lines()
-        .filter(|l| !l.starts_with("picoqemu: ") && !dump_line(l))
+        .filter(|l| !l.starts_with("picoqemu: ") && !dump_line(l) && !report_line(l))
         .map(|l| format!("{l}\n"))
         .collect();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), guest, stderr)

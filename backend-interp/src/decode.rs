@@ -256,6 +256,16 @@ impl B<'_> {
 
 /// Decodes the instruction at the start of `bytes` (at most 15 bytes, fewer when the CS
 /// limit cuts the fetch short).
+/// Bochs' magic breakpoint, `xchg bx, bx`.
+pub const MAGIC_BREAK: [u8; 2] = [0x87, 0xDB];
+
+/// `xchg bx, bx` while the magic breakpoint is on: a block-ending op that stops the run
+/// after it (`system::magic_break`). Decoded, and so paid for, only when the option is on.
+pub fn magic_break() -> Decoded {
+    let op = Op::new(system::magic_break, MAGIC_BREAK.len() as u8);
+    Decoded { op, ends_block: true, alone: false, fx: Fx::OPAQUE }
+}
+
 pub fn decode(bytes: &[u8], ins: &mut Instruction) -> Decoded {
     let mut d = Decoder::with_ip(16, bytes, 0, DecoderOptions::NONE);
     d.decode_out(ins);

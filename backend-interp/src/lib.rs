@@ -35,6 +35,12 @@
 //! Breakpoints: a run resumed at the breakpoint it stopped at (same instruction count) runs
 //! that instruction; a REP resuming an iteration does not stop again.
 //!
+//! Inspection: every block run (and every compiled-loop entry) is recorded in a fixed
+//! `HistoryRing` (one array store, no allocation) for `Backend::history`. With
+//! `Backend::set_magic_break(true)`, `xchg bx, bx` (87 DB) decodes to an op that stops the run
+//! with `Breakpoint` after it (the code cache is emptied when the setting changes); when off,
+//! nothing checks for it.
+//!
 //! Known, documented behaviour: a single-step (#DB) trap due after a HLT is not delivered
 //! (with IF=0 the run stops `Halted` first; with IF=1 the wake-up interrupt's handler runs
 //! without it); segment loads keep the hidden limit (386 "unreal mode" behaviour); the stack
@@ -75,8 +81,8 @@ use std::sync::Arc;
 
 use iced_x86::Instruction;
 use picoqemu_core::{
-    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, InterruptShadow, Kick, Machine,
-    RunLimits, StopReason, Watchpoint,
+    Backend, BackendError, BackendStats, Breakpoint, CpuSnapshot, CpuState, History, HistoryRing,
+    InterruptShadow, Kick, Machine, RunLimits, StopReason, Watchpoint,
 };
 
 use crate::breakpoints::{Breakpoints, KickFlag};
@@ -121,6 +127,10 @@ pub struct InterpBackend {
     halted: bool,
     /// What a restored snapshot left for the next run to do first.
     resume: Resume,
+    /// Bochs' magic breakpoint (`xchg bx, bx`) is on.
+    magic: bool,
+    /// The last stretches of code run (`Backend::history`).
+    hist: HistoryRing,
 }
 
 /// Work a restored [`CpuSnapshot`] leaves for the start of the next run.
@@ -163,6 +173,8 @@ impl InterpBackend {
             interrupt: None,
             halted: false,
             resume: Resume::default(),
+            magic: false,
+            hist: HistoryRing::default(),
         }
     }
 
@@ -227,6 +239,7 @@ impl Backend for InterpBackend {
         self.bp_resume = None;
         self.halted = false;
         self.resume = Resume::default();
+        self.hist.clear();
         Ok(())
     }
 
@@ -250,7 +263,7 @@ impl Backend for InterpBackend {
     }
 
     fn stats(&self) -> BackendStats {
-        BackendStats { instructions: Some(self.icount), exits: None }
+        BackendStats { instructions: Some(self.icount), exits: None, exit_reasons: None }
     }
 
     // Snapshots (`--save-state` / `--load-state`).
@@ -282,5 +295,23 @@ impl Backend for InterpBackend {
         self.halted = false;
         self.resume = Resume { vector: snap.pending_interrupt, halted: snap.halted };
         Ok(())
+    }
+
+    // Inspection (`--magic-break`, abnormal-stop reports).
+
+    /// Decodes `xchg bx, bx` as a stop from now on (or no longer): the code cache is emptied
+    /// when the setting changes, so nothing decoded the other way runs again. Off, nothing
+    /// is checked anywhere: the cost is at decode time only, and only when on.
+    fn set_magic_break(&mut self, on: bool) -> Result<(), BackendError> {
+        if on != self.magic {
+            self.magic = on;
+            self.cache = CodeCache::default();
+        }
+        Ok(())
+    }
+
+    /// The last [`picoqemu_core::HISTORY_LEN`] blocks run (or compiled loops entered).
+    fn history(&self) -> History {
+        self.hist.history()
     }
 }

@@ -5,7 +5,7 @@
 //! Physical addresses are linear addresses (no 1 MiB wrap) unless the machine enables A20
 //! wrapping. Addresses in an MMIO page or beyond RAM go to the bus (unclaimed ones read as
 //! all ones and drop writes).
-use picoqemu_core::{IoAction, IoBus, StopReason, Watchpoint};
+use picoqemu_core::{HistoryRing, IoAction, IoBus, StopReason, Watchpoint};
 
 use crate::cpu::{Cpu, ESP, SS};
 use crate::flow::Flow;
@@ -49,6 +49,8 @@ pub struct Ctx<'m> {
     /// The data watchpoints (empty: none; their pages are `PG_SLOW`, so only the slow paths
     /// look at this).
     pub watches: &'m [Watchpoint],
+    /// The last stretches of code run (`Backend::history`): one entry per block run.
+    pub hist: HistoryRing,
 }
 
 /// Returns the linear address of a checked memory operand, or returns the segment fault
@@ -88,6 +90,7 @@ impl<'m> Ctx<'m> {
             told: 0,
             attn: false,
             watches: &[],
+            hist: HistoryRing::default(),
         }
     }
 

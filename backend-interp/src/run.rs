@@ -58,6 +58,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     cx.attn = true;
     cx.mmio_any = !be.watches.is_empty() || cx.pages.as_slice().iter().any(|&f| f & PG_MMIO != 0);
     cx.watches = &be.watches;
+    cx.hist = be.hist;
     let mut r = Runner {
         jit_threshold: be.jit.threshold(),
         cache: &mut be.cache,
@@ -75,6 +76,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
         bp_resume: be.bp_resume,
         rep_on_bp: None,
         halted: false,
+        magic: be.magic,
     };
     let stop = match r.resume(&mut cx, std::mem::take(&mut be.resume)) {
         Some(s) => s,
@@ -91,6 +93,7 @@ pub(crate) fn run(be: &mut InterpBackend, machine: &mut Machine, limits: RunLimi
     };
     be.cpu = cx.c;
     be.icount = cx.icount;
+    be.hist = cx.hist;
     machine.bus_mut().flush();
     stop
 }
@@ -246,6 +249,8 @@ struct Runner<'r> {
     rep_on_bp: Option<u32>,
     /// The run stopped in the HLT state (see [`Runner::halt_state`]).
     halted: bool,
+    /// Bochs' magic breakpoint is on: `xchg bx, bx` decodes to `system::magic_break`.
+    magic: bool,
 }
 
 impl<'r> Runner<'r> {
@@ -364,7 +369,9 @@ impl<'r> Runner<'r> {
         let Some(th) = self.jit_threshold else { return false };
         let mut compiled = None;
         let mut to_compile = None;
+        let mut body = 0;
         if let Some((_, bytes, k, tier)) = self.cache.lookup(phys).filter(|b| fits(cs, eip, b.1)) {
+            body = bytes;
             let t = tier.get();
             if t & TIER_COMPILED != 0 {
                 if t != TIER_NO {
@@ -383,6 +390,9 @@ impl<'r> Runner<'r> {
         let budget = (self.b.hard - cx.icount).min(TIME_CHECK_INTERVAL);
         let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) else { return false };
         cx.icount += r.retired;
+        if r.retired > 0 {
+            cx.hist.record_compiled(cs.selector, eip, body, r.retired);
+        }
         if r.demote {
             // It keeps leaving early: the interpreter is better at this block.
             if let Some((.., tier)) = self.cache.lookup(phys) {
@@ -465,7 +475,10 @@ impl<'r> Runner<'r> {
             cx.c.eip = ip;
             let n = fetch(cx, &mut buf);
             cx.c.eip = save;
-            let d = decode::decode(&buf[..n], self.ins);
+            let mut d = decode::decode(&buf[..n], self.ins);
+            if self.magic && buf[..n].starts_with(&decode::MAGIC_BREAK) {
+                d = decode::magic_break();
+            }
             let len = d.op.len as usize;
             let crosses = (p & 0xFFF) + len > 0x1000;
             if n < 15 || crosses {
@@ -541,6 +554,7 @@ impl<'r> Runner<'r> {
     fn exec_chain<'c, const TRACK: bool>(&'c self, cx: &mut Ctx, mut blk: Block<'c>, tf: bool) -> Exit {
         loop {
             let mut flow = Flow::Next;
+            let cs = cx.c.segs[CS as usize].selector;
             // Index of the last op run, and its end offset in the block.
             let mut last = 0usize;
             for (i, op) in blk.ops.iter().enumerate() {
@@ -569,6 +583,8 @@ impl<'r> Runner<'r> {
                 cx.c.eip = if blk.start_eip <= 0xFFFF { e & 0xFFFF } else { e };
             }
             cx.icount += last as u64 + 1;
+            let bytes = u32::from(lop.off) + last_len;
+            cx.hist.record(cs, blk.start_eip, bytes);
             if TRACK {
                 cx.op_idx = 0;
             }

@@ -33,6 +33,17 @@ pub fn nop(_cx: &mut Ctx, _op: &Op) -> Flow {
     Flow::Next
 }
 
+/// `xchg bx, bx` with the magic breakpoint on (`Backend::set_magic_break`): exchanging BX
+/// with itself changes nothing; the run stops with `Breakpoint` at the next instruction, as
+/// Bochs stops after it.
+pub fn magic_break(cx: &mut Ctx, op: &Op) -> Flow {
+    let e = cx.c.eip.wrapping_add(u32::from(op.len));
+    let ip = if cx.c.eip <= 0xFFFF { e & 0xFFFF } else { e };
+    let cs = cx.c.segs[crate::cpu::CS as usize].selector;
+    cx.request_stop(picoqemu_core::StopReason::Breakpoint { cs, ip });
+    Flow::Next
+}
+
 /// An instruction the interpreter does not implement: stop with nothing executed.
 pub fn unsupported(_cx: &mut Ctx, _op: &Op) -> Flow {
     Flow::Unsupported

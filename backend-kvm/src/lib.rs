@@ -43,6 +43,13 @@
 //! first. Budgeted (single-step) runs check CS base + IP after each instruction instead;
 //! `step` does not stop at breakpoints.
 //!
+//! # Magic breakpoint and statistics
+//! `set_magic_break(true)` makes every run single-stepped (KVM cannot trap one opcode): the
+//! bytes at CS:IP are read before each step and a step over `xchg bx, bx` (87 DB) stops with
+//! `Breakpoint` at the next instruction, exact for generated code, at single-step speed and
+//! without interrupt injection. Every `KVM_RUN` return is counted by reason
+//! (`KvmStats::exit_reasons`, reported in `BackendStats::exit_reasons`).
+//!
 //! # Interrupts and time
 //! There is no in-kernel interrupt controller: before each `KVM_RUN` of a free run a pending
 //! request ([`picoqemu_core::Machine::interrupt_pending`]) is injected with `KVM_INTERRUPT`

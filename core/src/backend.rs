@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::history::History;
 use crate::{BackendError, CpuSnapshot, CpuState, Machine, StopReason};
 
 /// Bounds of one `run`.
@@ -35,6 +36,54 @@ pub struct BackendStats {
     pub instructions: Option<u64>,
     /// Exits to user space (KVM only).
     pub exits: Option<u64>,
+    /// Those exits by reason (KVM only).
+    pub exit_reasons: Option<ExitCounts>,
+}
+
+/// Exits to user space by reason (`--stats`), counted where the backend's run loop returns
+/// from the hypervisor: one increment per exit, no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// Port I/O (`KVM_EXIT_IO`).
+    pub io: u64,
+    /// MMIO (`KVM_EXIT_MMIO`).
+    pub mmio: u64,
+    /// HLT (`KVM_EXIT_HLT`).
+    pub hlt: u64,
+    /// Debug exits: single steps and breakpoints (`KVM_EXIT_DEBUG`).
+    pub debug: u64,
+    /// Interrupt windows opened (`KVM_EXIT_IRQ_WINDOW_OPEN`).
+    pub irq_window: u64,
+    /// Runs ended by a signal (`EINTR`: the watchdog's ticks and deadline, kicks, Ctrl-C).
+    pub signal: u64,
+    /// Shutdowns (triple faults).
+    pub shutdown: u64,
+    /// Internal errors (emulation failures).
+    pub internal_error: u64,
+    /// Anything else (failed entries, unexpected exits, failed ioctls).
+    pub other: u64,
+}
+
+impl ExitCounts {
+    /// Every reason with its short name and count, in a fixed order.
+    pub fn by_reason(&self) -> [(&'static str, u64); 9] {
+        [
+            ("io", self.io),
+            ("mmio", self.mmio),
+            ("hlt", self.hlt),
+            ("debug", self.debug),
+            ("irq-window", self.irq_window),
+            ("signal", self.signal),
+            ("shutdown", self.shutdown),
+            ("internal-error", self.internal_error),
+            ("other", self.other),
+        ]
+    }
+
+    /// The sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.by_reason().iter().map(|&(_, n)| n).sum()
+    }
 }
 
 /// An execution breakpoint: the CPU stops with [`StopReason::Breakpoint`] before it executes
@@ -197,6 +246,24 @@ pub trait Backend {
     fn restore_cpu_snapshot(&mut self, snapshot: &CpuSnapshot) -> Result<(), BackendError> {
         let _ = snapshot;
         Err(BackendError::new(self.name(), "this backend cannot load a CPU snapshot"))
+    }
+
+    // --- Inspection (`--trace`, `--break`, `--magic-break`, `--stats`). ---
+
+    /// Honours Bochs' magic breakpoint: with `on`, executing `xchg bx, bx` (87 DB) ends the
+    /// run with [`StopReason::Breakpoint`] at the instruction after it, as Bochs stops. A
+    /// backend that cannot do it returns an error when asked to switch it on.
+    fn set_magic_break(&mut self, on: bool) -> Result<(), BackendError> {
+        if !on {
+            return Ok(());
+        }
+        Err(BackendError::new(self.name(), "this backend does not support the magic breakpoint"))
+    }
+
+    /// The last stretches of code the CPU ran, oldest first (see [`History`]); empty when
+    /// the backend does not know them.
+    fn history(&self) -> History {
+        History::default()
     }
 }
 

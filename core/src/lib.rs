@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod device;
 pub mod devices;
 pub mod error;
+pub mod history;
 pub mod irq;
 pub mod loader;
 pub mod machine;
@@ -22,13 +23,15 @@ pub mod snapshot;
 pub mod stop;
 
 pub use backend::{
-    Backend, BackendStats, Breakpoint, BreakpointKind, Kick, RunLimits, StepInfo, WatchKind, Watchpoint,
+    Backend, BackendStats, Breakpoint, BreakpointKind, ExitCounts, Kick, RunLimits, StepInfo, WatchKind,
+    Watchpoint,
 };
-pub use bus::{DeviceHandle, IoAction, IoBus, IoStats};
+pub use bus::{DeviceHandle, DeviceStats, IoAction, IoBus, IoStats};
 pub use clock::{Clock, TimeMode};
 pub use cpu::{flags, CpuState, Gpr, SegReg, Segment};
 pub use device::{Claim, CoalescibleRange, Device, DeviceCtx, InterruptController, Space};
 pub use error::{BackendError, BusError, CoreError};
+pub use history::{History, HistoryEntry, HistoryRing, HISTORY_LEN};
 pub use loader::{load_image, ImageKind, LoadError};
 pub use machine::{Machine, MachineConfig, Platform};
 pub use ram::{GuestRam, RamHandle};

@@ -34,8 +34,9 @@ pub const EXIT_KILLED: i32 = 137;
 #[derive(Debug, Clone, Default, Args)]
 pub struct GdbOpts {
     /// Serve the GDB remote protocol on ADDR:PORT (e.g. 127.0.0.1:1234; port 0 picks a free
-    /// one, announced on stderr). The guest runs at once; connecting GDB stops it.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// one, announced on stderr). The guest runs at once; connecting GDB stops it. GDB then
+    /// owns breakpoints and stepping, so --trace, --break and --magic-break cannot be added.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["trace", "breaks", "magic_break"])]
     pub gdb: Option<SocketAddr>,
     /// With --gdb: wait for GDB to connect before the first instruction.
     #[arg(long, requires = "gdb")]

@@ -13,6 +13,9 @@ use picoqemu_core::{BackendError, Breakpoint, BreakpointKind, Machine, StopReaso
 use super::KvmBackend;
 use crate::step::StepEvent;
 
+/// Bochs' magic breakpoint, `xchg bx, bx`.
+pub const MAGIC_BREAK: [u8; 2] = [0x87, 0xDB];
+
 /// Debug registers for execution breakpoints.
 pub const MAX_BREAKPOINTS: usize = 4;
 
@@ -121,5 +124,18 @@ impl KvmBackend {
             return Some(StopReason::HostError(e.to_string()));
         }
         self.breakpoint_here()
+    }
+
+    /// True when the instruction at CS:IP is Bochs' magic breakpoint `xchg bx, bx` (87 DB).
+    pub(super) fn at_magic_break(&mut self, machine: &mut Machine) -> bool {
+        let sync = self.vm.vcpu.sync_regs_mut();
+        let (cs_base, ip) = (sync.sregs.cs.base as u32, sync.regs.rip as u16);
+        let (bytes, n) = crate::exits::fetch(machine.ram_mut().bytes(), cs_base, ip);
+        bytes[..n].starts_with(&MAGIC_BREAK)
+    }
+
+    /// The stop after a magic breakpoint: `Breakpoint` at the instruction after it.
+    pub(super) fn magic_stop(&mut self) -> StopReason {
+        self.breakpoint_stop()
     }
 }

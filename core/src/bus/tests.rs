@@ -308,3 +308,34 @@ fn pit_ticks_interrupt_through_the_pic() {
     assert!(!bus.interrupt_pending());
     assert_eq!(bus.next_event_ns(), None, "reset stops the timer");
 }
+
+/// The accesses `name` served, as `(reads, writes)`.
+fn served(bus: &IoBus, name: &str) -> (u64, u64) {
+    let s = bus.device_stats().into_iter().find(|d| d.name == name).expect("device registered");
+    (s.reads, s.writes)
+}
+
+#[test]
+fn device_stats_count_what_each_device_served() {
+    let mut bus = IoBus::capturing();
+    bus.register(MmioConsole::new(0xD0000, Sink::capture())).unwrap();
+    assert!(bus.device_stats().iter().all(|d| d.reads == 0 && d.writes == 0));
+    assert_eq!(bus.pio_write(0xE9, b"A"), IoAction::Continue);
+    assert_eq!(bus.pio_write(0xE9, b"B"), IoAction::Continue);
+    // A word write to the byte-wide UART is two accesses as COM1 sees them.
+    assert_eq!(bus.pio_write(0x3F8, &[1, 0]), IoAction::Continue);
+    let mut b = [0u8];
+    bus.pio_read(0x3FD, &mut b);
+    assert_eq!(bus.mmio_write(0xD0000, b"Z"), IoAction::Continue);
+    let mut cnt = [0u8; 4];
+    bus.mmio_read(0xD0004, &mut cnt);
+    // Unclaimed space is counted by the bus, not by any device.
+    assert_eq!(bus.pio_write(0x1234, &[1]), IoAction::Continue);
+    assert_eq!(served(&bus, "debug console"), (0, 2));
+    assert_eq!(served(&bus, "16550 UART"), (1, 2));
+    assert_eq!(served(&bus, "MMIO console"), (1, 1));
+    let total: u64 = bus.device_stats().iter().map(|d| d.reads + d.writes).sum();
+    assert_eq!(total, 7);
+    bus.reset();
+    assert_eq!(served(&bus, "16550 UART"), (0, 0));
+}
