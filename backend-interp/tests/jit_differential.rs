@@ -1,7 +1,7 @@
 //! Randomized differential test of the compiled-block tier (JIT) against the plain interpreter.
 //!
 //! A deterministic generator (`picoqemu_verify::gen::loops`) builds thousands of small real-mode loop programs with
-//! iced-x86 (random eligible instructions, operand sizes, registers, immediates, 16-bit memory
+//! iced-x86 (random eligible instructions, operand sizes, registers, immediates, 16- and 32-bit memory
 //! operands with segment overrides, random back-branch kinds) plus programs that force side
 //! exits (stores into the code page, self-modifying immediates, offsets at FFFF, the MMIO
 //! console, A20 wrap and the high memory area). Each runs on fresh machines under

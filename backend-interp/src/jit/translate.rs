@@ -6,7 +6,9 @@
 //! block start) made of the instructions whose host encoding has exactly the guest's
 //! semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and rotates, LEA,
 //! MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate bit,
-//! CLC/STC/CMC, NOP — with 16-bit addressing. Anything else makes the block ineligible and it
+//! CLC/STC/CMC, NOP — with 16-bit addressing or 32-bit addressing (67h: any base, scaled
+//! index and 32-bit displacement; an offset past FFFFh leaves for the interpreter, which
+//! raises the fault). Anything else makes the block ineligible and it
 //! stays interpreted. Each guest instruction is re-encoded for the host with its registers
 //! renamed, so flags come from the host CPU exactly as KVM's emulator computes them.
 //!
@@ -146,13 +148,54 @@ fn seg_index(r: Register) -> Option<usize> {
     })
 }
 
+/// An effective-address recipe: 16-bit (`base + index + disp` modulo 64 KiB) or, with the
+/// address-size prefix (`wide`), 32-bit (`base + (index << scale) + disp` modulo 2^32, which
+/// must then not pass the 64 KiB segment limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addr {
+    base: Option<usize>,
+    index: Option<usize>,
+    /// Index shift (0..=3); always 0 for 16-bit addressing.
+    scale: u8,
+    disp: u32,
+    wide: bool,
+}
+
+impl Addr {
+    /// The recipe of `ins`'s memory operand (`None`: not expressible).
+    fn of(ins: &Instruction) -> Option<Addr> {
+        let (b, x) = (ins.memory_base(), ins.memory_index());
+        if b.size() == 4 || x.size() == 4 || ins.memory_displ_size() == 4 {
+            let reg32 = |r: Register| match r {
+                Register::None => Some(None),
+                r if r.size() == 4 => gpr_index(r).map(Some),
+                _ => Option::None,
+            };
+            let scale = match ins.memory_index_scale() {
+                1 => 0,
+                2 => 1,
+                4 => 2,
+                8 => 3,
+                _ => return None,
+            };
+            let disp = ins.memory_displacement32();
+            return Some(Addr { base: reg32(b)?, index: reg32(x)?, scale, disp, wide: true });
+        }
+        let disp = ins.memory_displacement32() & 0xFFFF;
+        Some(Addr { base: addr_reg(b)?, index: addr_reg(x)?, scale: 0, disp, wide: false })
+    }
+
+    /// Guest GPRs (bit per index) the address is computed from.
+    fn regs(&self) -> u8 {
+        self.base.map_or(0, |b| 1u8 << b) | self.index.map_or(0, |x| 1u8 << x)
+    }
+}
+
 /// A memory operand as the checks see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MemRef {
     seg: usize,
-    base: Option<usize>,
-    index: Option<usize>,
-    disp: u16,
+    addr: Addr,
     size: u32,
 }
 
@@ -163,8 +206,8 @@ enum Emit {
     Native(Instruction),
     /// Same, after copying guest CL into host CL (shift/rotate by CL).
     NativeCl(Instruction),
-    /// LEA: the 16-bit effective address into a register of `width` bytes.
-    Lea { dst: usize, width: u32, base: Option<usize>, index: Option<usize>, disp: u16 },
+    /// LEA: the effective address into a register of `width` bytes.
+    Lea { dst: usize, width: u32, addr: Addr },
     /// Nothing (NOP).
     Nothing,
 }
@@ -291,19 +334,18 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     if m == Mnemonic::Nop {
         return Some(Planned { emit: Emit::Nothing, mem: None, write: false, writes: 0, off });
     }
-    // Memory operand (16-bit addressing only).
+    // Memory operand (16- or 32-bit addressing).
     let mut mem = None;
     let mut mem_op = None;
     for i in 0..ins.op_count() {
         if ins.op_kind(i) == OpKind::Memory {
-            let base = addr_reg(ins.memory_base())?;
-            let index = addr_reg(ins.memory_index())?;
+            let addr = Addr::of(ins)?;
             let size = ins.memory_size().size() as u32;
             if !matches!(size, 1 | 2 | 4) && m != Mnemonic::Lea {
                 return None;
             }
             let seg = seg_index(ins.memory_segment())?;
-            mem = Some(MemRef { seg, base, index, disp: ins.memory_displacement32() as u16, size });
+            mem = Some(MemRef { seg, addr, size });
             mem_op = Some(i);
         }
     }
@@ -322,7 +364,7 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
             return None;
         }
         note_write(dst);
-        let emit = Emit::Lea { dst: g, width, base: mr.base, index: mr.index, disp: mr.disp };
+        let emit = Emit::Lea { dst: g, width, addr: mr.addr };
         return Some(Planned { emit, mem: None, write: false, writes, off });
     }
     if matches!(m, Mnemonic::Bt | Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc)
@@ -486,8 +528,7 @@ fn check_groups(plans: &[Planned]) -> Vec<(bool, bool)> {
             }
         }
         if let Some((c, _)) = cur {
-            let regs = c.base.map_or(0, |b| 1u8 << b) | c.index.map_or(0, |x| 1u8 << x);
-            if p.writes & regs != 0 {
+            if p.writes & c.addr.regs() != 0 {
                 cur = None;
             }
         }
@@ -495,19 +536,19 @@ fn check_groups(plans: &[Planned]) -> Vec<(bool, bool)> {
     out
 }
 
-/// `esi`/`edi` ← the 16-bit effective address `base + index + disp`.
-fn emit_ea(
-    a: &mut CodeAssembler,
-    dst: AsmRegister32,
-    base: Option<usize>,
-    index: Option<usize>,
-    disp: u16,
-) -> Result<(), IcedError> {
-    let d = disp as i32;
-    match (base, index) {
-        (None, None) => return a.mov(dst, disp as u32),
-        (Some(b), None) | (None, Some(b)) => a.lea(dst, ptr(host64(b) + d))?,
-        (Some(b), Some(x)) => a.lea(dst, ptr(host64(b) + host64(x) + d))?,
+/// `esi`/`edi` ← the effective address of `ad` (zero-extended to 64 bits).
+fn emit_ea(a: &mut CodeAssembler, dst: AsmRegister32, ad: &Addr) -> Result<(), IcedError> {
+    // A 16-bit displacement is positive here: the 16-bit result is taken modulo 64 KiB below.
+    let d = ad.disp as i32;
+    let scale = 1u32 << ad.scale;
+    match (ad.base, ad.index) {
+        (None, None) => return a.mov(dst, ad.disp),
+        (Some(b), None) => a.lea(dst, ptr(host64(b) + d))?,
+        (None, Some(x)) => a.lea(dst, ptr(host64(x) * scale + d))?,
+        (Some(b), Some(x)) => a.lea(dst, ptr(host64(b) + host64(x) * scale + d))?,
+    }
+    if ad.wide {
+        return Ok(());
     }
     let dst16 = if dst == esi { si } else { di };
     a.movzx(dst, dst16)
@@ -568,9 +609,20 @@ fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Resul
             if !reuse {
                 let exit = a.create_label();
                 exits.push((exit, p.off, k - i as u32));
-                emit_ea(&mut a, esi, mr.base, mr.index, mr.disp)?;
+                emit_ea(&mut a, esi, &mr.addr)?;
                 let tab = if for_write { F_WR } else { F_RD };
                 let s = mr.size as i32;
+                if mr.addr.wide {
+                    // A 32-bit offset must end by 0xFFFF (the limit the tier runs with);
+                    // past it the interpreter raises #GP/#SS.
+                    a.lea(rcx, ptr(rsi + (s - 1)))?;
+                    a.mov(edi, 16u32)?;
+                    a.shrx(rcx, rcx, rdi)?;
+                    let mut ok = a.create_label();
+                    a.jrcxz(ok)?;
+                    a.jmp(exit)?;
+                    a.set_label(&mut ok)?;
+                }
                 if s > 1 {
                     a.lea(edi, ptr(rsi + (s - 1)))?;
                     a.shrx(edi, edi, r11d)?;
@@ -603,8 +655,8 @@ fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Resul
                 a.mov(ecx, ebp)?;
                 a.add_instruction(h)?;
             }
-            Emit::Lea { dst, width, base, index, disp } => {
-                emit_ea(&mut a, edi, base, index, disp)?;
+            Emit::Lea { dst, width, addr } => {
+                emit_ea(&mut a, edi, &addr)?;
                 if width == 4 {
                     a.mov(host32(dst), edi)?;
                 } else {
@@ -755,6 +807,24 @@ mod tests {
                 assert!(translate(&b, eip, count(&b), 0x1000).is_some(), "eip {eip:#x}");
             }
         }
+    }
+
+    #[test]
+    fn translates_32bit_addressing() {
+        // The inner loop of a gcc -m16 matrix product: scaled index, 32-bit displacement.
+        let a32 = block(
+            |a| {
+                a.mov(edx, dword_ptr(edi + eax * 4 + 0x3540))?;
+                a.imul_2(edx, dword_ptr(ebx + eax * 4 + 0x1CC0))?;
+                a.add(eax, 1)?;
+                a.lea(esi, ptr(esp + ecx * 8 - 4))?;
+                a.mov(byte_ptr(0x1234u32), al)?;
+                a.add(ecx, edx)?;
+                a.cmp(eax, 0x1C)
+            },
+            |a, l| a.jne(l),
+        );
+        assert!(translate(&a32, 0x100, count(&a32), 0x1000).is_some());
     }
 
     #[test]

@@ -283,6 +283,8 @@ struct Ctx {
     segs: Vec<Register>,
     /// Percent of r/m operands that are memory.
     mem_pct: u64,
+    /// Half of the memory operands use 32-bit addressing (67h).
+    a32: bool,
 }
 
 enum Opnd {
@@ -309,6 +311,9 @@ fn make(code: Code, ops: &[Opnd]) -> Option<Instruction> {
 }
 
 fn mem_operand(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
+    if cx.a32 && rng.chance(1, 2) {
+        return mem_operand32(rng, cx);
+    }
     let forms: Vec<(Register, Register)> = ADDR16_FORMS
         .iter()
         .copied()
@@ -343,6 +348,34 @@ fn mem_operand(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
         },
     };
     MemoryOperand::new(base, index, 1, d, size as u32, false, seg)
+}
+
+/// A 32-bit-addressing operand (67h): base and index among the address registers, any scale;
+/// an offset past FFFFh faults (#GP, #SS on the stack segment).
+fn mem_operand32(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
+    let regs: Vec<Register> =
+        [3usize, 5, 6, 7].iter().filter(|&&g| cx.bases & (1 << g) != 0).map(|&g| R32[g]).collect();
+    let mut pick = |rng: &mut SplitMix64| {
+        if regs.is_empty() || rng.chance(1, 4) {
+            Register::None
+        } else {
+            *rng.pick(&regs)
+        }
+    };
+    let (base, index) = (pick(rng), pick(rng));
+    let scale = *rng.pick(&[1u32, 2, 4, 8]);
+    let seg = *rng.pick(&cx.segs);
+    let (d, size) = match rng.below(3) {
+        0 if base != Register::None => (0, 0),
+        1 if base != Register::None => (rng.below(0x80) as i64 - if rng.chance(1, 8) { 0x80 } else { 0 }, 1),
+        _ => match cx.disp {
+            Disp::Small => (rng.below(0x800) as i64, 4),
+            // Mostly small, so that bases near FFFFh cross the limit by a few bytes.
+            Disp::Any if rng.chance(1, 4) => (rng.value(32) as i32 as i64, 4),
+            Disp::Any => (rng.below(0x200) as i64, 4),
+        },
+    };
+    MemoryOperand::new(base, index, scale, d, size, false, seg)
 }
 
 fn reg_of(rng: &mut SplitMix64, table: &[Register; 8]) -> Register {
@@ -723,6 +756,15 @@ pub fn generate(rng: &mut SplitMix64, cat: &Catalogue) -> Program {
         };
         init.gpr[g] = (init.gpr[g] & 0xFFFF_0000) | lo;
     }
+    // 32-bit addressing: base registers mostly without upper bits (those fault).
+    let a32 = rng.chance(1, 3);
+    if a32 {
+        for &g in &addr_regs {
+            if bases & (1 << g) != 0 && !rng.chance(1, 5) {
+                init.gpr[g] &= 0xFFFF;
+            }
+        }
+    }
     // Segment overrides: the default segment most of the time.
     let mut segs = vec![Register::None; 6];
     segs.extend_from_slice(&SEGS);
@@ -754,7 +796,7 @@ pub fn generate(rng: &mut SplitMix64, cat: &Catalogue) -> Program {
         }
         _ => {}
     }
-    let cx = Ctx { no_write, bases, disp, segs, mem_pct: if rng.chance(1, 5) { 70 } else { 35 } };
+    let cx = Ctx { no_write, bases, disp, segs, mem_pct: if rng.chance(1, 5) { 70 } else { 35 }, a32 };
 
     let mut info = InstructionInfoFactory::new();
     let n_prefix = if rng.chance(1, 2) { rng.range(1, 3) } else { 0 };
@@ -1025,7 +1067,8 @@ pub fn generate_fat(
     let mut segs = vec![Register::None; 6];
     segs.extend_from_slice(&SEGS[..1]);
     segs.extend_from_slice(&SEGS[2..]);
-    let cx = Ctx { no_write: 0b1110_1010, bases: 0b1110_1000, disp: Disp::Small, segs, mem_pct: 80 };
+    let cx =
+        Ctx { no_write: 0b1110_1010, bases: 0b1110_1000, disp: Disp::Small, segs, mem_pct: 80, a32: false };
     let mut info = InstructionInfoFactory::new();
     let mut a = CodeAssembler::new(16).ok()?;
     for _ in 0..loops {
