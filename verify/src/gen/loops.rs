@@ -355,7 +355,7 @@ fn mem_operand(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
 fn mem_operand32(rng: &mut SplitMix64, cx: &Ctx) -> MemoryOperand {
     let regs: Vec<Register> =
         [3usize, 5, 6, 7].iter().filter(|&&g| cx.bases & (1 << g) != 0).map(|&g| R32[g]).collect();
-    let mut pick = |rng: &mut SplitMix64| {
+    let pick = |rng: &mut SplitMix64| {
         if regs.is_empty() || rng.chance(1, 4) {
             Register::None
         } else {
