@@ -31,7 +31,7 @@ use crate::cache::{CodeCache, MAX_BLOCK};
 use crate::cpu::CS;
 use crate::decode::{self, Fx};
 use crate::flow::Flow;
-use crate::jit::{JitTier, TIER_COMPILED, TIER_NO};
+use crate::jit::{CompileOutcome, JitTier, TIER_COMPILED, TIER_NO};
 use crate::op::Op;
 use crate::operand::{Ctx, PG_DIRTY, PG_MMIO, PG_SLOW};
 use crate::{interrupt, opt, system, InterpBackend};
@@ -368,30 +368,28 @@ impl<'r> Runner<'r> {
     fn try_compiled(&mut self, cx: &mut Ctx, cs: &Segment, eip: u32, phys: usize) -> bool {
         let Some(th) = self.jit_threshold else { return false };
         let mut compiled = None;
-        let mut to_compile = None;
-        let mut body = 0;
-        if let Some((_, bytes, k, tier)) = self.cache.lookup(phys).filter(|b| fits(cs, eip, b.1)) {
-            body = bytes;
+        let mut to_compile = false;
+        if let Some((.., tier)) = self.cache.lookup(phys).filter(|b| fits(cs, eip, b.1)) {
             let t = tier.get();
             if t & TIER_COMPILED != 0 {
                 if t != TIER_NO {
                     compiled = Some(t);
                 }
             } else if t >= th {
-                to_compile = Some((bytes as usize, k));
+                to_compile = true;
             } else {
                 tier.set(t + 1);
             }
         }
-        if let Some((bytes, k)) = to_compile {
-            compiled = self.compile(cx, phys, bytes, eip, k);
+        if to_compile {
+            compiled = self.compile(cx, cs, phys, eip);
         }
         let Some(t) = compiled else { return false };
         let budget = (self.b.hard - cx.icount).min(TIME_CHECK_INTERVAL);
         let Some(r) = self.jit.run(t, &mut cx.c, cx.ram, &cx.pages, eip, budget) else { return false };
         cx.icount += r.retired;
         if r.retired > 0 {
-            cx.hist.record_compiled(cs.selector, eip, body, r.retired);
+            cx.hist.record_compiled(cs.selector, eip, r.bytes, r.retired);
         }
         if r.demote {
             // It keeps leaving early: the interpreter is better at this block.
@@ -402,20 +400,31 @@ impl<'r> Runner<'r> {
         r.retired > 0
     }
 
-    /// Translates the hot cached block at `phys`; its compiled-tier value when it compiled.
+    /// Translates the loop region starting at the hot cached block at `phys` (guest code up
+    /// to the end of its page and of the CS limit); its compiled-tier value when it compiled.
+    /// The region's code lines join the page's, so stores to any of them drop it.
     #[cold]
-    fn compile(&mut self, cx: &Ctx, phys: usize, bytes: usize, eip: u32, insns: u64) -> Option<u32> {
-        let (t, flushed) = match cx.ram.get(phys..phys + bytes) {
-            Some(code) => self.jit.compile(code, eip, insns),
-            None => (TIER_NO, false),
+    fn compile(&mut self, cx: &mut Ctx, cs: &Segment, phys: usize, eip: u32) -> Option<u32> {
+        let page_end = (phys | 0xFFF) + 1;
+        let limit_end = phys + (cs.limit.saturating_sub(eip) as usize).saturating_add(1);
+        let end = page_end.min(limit_end).min(cx.ram.len());
+        let out = match cx.ram.get(phys..end) {
+            Some(code) if end > phys => self.jit.compile(code, eip),
+            _ => CompileOutcome { tier: TIER_NO, flushed: false, bytes: 0 },
         };
-        if flushed {
+        if out.flushed {
             self.cache.reset_tiers();
         }
-        if let Some((.., tier)) = self.cache.lookup(phys) {
-            tier.set(t);
+        if out.tier != TIER_NO {
+            match self.cache.add_code(phys, out.bytes as usize, cx.ram) {
+                Some(lines) => cx.pages.mark_code(phys >> 12, lines),
+                None => return None,
+            }
         }
-        (t != TIER_NO).then_some(t)
+        if let Some((.., tier)) = self.cache.lookup(phys) {
+            tier.set(out.tier);
+        }
+        (out.tier != TIER_NO).then_some(out.tier)
     }
 
     /// No runnable cached block at CS:EIP: stops at a breakpoint there, or decodes a block

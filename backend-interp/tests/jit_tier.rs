@@ -216,6 +216,53 @@ fn self_modifying_loop_agrees() {
 }
 
 #[test]
+fn patching_region_code_no_block_was_decoded_from_is_seen() {
+    // The region at `head` reaches `far` (a forward branch, 80 bytes away) and its back
+    // edge; the first pass never runs `far`, so no cached block covers it. Between the
+    // passes the program rewrites far's immediate: the compiled region must be dropped.
+    let code = asm(|a| {
+        let (mut outer, mut head, mut far, mut done) =
+            (a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        a.mov(cx, 2u32)?;
+        a.xor(si, si)?;
+        a.xor(bx, bx)?;
+        a.set_label(&mut outer)?;
+        a.mov(dx, 20u32)?;
+        a.set_label(&mut head)?;
+        a.inc(ax)?;
+        a.test(si, si)?;
+        a.jnz(far)?;
+        a.dec(dx)?;
+        a.jnz(head)?;
+        a.jmp(done)?;
+        for _ in 0..80 {
+            a.nop()?;
+        }
+        a.set_label(&mut far)?;
+        a.db(&[0x81, 0xC3, 0x11, 0x11])?; // add bx, 0x1111
+        a.dec(dx)?;
+        a.jnz(head)?;
+        a.jmp(done)?;
+        for _ in 0..80 {
+            a.nop()?;
+        }
+        a.set_label(&mut done)?;
+        a.mov(word_ptr(0).cs(), 0x2222u32)?; // patched below to point at far's immediate
+        a.mov(si, 1u32)?;
+        a.loop_(outer)?;
+        a.hlt()
+    });
+    let mut code = code;
+    let far = code.windows(4).position(|w| w == [0x81, 0xC3, 0x11, 0x11]).expect("add bx, 0x1111") as u16;
+    let store = code.windows(3).position(|w| w == [0x2E, 0xC7, 0x06]).expect("mov cs:[disp16], imm16");
+    code[store + 3..store + 5].copy_from_slice(&(far + 2).to_le_bytes());
+    let out = agree(&code, JitMode::Eager, None, false, |_| {});
+    assert_eq!(out.stops, vec![StopReason::Halted]);
+    assert_eq!(out.states[0].gpr[3], (20 * 0x2222) & 0xFFFF);
+    assert!(out.jit.compiled >= 2, "{:?}", out.jit);
+}
+
+#[test]
 fn segment_limit_fault_inside_the_loop_pushes_the_same_flags() {
     // SI walks up to FFFF: the word load there faults (#GP) into the HLT handler, and the
     // FLAGS image it pushes must carry the INC's flags, not anything the checks computed.

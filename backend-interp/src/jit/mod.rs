@@ -1,13 +1,18 @@
-//! The compiled-block tier: hot self-looping blocks become host x86-64 code.
+//! The compiled tier: hot loops become host x86-64 code.
 //!
 //! The interpreter counts how often each cached block starts; a block that reaches the
-//! threshold ([`JitMode`]) is handed to `translate.rs`, which either produces host code or
-//! declines (then the block stays interpreted for good). A compiled block runs whole passes of
-//! its loop until the loop ends, the instruction budget would be overrun, or a memory access
-//! needs the interpreter (MMIO, a page holding code, a segment-limit overrun, A20 wrap): then
-//! it returns to the step loop with EIP at the first instruction not run, so the interpreter
-//! resumes exactly there. Results are identical to the interpreter's, flags included, except
-//! flags the SDM leaves undefined, which come from the host CPU (as under KVM's emulator);
+//! threshold ([`JitMode`]) is handed to `translate.rs` with the rest of its page: `region.rs`
+//! finds the loop region it heads (through the last branch back to it, inner branches and
+//! blocks included) and `translate.rs` either produces host code or declines (then the block
+//! stays interpreted for good). The region's code lines join the page's code lines, so a
+//! store to any of them drops it like any cached block. Compiled code runs passes of its
+//! loop until control leaves the region (a branch out, an instruction it leaves to the
+//! interpreter), the instruction budget would be overrun, or a memory access needs the
+//! interpreter (MMIO, a page holding code, a segment-limit overrun, A20 wrap): then it
+//! returns to the step loop with EIP at the first instruction not run, so the interpreter
+//! resumes exactly there. A region that keeps leaving early is handed back to the
+//! interpreter. Results are identical to the interpreter's, flags included, except flags the
+//! SDM leaves undefined, which come from the host CPU (as under KVM's emulator);
 //! `docs/known-differences.md` lists that.
 //!
 //! Only built for x86-64 Linux hosts with BMI2; elsewhere [`JitTier::new`] returns a tier that
@@ -16,6 +21,7 @@
 //! contract with the types it is given: a [`Pages`] view (every page beyond RAM is `PG_SLOW` by
 //! construction) and the RAM slice it checks that view against.
 mod exec;
+mod region;
 mod translate;
 
 use crate::cpu::Cpu;
@@ -69,13 +75,30 @@ pub struct JitStats {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     off: usize,
+    /// Instructions of the region.
     insns: u32,
-    /// Runs that ended before one whole pass (a side exit).
+    /// Bytes of guest code it covers.
+    bytes: u32,
+    /// Runs that left early (a leave or a failed memory check) having retired fewer than
+    /// [`USEFUL_RUN`] instructions (or the whole region).
     early: u32,
 }
 
-/// Early exits after which a compiled block is given back to the interpreter.
+/// Early exits after which a compiled region is given back to the interpreter.
 const MAX_EARLY_EXITS: u32 = 16;
+/// Instructions a run must retire before leaving early to be worth entering compiled code.
+const USEFUL_RUN: u64 = 16;
+
+/// What [`JitTier::compile`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOutcome {
+    /// The tier value to store in the head block: `TIER_COMPILED | id`, or [`TIER_NO`].
+    pub tier: u32,
+    /// The code buffer was emptied on the way (every other block's compiled tier is stale).
+    pub flushed: bool,
+    /// Bytes of guest code the compiled region covers from its start (0 when declined).
+    pub bytes: u32,
+}
 
 /// The outcome of [`JitTier::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +107,8 @@ pub struct JitRun {
     pub retired: u64,
     /// The block should stay interpreted from now on (it keeps exiting early).
     pub demote: bool,
+    /// Bytes of guest code the region covers (for the history).
+    pub bytes: u32,
 }
 
 /// Compiled code and its bookkeeping.
@@ -128,31 +153,32 @@ impl JitTier {
         }
     }
 
-    /// Translates the block `bytes` (EIP `start_eip`, `insns` instructions). Returns the tier
-    /// value to store in the block (`TIER_COMPILED | id`, or [`TIER_NO`]) and whether the code
-    /// buffer was emptied on the way (then every other block's compiled tier is stale).
-    pub fn compile(&mut self, bytes: &[u8], start_eip: u32, insns: u64) -> (u32, bool) {
+    /// Translates the loop region at the start of `code` (EIP `start_eip`; `code` ends at
+    /// the end of its page).
+    pub fn compile(&mut self, code: &[u8], start_eip: u32) -> CompileOutcome {
+        let no = |flushed| CompileOutcome { tier: TIER_NO, flushed, bytes: 0 };
         if self.buf.is_none() {
             match exec::ExecBuf::new(CODE_BYTES) {
                 Ok(b) => self.buf = Some(b),
                 Err(_) => {
                     self.mode = JitMode::Off;
-                    return (TIER_NO, false);
+                    return no(false);
                 }
             }
         }
-        let Some(buf) = self.buf.as_mut() else { return (TIER_NO, false) };
+        let Some(buf) = self.buf.as_mut() else { return no(false) };
         let mut flushed = false;
         loop {
-            let Some(c) = translate::translate(bytes, start_eip, insns, buf.next_addr()) else {
+            let Some(c) = translate::translate(code, start_eip, buf.next_addr()) else {
                 self.stats.declined += 1;
-                return (TIER_NO, flushed);
+                return no(flushed);
             };
             match buf.append(&c.code) {
                 Ok(Some(off)) if self.entries.len() < (TIER_COMPILED - 1) as usize => {
-                    self.entries.push(Entry { off, insns: c.insns, early: 0 });
+                    self.entries.push(Entry { off, insns: c.insns, bytes: c.bytes, early: 0 });
                     self.stats.compiled += 1;
-                    return (TIER_COMPILED | (self.entries.len() as u32 - 1), flushed);
+                    let tier = TIER_COMPILED | (self.entries.len() as u32 - 1);
+                    return CompileOutcome { tier, flushed, bytes: c.bytes };
                 }
                 Ok(_) if !flushed => {
                     // Full: start over (the caller resets every block's tier).
@@ -162,9 +188,9 @@ impl JitTier {
                     flushed = true;
                 }
                 _ => {
-                    // mprotect failed, or a block larger than the whole buffer: stop compiling.
+                    // mprotect failed, or a region larger than the whole buffer: stop compiling.
                     self.mode = JitMode::Off;
-                    return (TIER_NO, flushed);
+                    return no(flushed);
                 }
             }
         }
@@ -225,13 +251,14 @@ impl JitTier {
         self.stats.runs += 1;
         self.stats.instructions += retired;
         let mut demote = retired == 0;
-        if retired < e.insns as u64 {
+        let early = ctx.exit & u64::from(translate::EXIT_EARLY) != 0;
+        if early && retired < u64::from(e.insns).min(USEFUL_RUN) {
             if let Some(entry) = self.entries.get_mut((tier & !TIER_COMPILED) as usize) {
                 entry.early += 1;
                 demote |= entry.early >= MAX_EARLY_EXITS;
             }
         }
-        Some(JitRun { retired, demote })
+        Some(JitRun { retired, demote, bytes: e.bytes })
     }
 }
 

@@ -1,16 +1,18 @@
-//! Guest block → host x86-64 code: the translator of the compiled-block tier (safe Rust; the
+//! Guest loop region → host x86-64 code: the translator of the compiled tier (safe Rust; the
 //! bytes it returns run through `exec.rs`).
 //!
-//! Scope: a block that loops back to its own first instruction (`jcc`/`jmp`/`loop*` with CX or
-//! ECX to the
-//! block start) made of the instructions whose host encoding has exactly the guest's
-//! semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and rotates, LEA,
-//! MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate bit,
-//! CLC/STC/CMC, NOP — with 16-bit addressing or 32-bit addressing (67h: any base, scaled
+//! Scope: a loop region (`region.rs`: from a hot block through the last branch back to it in
+//! the same page, with inner forward and backward branches, branches out, and instructions
+//! that leave for the interpreter). Translated are the instructions whose host encoding has
+//! exactly the guest's semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and
+//! rotates, LEA, MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate
+//! bit, CLC/STC/CMC, NOP — with 16-bit addressing or 32-bit addressing (67h: any base, scaled
 //! index and 32-bit displacement; an offset past FFFFh leaves for the interpreter, which
-//! raises the fault). Anything else makes the block ineligible and it
-//! stays interpreted. Each guest instruction is re-encoded for the host with its registers
+//! raises the fault), and near `jmp`/`jcc`/`loop*`. Any other instruction leaves compiled code
+//! with EIP on it. Each guest instruction is re-encoded for the host with its registers
 //! renamed, so flags come from the host CPU exactly as KVM's emulator computes them.
+//! Instructions are charged against the budget once per run of straight-line code (a budget
+//! stop leaves at the run's start), so budgets and instruction counts stay exact.
 //!
 //! Host register use while a block runs:
 //!
@@ -25,22 +27,21 @@
 //! encoding (rbp has no high byte), so an instruction using CH is ineligible, as is one mixing
 //! AH/BH/DH with a register that needs a REX prefix.
 //!
-//! Guest EFLAGS status bits live in the host RFLAGS for the whole block: every check is done
+//! Guest EFLAGS status bits live in the host RFLAGS for the whole region: every check is done
 //! with flag-neutral instructions (`lea`, `mov`, `movzx`, `shrx`, `jrcxz`), so the native ALU
 //! instructions read and write the real guest flags. A memory access first checks that its
 //! 16-bit offset does not run past 0xFFFF and that every page it touches is plain RAM (and, for
-//! writes, holds no decoded code), using the frame's tables; otherwise the block exits *before*
+//! writes, holds no decoded code), using the frame's tables; otherwise the code exits *before*
 //! the instruction and the interpreter runs it (MMIO, self-modifying code, segment faults,
 //! A20 wrap all stay the interpreter's business). Consecutive accesses to the same operand
 //! with unchanged address registers share one check (done for writing if any of them writes).
 use std::mem::offset_of;
 
 use iced_x86::code_asm::*;
-use iced_x86::{
-    Code, ConditionCode, Decoder, DecoderOptions, Instruction, MemoryOperand, Mnemonic, OpKind, Register,
-};
+use iced_x86::{Code, ConditionCode, Instruction, MemoryOperand, Mnemonic, OpKind, Register};
 
 use super::exec::JitCtx;
+use super::region::{self, Branch, BranchKind, Region, Slot};
 
 /// Stack frame of a running block: segment bases, the three lookup tables, the ctx pointer.
 /// The prologue fills `[F_SEG, F_CTX)` with one copy of the `JitCtx` bytes from `seg_base` up
@@ -75,12 +76,14 @@ const _: () = {
     assert!(std::mem::size_of::<JitCtx>() < i32::MAX as usize);
 };
 
-/// A translated block.
+/// A translated region.
 #[derive(Debug)]
 pub struct Compiled {
     pub code: Vec<u8>,
-    /// Guest instructions one pass through the block retires.
+    /// Guest instructions of the region the compiled code can run.
     pub insns: u32,
+    /// Bytes of guest code the region covers from its start.
+    pub bytes: u32,
 }
 
 /// Host register of guest GPR `g` (0 = EAX .. 7 = EDI), 64-bit name.
@@ -208,7 +211,7 @@ enum Emit {
     NativeCl(Instruction),
     /// LEA: the effective address into a register of `width` bytes.
     Lea { dst: usize, width: u32, addr: Addr },
-    /// Nothing (NOP).
+    /// NOP (emitted as a host NOP).
     Nothing,
 }
 
@@ -222,16 +225,6 @@ struct Planned {
     writes: u8,
     /// Byte offset from the block start.
     off: u32,
-}
-
-/// How the block loops back (`wide`: the LOOP counts with ECX, address-size prefix).
-#[derive(Debug, Clone, Copy)]
-enum Back {
-    Jcc(ConditionCode),
-    Jmp,
-    Loop { wide: bool },
-    Loope { wide: bool },
-    Loopne { wide: bool },
 }
 
 fn is_high8(r: Register) -> bool {
@@ -329,6 +322,13 @@ fn allowed(m: Mnemonic) -> bool {
 fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     let m = ins.mnemonic();
     if !allowed(m) || ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
+        return None;
+    }
+    if ins.code() == Code::Xchg_rm16_r16
+        && ins.op0_register() == Register::BX
+        && ins.op1_register() == Register::BX
+    {
+        // 87 DB is Bochs' magic breakpoint when that is on: the interpreter's business.
         return None;
     }
     if m == Mnemonic::Nop {
@@ -457,62 +457,38 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     Some(Planned { emit, mem, write, writes, off })
 }
 
-/// Decodes `bytes` (one cached block at EIP `start_eip`) and translates it when it is a
-/// self-loop of translatable instructions; `expect` is the instruction count the cache has
-/// for the block. `addr` is where the code will live.
-pub fn translate(bytes: &[u8], start_eip: u32, expect: u64, addr: u64) -> Option<Compiled> {
-    let mut dec = Decoder::with_ip(16, bytes, start_eip as u64, DecoderOptions::NONE);
-    let mut insns = Vec::with_capacity(32);
-    while dec.can_decode() {
-        let ins = dec.decode();
-        if ins.is_invalid() {
-            return None;
-        }
-        insns.push(ins);
-    }
-    if insns.len() as u64 != expect || insns.len() < 2 {
+/// Exit-code bit of a leave or a failed memory check (not a budget stop or a branch out): the
+/// tier counts such early exits (see `JitTier::run`).
+pub const EXIT_EARLY: u32 = 0x1_0000;
+
+/// Translates the loop region at the start of `code` (EIP `start_eip`; `code` ends at the
+/// end of its page, see `region.rs`). `None` when there is no branch back to the start or the
+/// first instruction needs the interpreter. `addr` is where the code will live.
+pub fn translate(code: &[u8], start_eip: u32, addr: u64) -> Option<Compiled> {
+    let r = region::discover(code, start_eip, plan)?;
+    if matches!(r.slots[0], Slot::Leave) {
         return None;
     }
-    let (last, body) = insns.split_last()?;
-    let target_is_start = |ins: &Instruction| {
-        ins.op0_kind() == OpKind::NearBranch16
-            && (ins.near_branch16() as u32).wrapping_sub(start_eip) & 0xFFFF == 0
-    };
-    if !target_is_start(last) {
-        return None;
-    }
-    let back = match last.code() {
-        Code::Jmp_rel8_16 | Code::Jmp_rel16 => Back::Jmp,
-        Code::Loop_rel8_16_CX => Back::Loop { wide: false },
-        Code::Loope_rel8_16_CX => Back::Loope { wide: false },
-        Code::Loopne_rel8_16_CX => Back::Loopne { wide: false },
-        Code::Loop_rel8_16_ECX => Back::Loop { wide: true },
-        Code::Loope_rel8_16_ECX => Back::Loope { wide: true },
-        Code::Loopne_rel8_16_ECX => Back::Loopne { wide: true },
-        _ if last.mnemonic() != Mnemonic::Jmp
-            && last.condition_code() != ConditionCode::None
-            && last.is_jcc_short_or_near() =>
-        {
-            Back::Jcc(last.condition_code())
-        }
-        _ => return None,
-    };
-    let mut plans = Vec::with_capacity(body.len());
-    for ins in body {
-        plans.push(plan(ins, (ins.ip() as u32).wrapping_sub(start_eip) & 0xFFFF)?);
-    }
-    let end_off = (last.ip() as u32).wrapping_sub(start_eip).wrapping_add(last.len() as u32) & 0xFFFF;
-    let code = emit(&plans, back, end_off, insns.len() as u32, addr).ok()?;
-    Some(Compiled { code, insns: insns.len() as u32 })
+    let insns = r.slots.iter().filter(|s| !matches!(s, Slot::Leave)).count() as u32;
+    let code = emit(&r, addr).ok()?;
+    Some(Compiled { code, insns, bytes: r.bytes })
 }
 
 /// For each planned access: whether its check must allow writing (some later access to the
-/// same operand, before its address registers change, writes) and whether it can reuse the
-/// previous access's check.
-fn check_groups(plans: &[Planned]) -> Vec<(bool, bool)> {
-    let mut out = vec![(false, false); plans.len()];
+/// same operand in the same run, before its address registers change, writes) and whether it
+/// can reuse the previous access's check. Checks are never shared across a run start (a
+/// branch may enter there).
+fn check_groups(r: &Region<Planned>) -> Vec<(bool, bool)> {
+    let mut out = vec![(false, false); r.slots.len()];
     let mut cur: Option<(MemRef, usize)> = None;
-    for (i, p) in plans.iter().enumerate() {
+    for (i, s) in r.slots.iter().enumerate() {
+        let Slot::Plain(p) = s else {
+            cur = None;
+            continue;
+        };
+        if r.run_start[i] {
+            cur = None;
+        }
         if let Some(mr) = p.mem {
             match cur {
                 Some((c, leader)) if c == mr => {
@@ -554,177 +530,249 @@ fn emit_ea(a: &mut CodeAssembler, dst: AsmRegister32, ad: &Addr) -> Result<(), I
     a.movzx(dst, dst16)
 }
 
-/// Emits the whole function.
-fn emit(plans: &[Planned], back: Back, end_off: u32, k: u32, addr: u64) -> Result<Vec<u8>, IcedError> {
-    let mut a = CodeAssembler::new(64)?;
-    let o_regs = offset_of!(JitCtx, regs) as i32;
-    let o_seg = offset_of!(JitCtx, seg_base) as i32;
-    let o_flags = offset_of!(JitCtx, flags) as i32;
-    let o_ram = offset_of!(JitCtx, ram) as i32;
-    let o_pages = offset_of!(JitCtx, pages) as i32;
-    let o_budget = offset_of!(JitCtx, budget) as i32;
-    let o_exit = offset_of!(JitCtx, exit) as i32;
+/// A way out of compiled code: EIP offset, instructions to refund, and [`EXIT_EARLY`] or 0.
+struct Stub {
+    label: CodeLabel,
+    off: u32,
+    refund: u32,
+    early: u32,
+}
 
-    // Prologue: save callee-saved registers, build the frame, load the guest state.
-    for r in [rbx, rbp, r12, r13, r14, r15] {
-        a.push(r)?;
-    }
-    a.sub(rsp, FRAME)?;
-    a.mov(qword_ptr(rsp + F_CTX), rdi)?;
-    for q in 0..(F_CTX / 8) {
-        a.mov(rax, qword_ptr(rdi + (o_seg + 8 * q)))?;
-        a.mov(qword_ptr(rsp + 8 * q), rax)?;
-    }
-    a.mov(r8, qword_ptr(rdi + o_ram))?;
-    a.mov(r9, qword_ptr(rdi + o_pages))?;
-    a.mov(r10, qword_ptr(rdi + o_budget))?;
-    a.mov(r11d, 44u32)?;
-    a.push(qword_ptr(rdi + o_flags))?;
-    a.popfq()?;
-    for g in 0..8 {
-        a.mov(host32(g), dword_ptr(rdi + (o_regs + 4 * g as i32)))?;
-    }
+/// The assembler of one region and its pending exit stubs.
+struct Emitter {
+    a: CodeAssembler,
+    stubs: Vec<Stub>,
+    common: CodeLabel,
+}
 
-    let mut head = a.create_label();
-    let mut common = a.create_label();
-    let mut budget_exit = a.create_label();
-    // Side exits: (label, eip offset, instructions to refund).
-    let mut exits: Vec<(CodeLabel, u32, u32)> = Vec::new();
-
-    // Loop head: charge one pass against the budget, flag-neutrally (a budget exit shows the
-    // guest flags). Budgets are below 2^44, so "went negative" is "bits 44.. are set".
-    a.set_label(&mut head)?;
-    a.lea(r10, ptr(r10 - k as i32))?;
-    a.mov(rcx, r10)?;
-    a.shrx(rcx, rcx, r11)?;
-    let mut ok = a.create_label();
-    a.jrcxz(ok)?;
-    a.jmp(budget_exit)?;
-    a.set_label(&mut ok)?;
-
-    let groups = check_groups(plans);
-    for (i, p) in plans.iter().enumerate() {
-        if let Some(mr) = p.mem {
-            let (for_write, reuse) = groups[i];
-            if !reuse {
-                let exit = a.create_label();
-                exits.push((exit, p.off, k - i as u32));
-                emit_ea(&mut a, esi, &mr.addr)?;
-                let tab = if for_write { F_WR } else { F_RD };
-                let s = mr.size as i32;
-                if mr.addr.wide {
-                    // A 32-bit offset must end by 0xFFFF (the limit the tier runs with);
-                    // past it the interpreter raises #GP/#SS.
-                    a.lea(rcx, ptr(rsi + (s - 1)))?;
-                    a.mov(edi, 16u32)?;
-                    a.shrx(rcx, rcx, rdi)?;
-                    let mut ok = a.create_label();
-                    a.jrcxz(ok)?;
-                    a.jmp(exit)?;
-                    a.set_label(&mut ok)?;
-                }
-                if s > 1 {
-                    a.lea(edi, ptr(rsi + (s - 1)))?;
-                    a.shrx(edi, edi, r11d)?;
-                    a.movzx(edi, byte_ptr(rsp + rdi + F_WRAP))?;
-                }
-                a.mov(ecx, dword_ptr(rsp + (F_SEG + 4 * mr.seg as i32)))?;
-                a.lea(esi, ptr(rsi + rcx))?;
-                a.mov(ecx, esi)?;
-                a.shrx(ecx, ecx, r11d)?;
-                a.movzx(ecx, byte_ptr(r9 + rcx))?;
-                a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
-                if s > 1 {
-                    a.lea(edi, ptr(rdi + rcx))?;
-                    a.lea(ecx, ptr(rsi + (s - 1)))?;
-                    a.shrx(ecx, ecx, r11d)?;
-                    a.movzx(ecx, byte_ptr(r9 + rcx))?;
-                    a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
-                    a.lea(ecx, ptr(rcx + rdi))?;
-                }
-                let mut ok = a.create_label();
-                a.jrcxz(ok)?;
-                a.jmp(exit)?;
-                a.set_label(&mut ok)?;
-                a.lea(rsi, ptr(rsi + r8))?;
+/// Emits the whole function for region `r`.
+fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
+    let mut e = Emitter::new()?;
+    e.prologue()?;
+    let n = r.slots.len();
+    // A label per slot, set where a run starts (branches enter there only); `end` is the
+    // fall-through exit.
+    let mut labels: Vec<CodeLabel> = r.slots.iter().map(|_| e.a.create_label()).collect();
+    let mut end = e.a.create_label();
+    let groups = check_groups(r);
+    for (i, slot) in r.slots.iter().enumerate() {
+        if r.run_start[i] {
+            e.a.set_label(&mut labels[i])?;
+        }
+        let off = r.offs[i];
+        let charge = (r.run_end[i] - i) as u32;
+        if r.run_start[i] && charge > 0 {
+            e.charge(charge, off)?;
+        }
+        match slot {
+            Slot::Plain(p) => e.plain(p, groups[i], charge)?,
+            Slot::Leave => e.leave(off)?,
+            Slot::Branch(b) => {
+                let to = match r.inner[i] {
+                    Some(t) => labels[t],
+                    None => e.stub(b.target, 0, 0),
+                };
+                // The slot after a branch starts a run, so its label is set.
+                let fall = if i + 1 < n { labels[i + 1] } else { end };
+                e.branch(b.kind, to, fall)?;
             }
         }
+    }
+    if !matches!(r.slots[n - 1], Slot::Branch(Branch { kind: BranchKind::Jmp, .. })) {
+        e.a.set_label(&mut end)?;
+        let s = e.stub(r.bytes, 0, 0);
+        e.a.jmp(s)?;
+    }
+    e.finish(addr)
+}
+
+impl Emitter {
+    fn new() -> Result<Emitter, IcedError> {
+        let mut a = CodeAssembler::new(64)?;
+        let common = a.create_label();
+        Ok(Emitter { a, stubs: Vec::new(), common })
+    }
+
+    /// A new exit stub (emitted by [`Emitter::finish`]).
+    fn stub(&mut self, off: u32, refund: u32, early: u32) -> CodeLabel {
+        let label = self.a.create_label();
+        self.stubs.push(Stub { label, off, refund, early });
+        label
+    }
+
+    /// Saves callee-saved registers, builds the frame, loads the guest state.
+    fn prologue(&mut self) -> Result<(), IcedError> {
+        let a = &mut self.a;
+        let o_seg = offset_of!(JitCtx, seg_base) as i32;
+        let o_regs = offset_of!(JitCtx, regs) as i32;
+        for r in [rbx, rbp, r12, r13, r14, r15] {
+            a.push(r)?;
+        }
+        a.sub(rsp, FRAME)?;
+        a.mov(qword_ptr(rsp + F_CTX), rdi)?;
+        for q in 0..(F_CTX / 8) {
+            a.mov(rax, qword_ptr(rdi + (o_seg + 8 * q)))?;
+            a.mov(qword_ptr(rsp + 8 * q), rax)?;
+        }
+        a.mov(r8, qword_ptr(rdi + offset_of!(JitCtx, ram) as i32))?;
+        a.mov(r9, qword_ptr(rdi + offset_of!(JitCtx, pages) as i32))?;
+        a.mov(r10, qword_ptr(rdi + offset_of!(JitCtx, budget) as i32))?;
+        a.mov(r11d, 44u32)?;
+        a.push(qword_ptr(rdi + offset_of!(JitCtx, flags) as i32))?;
+        a.popfq()?;
+        for g in 0..8 {
+            a.mov(host32(g), dword_ptr(rdi + (o_regs + 4 * g as i32)))?;
+        }
+        Ok(())
+    }
+
+    /// Charges a run of `k` instructions against the budget, flag-neutrally (a budget exit
+    /// shows the guest flags). Budgets are below 2^44, so "went negative" is "bits 44.. set".
+    fn charge(&mut self, k: u32, off: u32) -> Result<(), IcedError> {
+        let stop = self.stub(off, k, 0);
+        let a = &mut self.a;
+        a.lea(r10, ptr(r10 - k as i32))?;
+        a.mov(rcx, r10)?;
+        a.shrx(rcx, rcx, r11)?;
+        let mut ok = a.create_label();
+        a.jrcxz(ok)?;
+        a.jmp(stop)?;
+        a.set_label(&mut ok)
+    }
+
+    /// A translatable instruction: its memory check (unless shared), then the instruction.
+    /// `left`: instructions of its run from it on (refunded when the check fails).
+    fn plain(&mut self, p: &Planned, (for_write, reuse): (bool, bool), left: u32) -> Result<(), IcedError> {
+        if let (Some(mr), false) = (p.mem, reuse) {
+            let exit = self.stub(p.off, left, EXIT_EARLY);
+            self.mem_check(&mr, for_write, exit)?;
+        }
+        let a = &mut self.a;
         match p.emit {
-            Emit::Native(h) => a.add_instruction(h)?,
+            Emit::Native(h) => a.add_instruction(h),
             Emit::NativeCl(h) => {
                 a.mov(ecx, ebp)?;
-                a.add_instruction(h)?;
+                a.add_instruction(h)
             }
             Emit::Lea { dst, width, addr } => {
-                emit_ea(&mut a, edi, &addr)?;
+                emit_ea(a, edi, &addr)?;
                 if width == 4 {
-                    a.mov(host32(dst), edi)?;
+                    a.mov(host32(dst), edi)
                 } else {
                     let d16 = [ax, bp, dx, bx, r12w, r13w, r14w, r15w][dst & 7];
-                    a.mov(d16, di)?;
+                    a.mov(d16, di)
                 }
             }
-            Emit::Nothing => {}
+            // A host NOP still: a label may sit here, and the next instruction may carry its own.
+            Emit::Nothing => a.nop(),
         }
     }
 
-    // The branch back to the head; falling through leaves the block at its end.
-    match back {
-        Back::Jmp => a.jmp(head)?,
-        Back::Jcc(cc) => jcc(&mut a, cc, head)?,
-        Back::Loop { wide } | Back::Loope { wide } | Back::Loopne { wide } => {
-            // CX (ECX) -= 1 without touching flags; leave when it reaches 0.
-            a.lea(ecx, ptr(rbp - 1))?;
-            if wide {
-                a.mov(ebp, ecx)?;
-            } else {
-                a.mov(bp, cx)?;
-                a.movzx(ecx, cx)?;
-            }
-            let mut fall = a.create_label();
-            a.jrcxz(fall)?;
-            match back {
-                Back::Loope { .. } => a.je(head)?,
-                Back::Loopne { .. } => a.jne(head)?,
-                _ => a.jmp(head)?,
-            }
-            // Not taken (ZF condition) falls through to the block end as well.
-            a.set_label(&mut fall)?;
+    /// `rsi` ← the host address of `mr`, or a jump to `exit` when the access needs the
+    /// interpreter (offset past FFFFh, a page that is not plain RAM or, for a write, holds code).
+    fn mem_check(&mut self, mr: &MemRef, for_write: bool, exit: CodeLabel) -> Result<(), IcedError> {
+        let a = &mut self.a;
+        emit_ea(a, esi, &mr.addr)?;
+        let tab = if for_write { F_WR } else { F_RD };
+        let s = mr.size as i32;
+        if mr.addr.wide {
+            // A 32-bit offset must end by 0xFFFF (the limit the tier runs with); past it the
+            // interpreter raises #GP/#SS.
+            a.lea(rcx, ptr(rsi + (s - 1)))?;
+            a.mov(edi, 16u32)?;
+            a.shrx(rcx, rcx, rdi)?;
+            let mut ok = a.create_label();
+            a.jrcxz(ok)?;
+            a.jmp(exit)?;
+            a.set_label(&mut ok)?;
         }
-    }
-    if !matches!(back, Back::Jmp) {
-        a.mov(ecx, end_off)?;
-        a.mov(edi, 0u32)?;
-        a.jmp(common)?;
-    }
-    a.set_label(&mut budget_exit)?;
-    a.mov(ecx, 0u32)?;
-    a.mov(edi, k)?;
-    a.jmp(common)?;
-    for (mut l, off, refund) in exits {
-        a.set_label(&mut l)?;
-        a.mov(ecx, off)?;
-        a.mov(edi, refund)?;
-        a.jmp(common)?;
+        if s > 1 {
+            a.lea(edi, ptr(rsi + (s - 1)))?;
+            a.shrx(edi, edi, r11d)?;
+            a.movzx(edi, byte_ptr(rsp + rdi + F_WRAP))?;
+        }
+        a.mov(ecx, dword_ptr(rsp + (F_SEG + 4 * mr.seg as i32)))?;
+        a.lea(esi, ptr(rsi + rcx))?;
+        a.mov(ecx, esi)?;
+        a.shrx(ecx, ecx, r11d)?;
+        a.movzx(ecx, byte_ptr(r9 + rcx))?;
+        a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
+        if s > 1 {
+            a.lea(edi, ptr(rdi + rcx))?;
+            a.lea(ecx, ptr(rsi + (s - 1)))?;
+            a.shrx(ecx, ecx, r11d)?;
+            a.movzx(ecx, byte_ptr(r9 + rcx))?;
+            a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
+            a.lea(ecx, ptr(rcx + rdi))?;
+        }
+        let mut ok = a.create_label();
+        a.jrcxz(ok)?;
+        a.jmp(exit)?;
+        a.set_label(&mut ok)?;
+        a.lea(rsi, ptr(rsi + r8))
     }
 
-    // Common exit: refund, store the guest state, restore the host registers.
-    a.set_label(&mut common)?;
-    a.lea(r10, ptr(r10 + rdi))?;
-    a.mov(rsi, qword_ptr(rsp + F_CTX))?;
-    for g in 0..8 {
-        a.mov(dword_ptr(rsi + (o_regs + 4 * g as i32)), host32(g))?;
+    /// A branch to `to`; not taken, it goes on at `fall`.
+    fn branch(&mut self, kind: BranchKind, to: CodeLabel, fall: CodeLabel) -> Result<(), IcedError> {
+        let a = &mut self.a;
+        match kind {
+            BranchKind::Jmp => a.jmp(to),
+            BranchKind::Jcc(cc) => jcc(a, cc, to),
+            BranchKind::Loop { wide, cond } => {
+                // CX (ECX) -= 1 without touching flags; not taken when it reaches 0.
+                a.lea(ecx, ptr(rbp - 1))?;
+                if wide {
+                    a.mov(ebp, ecx)?;
+                } else {
+                    a.mov(bp, cx)?;
+                    a.movzx(ecx, cx)?;
+                }
+                a.jrcxz(fall)?;
+                match cond {
+                    Some(true) => a.je(to),
+                    Some(false) => a.jne(to),
+                    None => a.jmp(to),
+                }
+            }
+        }
     }
-    a.pushfq()?;
-    a.pop(qword_ptr(rsi + o_flags))?;
-    a.mov(qword_ptr(rsi + o_exit), rcx)?;
-    a.mov(qword_ptr(rsi + o_budget), r10)?;
-    a.add(rsp, FRAME)?;
-    for r in [r15, r14, r13, r12, rbp, rbx] {
-        a.pop(r)?;
+
+    /// Leaves with EIP on an instruction only the interpreter runs.
+    fn leave(&mut self, off: u32) -> Result<(), IcedError> {
+        let common = self.common;
+        self.a.mov(ecx, off | EXIT_EARLY)?;
+        self.a.mov(edi, 0u32)?;
+        self.a.jmp(common)
     }
-    a.ret()?;
-    a.assemble(addr)
+
+    /// The exit stubs and the common exit (refund, store the guest state, restore the host
+    /// registers), then the machine code for `addr`.
+    fn finish(mut self, addr: u64) -> Result<Vec<u8>, IcedError> {
+        let a = &mut self.a;
+        for mut s in std::mem::take(&mut self.stubs) {
+            a.set_label(&mut s.label)?;
+            a.mov(ecx, s.off | s.early)?;
+            a.mov(edi, s.refund)?;
+            a.jmp(self.common)?;
+        }
+        let o_regs = offset_of!(JitCtx, regs) as i32;
+        a.set_label(&mut self.common)?;
+        a.lea(r10, ptr(r10 + rdi))?;
+        a.mov(rsi, qword_ptr(rsp + F_CTX))?;
+        for g in 0..8 {
+            a.mov(dword_ptr(rsi + (o_regs + 4 * g as i32)), host32(g))?;
+        }
+        a.pushfq()?;
+        a.pop(qword_ptr(rsi + offset_of!(JitCtx, flags) as i32))?;
+        a.mov(qword_ptr(rsi + offset_of!(JitCtx, exit) as i32), rcx)?;
+        a.mov(qword_ptr(rsi + offset_of!(JitCtx, budget) as i32), r10)?;
+        a.add(rsp, FRAME)?;
+        for r in [r15, r14, r13, r12, rbp, rbx] {
+            a.pop(r)?;
+        }
+        a.ret()?;
+        a.assemble(addr)
+    }
 }
 
 /// `jcc head` for a guest condition.
@@ -767,16 +815,6 @@ mod tests {
         a.assemble(0x100).expect("assemble")
     }
 
-    fn count(bytes: &[u8]) -> u64 {
-        let mut d = Decoder::with_ip(16, bytes, 0x100, DecoderOptions::NONE);
-        let mut n = 0;
-        while d.can_decode() {
-            let _ = d.decode();
-            n += 1;
-        }
-        n
-    }
-
     #[test]
     fn translates_each_back_branch_kind() {
         let backs: [Back16; 6] = [
@@ -801,10 +839,10 @@ mod tests {
                 },
                 back,
             );
-            assert!(translate(&b, 0x100, count(&b), 0x1000).is_some(), "{b:02x?}");
+            assert!(translate(&b, 0x100, 0x1000).is_some(), "{b:02x?}");
             // Guest IPs must not matter (the assembler keys labels by IP).
             for eip in [0u32, 1, 2, 3, 7, 0xFFF0] {
-                assert!(translate(&b, eip, count(&b), 0x1000).is_some(), "eip {eip:#x}");
+                assert!(translate(&b, eip, 0x1000).is_some(), "eip {eip:#x}");
             }
         }
     }
@@ -824,25 +862,44 @@ mod tests {
             },
             |a, l| a.jne(l),
         );
-        assert!(translate(&a32, 0x100, count(&a32), 0x1000).is_some());
+        assert!(translate(&a32, 0x100, 0x1000).is_some());
     }
 
     #[test]
     fn declines_what_it_cannot_express() {
         let uses_ch = block(|a| a.add(ch, al), |a, l| a.jnz(l));
-        assert!(translate(&uses_ch, 0x100, count(&uses_ch), 0).is_none());
+        assert!(translate(&uses_ch, 0x100, 0).is_none());
         let high_rex = block(|a| a.mov(ah, cl), |a, l| a.jnz(l));
-        assert!(translate(&high_rex, 0x100, count(&high_rex), 0).is_none());
+        assert!(translate(&high_rex, 0x100, 0).is_none());
         let div = block(|a| a.div(bx), |a, l| a.jnz(l));
-        assert!(translate(&div, 0x100, count(&div), 0).is_none());
+        assert!(translate(&div, 0x100, 0).is_none());
         let not_a_loop = block(|a| a.add(ax, bx), |a, _| a.jnz(0x200u64));
-        assert!(translate(&not_a_loop, 0x100, count(&not_a_loop), 0).is_none());
+        assert!(translate(&not_a_loop, 0x100, 0).is_none());
         // 82 /0 (add al, 5 through the 80h alias) is re-encoded as 80 /0.
         let alias = block(|a| a.db(&[0x82, 0xC0, 0x05]), |a, l| a.jnz(l));
-        assert!(translate(&alias, 0x100, count(&alias), 0).is_some());
+        assert!(translate(&alias, 0x100, 0).is_some());
         let ok = block(|a| a.add(ax, bx), |a, l| a.jnz(l));
-        assert!(translate(&ok, 0x100, count(&ok), 0).is_some());
-        // The count must match what the cache has.
-        assert!(translate(&ok, 0x100, count(&ok) + 1, 0).is_none());
+        assert!(translate(&ok, 0x100, 0).is_some());
+        // Bochs' magic breakpoint (xchg bx, bx) is left to the interpreter.
+        let magic = block(|a| a.db(&[0x87, 0xDB]), |a, l| a.jnz(l));
+        assert!(translate(&magic, 0x100, 0).is_none());
+    }
+
+    #[test]
+    fn translates_a_region_with_inner_branches_and_leaves() {
+        let mut a = CodeAssembler::new(16).expect("asm");
+        let mut head = a.create_label();
+        let mut skip = a.create_label();
+        a.set_label(&mut head).expect("label");
+        a.add(ax, word_ptr(bx + 2)).expect("add");
+        a.jz(skip).expect("jz");
+        a.call(0x800u64).expect("call");
+        a.set_label(&mut skip).expect("label");
+        a.mov(word_ptr(bx + si), dx).expect("mov");
+        a.js(0x900u64).expect("js out");
+        a.loop_(head).expect("loop");
+        let code = a.assemble(0x100).expect("assemble");
+        let c = translate(&code, 0x100, 0x1000).expect("a region");
+        assert_eq!((c.insns, c.bytes), (5, code.len() as u32));
     }
 }

@@ -6,6 +6,8 @@
 //! Layout of every program: IVT at 0 with every vector pointing at a `hlt` at 0000:0500; code
 //! at CS=0100h, IP=8000h (linear 9000h): `prefix…; head: body…; back-branch; hlt`. Data
 //! segments point at a random-filled area from 20000h, except in the side-exit classes.
+pub mod regions;
+
 use super::{ADDR16_FORMS, R16, R32, R8, SEGS};
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::{
