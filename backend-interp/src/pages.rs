@@ -171,6 +171,12 @@ impl Pages<'_> {
         &self.flags[first..=last]
     }
 
+    /// The code-line masks of every page, read-only (compiled code reads them through this).
+    #[inline(always)]
+    pub fn lines(&self) -> &[u64] {
+        self.lines
+    }
+
     /// The flags of every page, read-only (compiled code reads them through this).
     #[inline(always)]
     pub fn as_slice(&self) -> &[u8] {

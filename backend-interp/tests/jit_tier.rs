@@ -263,6 +263,33 @@ fn patching_region_code_no_block_was_decoded_from_is_seen() {
 }
 
 #[test]
+fn compiled_store_ending_on_a_code_line_is_seen() {
+    // A word store at 123F: its first byte is on a line without code, its second byte is the
+    // opcode of the subroutine at 1240 (`inc ax` / `inc dx`, alternating; the next page, so
+    // the loop's own page stays cached). Compiled code must leave for that store (the last
+    // byte's line holds code), or the stale `inc` would run.
+    let mut code = asm(|a| {
+        let mut top = a.create_label();
+        a.mov(cx, 40u32)?;
+        a.xor(ax, ax)?;
+        a.xor(dx, dx)?;
+        a.mov(si, 0x4000u32)?;
+        a.set_label(&mut top)?;
+        a.xor(si, 0x0200u32)?;
+        a.mov(word_ptr(0x123F).cs(), si)?;
+        a.call(0x1240u64)?;
+        a.loop_(top)?;
+        a.hlt()
+    });
+    code.resize(0x1240, 0);
+    code.extend_from_slice(&[0x40, 0xC3]); // 1240: inc ax; ret
+    let out = agree(&code, JitMode::Eager, None, false, |_| {});
+    assert_eq!(out.stops, vec![StopReason::Halted]);
+    assert_eq!((out.states[0].gpr[0] & 0xFFFF, out.states[0].gpr[2] & 0xFFFF), (20, 20));
+    assert!(out.jit.compiled >= 1, "{:?}", out.jit);
+}
+
+#[test]
 fn segment_limit_fault_inside_the_loop_pushes_the_same_flags() {
     // SI walks up to FFFF: the word load there faults (#GP) into the HLT handler, and the
     // FLAGS image it pushes must carry the INC's flags, not anything the checks computed.

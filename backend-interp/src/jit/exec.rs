@@ -34,6 +34,9 @@ pub struct JitCtx {
     pub budget: u64,
     /// Out: the next EIP as an offset from the block's first instruction.
     pub exit: u64,
+    /// Per page, the 64-byte lines decoded code came from (a `u64` mask, one per page-flag
+    /// byte): a store to a page whose only flag is `PG_CODE` may go ahead when it touches none.
+    pub lines: u64,
 }
 
 /// Size of [`JitCtx::tables`].
@@ -42,8 +45,11 @@ pub const TABLES: usize = 56;
 pub const T_WRAP: usize = 0;
 /// Offset of the "read must exit" table (16 entries, by page-flag value).
 pub const T_READ: usize = 24;
-/// Offset of the "write must exit" table (16 entries, by page-flag value).
+/// Offset of the "write must exit" table (16 entries, by page-flag value): 0 go ahead, 1 exit,
+/// [`W_CODE`] look at the page's code lines.
 pub const T_WRITE: usize = 40;
+/// "Write must exit" value of a page whose only flag is `PG_CODE`.
+pub const W_CODE: u8 = 8;
 const _: () = assert!(T_READ == T_WRAP + 24 && T_WRITE == T_READ + 16 && TABLES == T_WRITE + 16);
 
 /// Why executable memory could not be set up or written.

@@ -25,8 +25,8 @@ mod region;
 mod translate;
 
 use crate::cpu::Cpu;
-use crate::pages::{Pages, PG_MMIO, PG_SLOW};
-use exec::{TABLES, T_READ, T_WRAP, T_WRITE};
+use crate::pages::{Pages, PG_CODE, PG_MMIO, PG_SLOW};
+use exec::{TABLES, T_READ, T_WRAP, T_WRITE, W_CODE};
 
 pub use exec::JitCtx;
 
@@ -134,7 +134,11 @@ impl JitTier {
         // "Read must exit" / "write must exit" by page-flag value.
         for f in 0..16u8 {
             tables[T_READ + f as usize] = u8::from(f & (PG_MMIO | PG_SLOW) != 0);
-            tables[T_WRITE + f as usize] = u8::from(f != 0);
+            tables[T_WRITE + f as usize] = match f {
+                0 => 0,
+                PG_CODE => W_CODE,
+                _ => 1,
+            };
         }
         JitTier { mode, buf: None, entries: Vec::new(), tables, stats: JitStats::default() }
     }
@@ -229,6 +233,7 @@ impl JitTier {
             pages: pages.as_slice().as_ptr() as u64,
             budget,
             exit: 0,
+            lines: pages.lines().as_ptr() as u64,
         };
         ctx.regs.copy_from_slice(&c.regs[..8]);
         for (b, s) in ctx.seg_base.iter_mut().zip(c.segs.iter()) {
@@ -239,8 +244,9 @@ impl JitTier {
         // a `Pages`, which covers at least JIT_PAGES pages and marks every page from
         // `ram_pages()` on PG_SLOW (its constructor establishes that and nothing can undo it),
         // and `ram` covers `ram_pages()` pages (checked above), so every page a block may
-        // touch is inside `ram`. `ram` (`&mut`) and `pages` (`&`) are borrowed for the whole
-        // call, so nothing else touches them.
+        // touch is inside `ram`; its line masks (`lines`) have one entry per flag byte.
+        // `ram` (`&mut`) and `pages` (`&`) are borrowed for the whole call, so nothing else
+        // touches them.
         unsafe { buf.call(e.off, &mut ctx) };
         c.regs[..8].copy_from_slice(&ctx.regs);
         let status = picoqemu_core::flags::STATUS;

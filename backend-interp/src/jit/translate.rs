@@ -538,12 +538,25 @@ struct Stub {
     early: u32,
 }
 
-/// The assembler of one region and its pending exit stubs.
+/// A store's look at the code lines of the page(s) it touches (out of line): back to `ok`
+/// when it touches none, else to `exit`.
+struct LineCheck {
+    label: CodeLabel,
+    ok: CodeLabel,
+    exit: CodeLabel,
+    size: i32,
+}
+
+/// The assembler of one region and its pending out-of-line code.
 struct Emitter {
     a: CodeAssembler,
     stubs: Vec<Stub>,
+    line_checks: Vec<LineCheck>,
     common: CodeLabel,
 }
+
+// `mem_check` divides the summed "write must exit" values by 8 with a rotate.
+const _: () = assert!(super::exec::W_CODE == 8);
 
 /// Emits the whole function for region `r`.
 fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
@@ -590,7 +603,7 @@ impl Emitter {
     fn new() -> Result<Emitter, IcedError> {
         let mut a = CodeAssembler::new(64)?;
         let common = a.create_label();
-        Ok(Emitter { a, stubs: Vec::new(), common })
+        Ok(Emitter { a, stubs: Vec::new(), line_checks: Vec::new(), common })
     }
 
     /// A new exit stub (emitted by [`Emitter::finish`]).
@@ -669,8 +682,11 @@ impl Emitter {
     }
 
     /// `rsi` ← the host address of `mr`, or a jump to `exit` when the access needs the
-    /// interpreter (offset past FFFFh, a page that is not plain RAM or, for a write, holds code).
+    /// interpreter (offset past FFFFh, a page that is not plain RAM or, for a write, a line of
+    /// decoded code).
     fn mem_check(&mut self, mr: &MemRef, for_write: bool, exit: CodeLabel) -> Result<(), IcedError> {
+        let mut ok = self.a.create_label();
+        let lines = self.a.create_label();
         let a = &mut self.a;
         emit_ea(a, esi, &mr.addr)?;
         let tab = if for_write { F_WR } else { F_RD };
@@ -705,11 +721,55 @@ impl Emitter {
             a.movzx(ecx, byte_ptr(rsp + rcx + tab))?;
             a.lea(ecx, ptr(rcx + rdi))?;
         }
-        let mut ok = a.create_label();
         a.jrcxz(ok)?;
+        if for_write {
+            // Only pages whose sole flag is PG_CODE (each adding W_CODE) and no other reason to
+            // exit (1 each, no carry into W_CODE): the sum is 8 or 16, and ecx/8 - 1 is 0 or 1
+            // — the rotate moves any low bit to the top. Then look at the code lines.
+            a.rorx(ecx, ecx, 3)?;
+            a.lea(ecx, ptr(rcx - 1))?;
+            a.shrx(ecx, ecx, r11d)?;
+            a.jrcxz(lines)?;
+            self.line_checks.push(LineCheck { label: lines, ok, exit, size: s });
+        }
+        let a = &mut self.a;
         a.jmp(exit)?;
         a.set_label(&mut ok)?;
         a.lea(rsi, ptr(rsi + r8))
+    }
+
+    /// Out of line: the code lines of the first and last byte a store touches (`rsi`: its
+    /// linear address).
+    fn line_check(&mut self, mut lc: LineCheck) -> Result<(), IcedError> {
+        self.a.set_label(&mut lc.label)?;
+        if lc.size > 1 {
+            let mut last = self.a.create_label();
+            self.line_test(0, lc.exit, last)?;
+            self.a.set_label(&mut last)?;
+            self.line_test(lc.size - 1, lc.exit, lc.ok)
+        } else {
+            self.line_test(0, lc.exit, lc.ok)
+        }
+    }
+
+    /// Jumps to `clear` when the byte at `rsi + disp` is on no code line of its page, else to
+    /// `exit` (flag-neutral: the line mask is shifted and tested with `jrcxz`).
+    fn line_test(&mut self, disp: i32, exit: CodeLabel, clear: CodeLabel) -> Result<(), IcedError> {
+        let a = &mut self.a;
+        a.mov(rcx, qword_ptr(rsp + F_CTX))?;
+        a.mov(rcx, qword_ptr(rcx + offset_of!(JitCtx, lines) as i32))?;
+        a.lea(edi, ptr(rsi + disp))?;
+        a.shrx(edi, edi, r11d)?;
+        a.mov(rcx, qword_ptr(rcx + rdi * 8))?;
+        // Line index = bits 6..11 of the address: rotated into the low bits, which are all
+        // a 64-bit shift count uses.
+        a.lea(edi, ptr(rsi + disp))?;
+        a.rorx(edi, edi, 6)?;
+        a.shrx(rcx, rcx, rdi)?;
+        a.mov(edi, 63u32)?;
+        a.shlx(rcx, rcx, rdi)?;
+        a.jrcxz(clear)?;
+        a.jmp(exit)
     }
 
     /// A branch to `to`; not taken, it goes on at `fall`.
@@ -748,6 +808,9 @@ impl Emitter {
     /// The exit stubs and the common exit (refund, store the guest state, restore the host
     /// registers), then the machine code for `addr`.
     fn finish(mut self, addr: u64) -> Result<Vec<u8>, IcedError> {
+        for lc in std::mem::take(&mut self.line_checks) {
+            self.line_check(lc)?;
+        }
         let a = &mut self.a;
         for mut s in std::mem::take(&mut self.stubs) {
             a.set_label(&mut s.label)?;
