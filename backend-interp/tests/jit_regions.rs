@@ -2,7 +2,8 @@
 //! pure interpreter.
 //!
 //! `picoqemu_verify::gen::loops::regions` builds loops whose bodies branch forward inside
-//! the loop, branch out of it, and contain instructions the tier leaves to the interpreter
+//! the loop, branch out of it, switch through jump tables (`jmp word [cs:edx*2 + table]`, cases
+//! inside and outside the region), and contain instructions the tier leaves to the interpreter
 //! (calls, push/pop, CLD/STD, `xchg bx, bx`), with 16- and 32-bit addressing. The reference
 //! is `JitMode::Off` single-stepped, following the undefined status flags along the path it
 //! actually ran (`UndefTracker`); each program then runs under `JitMode::Eager` (and

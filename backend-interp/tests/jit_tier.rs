@@ -290,6 +290,70 @@ fn compiled_store_ending_on_a_code_line_is_seen() {
 }
 
 #[test]
+fn switch_through_a_jump_table_agrees() {
+    // A loop dispatching through `jmp [cs:table + si]` (and `jmp dx`): targets that start runs
+    // (after a jmp and padding), one in the middle of a run (left to the interpreter), and
+    // one outside the region.
+    let mut code = asm(|a| {
+        let (mut top, mut next, mut case_a, mut case_b) =
+            (a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        let (mut mid, mut out, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(cx, 200u32)?;
+        a.xor(ax, ax)?;
+        a.xor(bx, bx)?;
+        a.xor(dx, dx)?;
+        a.set_label(&mut top)?;
+        a.mov(si, cx)?;
+        a.and(si, 3u32)?;
+        a.shl(si, 1u32)?;
+        a.jmp(word_ptr(si + 0x7777).cs())?; // the table (patched below)
+        a.db(&[0x8D, 0x74, 0x00])?; // lea si, [si + 0] (padding)
+        a.set_label(&mut case_a)?;
+        a.add(ax, 3u32)?;
+        a.jmp(next)?;
+        a.nop()?;
+        a.set_label(&mut case_b)?;
+        a.add(bx, 5u32)?;
+        a.set_label(&mut mid)?;
+        a.add(bx, 7u32)?;
+        a.mov(dx, 0x6666u32)?; // `next` (patched below)
+        a.jmp(dx)?;
+        a.set_label(&mut next)?;
+        a.mov(di, 0x5555u32)?;
+        a.loop_(top)?;
+        a.jmp(done)?;
+        a.set_label(&mut out)?;
+        a.add(ax, 1000u32)?;
+        a.jmp(next)?;
+        a.set_label(&mut done)?;
+        a.hlt()?;
+        a.db(&[0; 8])
+    });
+    // Fill the table (case_a, case_b, mid, out) from the assembled code's marker bytes.
+    let find = |code: &[u8], pat: &[u8]| {
+        code.windows(pat.len()).position(|w| w == pat).unwrap_or_else(|| panic!("{pat:02x?} in {code:02x?}"))
+            as u16
+    };
+    let case_a = find(&code, &[0x05, 0x03, 0x00]);
+    let case_b = find(&code, &[0x83, 0xC3, 0x05]);
+    let out = find(&code, &[0x05, 0xE8, 0x03]);
+    let next = find(&code, &[0xBF, 0x55, 0x55]);
+    let table = code.len() - 8;
+    for (i, t) in [case_a, case_b, case_b + 3, out].into_iter().enumerate() {
+        code[table + 2 * i..table + 2 * i + 2].copy_from_slice(&t.to_le_bytes());
+    }
+    let at = find(&code, &[0x77, 0x77]) as usize;
+    code[at..at + 2].copy_from_slice(&(table as u16).to_le_bytes());
+    let at = find(&code, &[0xBA, 0x66, 0x66]) as usize + 1;
+    code[at..at + 2].copy_from_slice(&next.to_le_bytes());
+    let out = agree(&code, JitMode::Eager, None, false, |_| {});
+    assert_eq!(out.stops, vec![StopReason::Halted]);
+    let (a, b) = (out.states[0].gpr[0] & 0xFFFF, out.states[0].gpr[3] & 0xFFFF);
+    assert_eq!((a, b), (50 * 3 + 50 * 1000, 50 * 12 + 50 * 7));
+    assert!(out.jit.compiled >= 1 && out.jit.instructions > 1000, "{:?}", out.jit);
+}
+
+#[test]
 fn segment_limit_fault_inside_the_loop_pushes_the_same_flags() {
     // SI walks up to FFFF: the word load there faults (#GP) into the HLT handler, and the
     // FLAGS image it pushes must carry the INC's flags, not anything the checks computed.

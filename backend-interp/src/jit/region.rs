@@ -7,14 +7,18 @@
 //! * a near `jmp`/`jcc`/`loop*` is a [`Slot::Branch`]: to an instruction of the region it stays
 //!   in host code (forward branches inside loops, inner loops, the back edge), anywhere else
 //!   it leaves with EIP at its target;
+//! * `jmp r/m16` (a `switch` through a jump table) is a [`Slot::Indirect`]: its target is
+//!   looked up among the region's run starts at run time, and leaves when it is none;
 //! * any other instruction (calls, returns, string instructions, I/O, ...) is a
 //!   [`Slot::Leave`]: reaching it leaves compiled code with EIP on it, and the interpreter
 //!   runs it.
 //!
 //! Instructions are charged against the budget per run ([`Region::run_end`]): a maximal
-//! sequence of slots entered only at its first one (the region start, a branch target, or
-//! the slot after a branch or a leave), ending after a branch or before a leave.
-use iced_x86::{Code, ConditionCode, Decoder, DecoderOptions, Instruction, OpKind};
+//! sequence of slots entered only at its first one (the region start, a branch target, the
+//! slot after a branch, an indirect jump or a leave, and — where an indirect jump may land —
+//! every instruction after an unconditional transfer up to the first that is not alignment
+//! padding), ending after a branch or an indirect jump, or before a leave.
+use iced_x86::{Code, ConditionCode, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
 /// Longest region, in guest instructions.
 pub const MAX_INSNS: usize = 128;
@@ -44,12 +48,48 @@ pub struct Branch {
 pub enum Slot<P> {
     Plain(P),
     Branch(Branch),
+    /// `jmp r/m16`, planned as a read of its operand.
+    Indirect(P),
     Leave,
+}
+
+impl<P> Slot<P> {
+    /// Control never falls through to the next slot.
+    fn transfers(&self) -> bool {
+        matches!(self, Slot::Branch(Branch { kind: BranchKind::Jmp, .. }) | Slot::Indirect(_) | Slot::Leave)
+    }
+
+    /// The last slot of a run (a run start follows).
+    fn ends_run(&self) -> bool {
+        matches!(self, Slot::Branch(_) | Slot::Indirect(_) | Slot::Leave)
+    }
+}
+
+/// Alignment padding compilers put between functions and jump targets: NOP forms,
+/// `xchg ax, ax`, `lea r, [r]` / `lea r, [r + 0]`.
+fn is_padding(ins: &Instruction) -> bool {
+    match ins.mnemonic() {
+        Mnemonic::Nop => true,
+        Mnemonic::Xchg => {
+            ins.op_count() == 2
+                && ins.op0_kind() == OpKind::Register
+                && ins.op0_register() == ins.op1_register()
+        }
+        Mnemonic::Lea => {
+            ins.memory_index() == Register::None
+                && ins.memory_displacement64() == 0
+                && ins.memory_base().full_register32() == ins.op0_register().full_register32()
+                && ins.memory_base().size() == ins.op0_register().size()
+        }
+        _ => false,
+    }
 }
 
 /// A decoded region, ready to emit.
 #[derive(Debug)]
 pub struct Region<P> {
+    /// EIP of the first instruction.
+    pub start: u32,
     pub slots: Vec<Slot<P>>,
     /// Offset of each slot's instruction from the region start.
     pub offs: Vec<u32>,
@@ -93,7 +133,7 @@ pub fn discover<P: Copy>(
     plan: impl Fn(&Instruction, u32) -> Option<P>,
 ) -> Option<Region<P>> {
     let mut dec = Decoder::with_ip(16, code, u64::from(start_eip), DecoderOptions::NONE);
-    let (mut slots, mut offs) = (Vec::new(), Vec::new());
+    let (mut slots, mut offs, mut padding) = (Vec::new(), Vec::new(), Vec::new());
     let (mut off, mut n, mut bytes) = (0u32, 0usize, 0u32);
     while dec.can_decode() && slots.len() < MAX_INSNS {
         let ins = dec.decode();
@@ -103,10 +143,12 @@ pub fn discover<P: Copy>(
         }
         let slot = match branch_of(&ins, start_eip) {
             Some(b) => Slot::Branch(b),
+            None if ins.code() == Code::Jmp_rm16 => plan(&ins, off).map_or(Slot::Leave, Slot::Indirect),
             None => plan(&ins, off).map_or(Slot::Leave, Slot::Plain),
         };
         slots.push(slot);
         offs.push(off);
+        padding.push(is_padding(&ins));
         off += len;
         if matches!(slot, Slot::Branch(b) if b.target == 0) {
             (n, bytes) = (slots.len(), off);
@@ -124,23 +166,30 @@ pub fn discover<P: Copy>(
             _ => None,
         })
         .collect();
-    let run_start = run_starts(&slots, &inner);
+    let run_start = run_starts(&slots, &inner, &padding);
     let run_end = run_ends(&slots, &run_start);
-    Some(Region { slots, offs, bytes, inner, run_start, run_end })
+    Some(Region { start: start_eip, slots, offs, bytes, inner, run_start, run_end })
 }
 
-/// Slots where a run starts: the first, every branch target, and every slot after a branch
-/// or a leave.
-fn run_starts<P>(slots: &[Slot<P>], inner: &[Option<usize>]) -> Vec<bool> {
+/// Slots where a run starts: the first, every branch target, every slot after a branch, an
+/// indirect jump or a leave, and after an unconditional transfer every padding slot and the
+/// first slot after them (where an indirect jump may land).
+fn run_starts<P>(slots: &[Slot<P>], inner: &[Option<usize>], padding: &[bool]) -> Vec<bool> {
     let mut start = vec![false; slots.len()];
     start[0] = true;
+    let mut landing = false;
     for (i, s) in slots.iter().enumerate() {
+        if landing {
+            start[i] = true;
+            landing = padding[i];
+        }
         if let Some(t) = inner[i] {
             start[t] = true;
         }
-        if matches!(s, Slot::Branch(_) | Slot::Leave) && i + 1 < slots.len() {
+        if s.ends_run() && i + 1 < slots.len() {
             start[i + 1] = true;
         }
+        landing |= s.transfers();
     }
     start
 }
@@ -155,7 +204,7 @@ fn run_ends<P>(slots: &[Slot<P>], start: &[bool]) -> Vec<usize> {
             let mut k = i;
             while k < slots.len() && !matches!(slots[k], Slot::Leave) && (k == i || !start[k]) {
                 k += 1;
-                if matches!(slots[k - 1], Slot::Branch(_)) {
+                if slots[k - 1].ends_run() {
                     break;
                 }
             }
@@ -216,6 +265,22 @@ mod tests {
         assert_eq!(r.run_end[..4], [1, 1, 4, 4]);
         assert_eq!(r.inner[4], None);
         assert_eq!(r.run_start, vec![true, false, true, false, true, true]);
+    }
+
+    #[test]
+    fn landing_places_after_a_transfer_start_runs_past_the_padding() {
+        let r = region(|a, head| {
+            a.add(ax, bx)?; // 0
+            a.jmp(word_ptr(si + 0x40))?; // 1: indirect (planned as plain here: a leave-free region)
+            a.nop()?; // 2: padding
+            a.db(&[0x8D, 0x74, 0x00])?; // 3: lea si, [si + 0]
+            a.inc(cx)?; // 4: where a switch lands
+            a.inc(dx)?; // 5
+            a.jnz(head) // 6
+        });
+        assert!(matches!(r.slots[1], Slot::Indirect(())));
+        assert_eq!(r.run_start, vec![true, false, true, true, true, false, false]);
+        assert_eq!(r.run_end, vec![2, 2, 3, 4, 7, 7, 7]);
     }
 
     #[test]

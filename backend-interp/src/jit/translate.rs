@@ -320,6 +320,9 @@ fn allowed(m: Mnemonic) -> bool {
 
 /// Plans one straight-line guest instruction (`None`: not translatable).
 fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
+    if ins.code() == Code::Jmp_rm16 {
+        return plan_indirect(ins, off);
+    }
     let m = ins.mnemonic();
     if !allowed(m) || ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
         return None;
@@ -461,6 +464,23 @@ fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
 /// tier counts such early exits (see `JitTier::run`).
 pub const EXIT_EARLY: u32 = 0x1_0000;
 
+/// Plans `jmp r/m16` as `movzx ecx, r/m16` (the target into `ecx`; see [`Emitter::indirect`]).
+fn plan_indirect(ins: &Instruction, off: u32) -> Option<Planned> {
+    let (h, mem) = match ins.op0_kind() {
+        OpKind::Register => {
+            let r = map_reg(ins.op0_register())?;
+            (Instruction::with2(Code::Movzx_r32_rm16, Register::ECX, r).ok()?, None)
+        }
+        OpKind::Memory => {
+            let mr = MemRef { seg: seg_index(ins.memory_segment())?, addr: Addr::of(ins)?, size: 2 };
+            let src = MemoryOperand::with_base(Register::RSI);
+            (Instruction::with2(Code::Movzx_r32_rm16, Register::ECX, src).ok()?, Some(mr))
+        }
+        _ => return None,
+    };
+    Some(Planned { emit: Emit::Native(h), mem, write: false, writes: 0, off })
+}
+
 /// Translates the loop region at the start of `code` (EIP `start_eip`; `code` ends at the
 /// end of its page, see `region.rs`). `None` when there is no branch back to the start or the
 /// first instruction needs the interpreter. `addr` is where the code will live.
@@ -580,6 +600,11 @@ fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
         match slot {
             Slot::Plain(p) => e.plain(p, groups[i], charge)?,
             Slot::Leave => e.leave(off)?,
+            Slot::Indirect(p) => {
+                let targets: Vec<(u32, CodeLabel)> =
+                    (0..n).filter(|&t| r.run_start[t]).map(|t| (r.offs[t], labels[t])).collect();
+                e.indirect(p, charge, r.start, &targets)?;
+            }
             Slot::Branch(b) => {
                 let to = match r.inner[i] {
                     Some(t) => labels[t],
@@ -795,6 +820,67 @@ impl Emitter {
                 }
             }
         }
+    }
+
+    /// `jmp r/m16`: the target (its memory operand checked like a read; the check failing
+    /// refunds `left`) is looked up among the run starts `targets` (offsets, sorted) with a
+    /// binary search under `pushfq`/`popfq`; found, compiled code goes on there, else it
+    /// leaves with EIP at the target.
+    fn indirect(
+        &mut self,
+        p: &Planned,
+        left: u32,
+        start: u32,
+        targets: &[(u32, CodeLabel)],
+    ) -> Result<(), IcedError> {
+        if let Some(mr) = p.mem {
+            let exit = self.stub(p.off, left, EXIT_EARLY);
+            self.mem_check(&mr, false, exit)?;
+        }
+        if let Emit::Native(h) = p.emit {
+            self.a.add_instruction(h)?;
+        }
+        let a = &mut self.a;
+        a.lea(ecx, ptr(rcx - start as i32))?;
+        a.movzx(ecx, cx)?;
+        a.pushfq()?;
+        let mut miss = a.create_label();
+        let mut tramps = Vec::new();
+        self.search(targets, miss, &mut tramps)?;
+        let common = self.common;
+        let a = &mut self.a;
+        for (mut l, to) in tramps {
+            a.set_label(&mut l)?;
+            a.popfq()?;
+            a.jmp(to)?;
+        }
+        a.set_label(&mut miss)?;
+        a.popfq()?;
+        a.mov(edi, 0u32)?;
+        a.jmp(common)
+    }
+
+    /// Binary search of `ecx` among `t` (flags are saved): jumps to a trampoline (pushed to
+    /// `tramps` with its target) on a hit, to `miss` otherwise.
+    fn search(
+        &mut self,
+        t: &[(u32, CodeLabel)],
+        miss: CodeLabel,
+        tramps: &mut Vec<(CodeLabel, CodeLabel)>,
+    ) -> Result<(), IcedError> {
+        if t.is_empty() {
+            return self.a.jmp(miss);
+        }
+        let mid = t.len() / 2;
+        let hit = self.a.create_label();
+        tramps.push((hit, t[mid].1));
+        let mut lower = self.a.create_label();
+        self.a.cmp(ecx, t[mid].0)?;
+        self.a.je(hit)?;
+        self.a.jb(lower)?;
+        self.search(&t[mid + 1..], miss, tramps)?;
+        self.a.set_label(&mut lower)?;
+        self.search(&t[..mid], miss, tramps)
     }
 
     /// Leaves with EIP on an instruction only the interpreter runs.

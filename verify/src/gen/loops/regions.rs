@@ -6,17 +6,20 @@
 //! Layout (one assembled blob at `CODE_SEG:CODE_IP`):
 //!
 //! ```text
-//! head:  chunk; [cmp r8, imm8; jcc skip_k | jcc out]; [leave]; chunk; ...
+//! head:  chunk; [cmp r8, imm8; jcc skip_k | jcc out]; [leave]; [switch]; chunk; ...
 //!        dec counter; jnz head      (or loop head)
 //!        hlt
 //! out:   hlt
 //! sub:   inc word [..]; ret         (the target of the calls)
+//! tables: dw case, case, case, case  (one per switch: later chunk starts or `out`)
 //! ```
+//! A switch is `and edx, 3; jmp word [cs:edx*2 + table]`.
 //! Every instruction that reads a status flag, and every generated `jcc`, gets a
 //! `cmp r8, imm8` right before it, so no path reads an undefined flag; the flags still
 //! undefined at a stop are those of the path actually run (the caller tracks them with
 //! [`crate::flagmask::UndefTracker`]).
-use iced_x86::code_asm::{ecx, CodeAssembler, CodeLabel};
+use iced_x86::code_asm::{ecx, edx, word_ptr, CodeAssembler, CodeLabel};
+use iced_x86::BlockEncoderOptions;
 use iced_x86::{
     Code, ConditionCode, IcedError, Instruction, InstructionInfoFactory, MemoryOperand, Register,
 };
@@ -51,6 +54,9 @@ enum Piece {
     Out(ConditionCode),
     /// `call sub`.
     Call,
+    /// `and edx, 3; jmp word [cs:edx*2 + table]`: a switch whose four cases are chunk starts
+    /// (later chunks, `chunks` = the counter) or, as `usize::MAX`, `out`.
+    Switch([usize; 4]),
 }
 
 /// Instructions the compiled tier leaves to the interpreter, with no flag effects a later
@@ -135,13 +141,43 @@ fn body(rng: &mut SplitMix64, cat: &Catalogue, cx: &Ctx) -> Vec<(usize, Piece)> 
         if rng.chance(1, 4) {
             out.extend(leave_insn(rng).into_iter().map(|p| (k, p)));
         }
+        if k + 1 < chunks && rng.chance(1, 3) {
+            let case = |rng: &mut SplitMix64| {
+                if rng.chance(1, 8) {
+                    usize::MAX
+                } else {
+                    rng.range(k as u64 + 1, chunks as u64) as usize
+                }
+            };
+            let cases = [case(rng), case(rng), case(rng), case(rng)];
+            out.push((k, Piece::Switch(cases)));
+        }
     }
     out
 }
 
-/// Assembles the program (see the module doc) at `CODE_IP`.
+/// Assembles the program (see the module doc) at `CODE_IP`, twice: the switch tables (after
+/// `sub`) hold addresses only known after the first pass (every length stays the same).
 fn assemble(pieces: &[(usize, Piece)]) -> Result<Vec<u8>, IcedError> {
+    let (_, addrs) = assemble_with(pieces, None)?;
+    let (code, _) = assemble_with(pieces, Some(&addrs))?;
+    Ok(code)
+}
+
+/// Label addresses the second pass needs: chunk starts, `out`, and each switch's table.
+#[derive(Debug, Default)]
+struct Addrs {
+    starts: Vec<u16>,
+    out: u16,
+    tables: Vec<u16>,
+}
+
+fn assemble_with(pieces: &[(usize, Piece)], known: Option<&Addrs>) -> Result<(Vec<u8>, Addrs), IcedError> {
     let mut a = CodeAssembler::new(16)?;
+    let switches: Vec<[usize; 4]> =
+        pieces.iter().filter_map(|p| if let Piece::Switch(c) = p.1 { Some(c) } else { None }).collect();
+    let mut tables: Vec<CodeLabel> = switches.iter().map(|_| a.create_label()).collect();
+    let mut switch_no = 0;
     let chunks = pieces.last().map_or(0, |p| p.0 + 1);
     let mut starts: Vec<CodeLabel> = (0..=chunks).map(|_| a.create_label()).collect();
     let (mut head, mut out, mut sub) = (a.create_label(), a.create_label(), a.create_label());
@@ -157,6 +193,12 @@ fn assemble(pieces: &[(usize, Piece)]) -> Result<Vec<u8>, IcedError> {
             Piece::Skip(cc, to) => emit_term(&mut a, Term::Jcc(cc), false, starts[to])?,
             Piece::Out(cc) => emit_term(&mut a, Term::Jcc(cc), false, out)?,
             Piece::Call => a.call(sub)?,
+            Piece::Switch(_) => {
+                let table = known.map_or(0, |k| k.tables[switch_no]);
+                switch_no += 1;
+                a.and(edx, 3)?;
+                a.jmp(word_ptr(edx * 2 + u32::from(table)).cs())?;
+            }
         }
     }
     // A skip past the last chunk lands on the counter.
@@ -172,5 +214,20 @@ fn assemble(pieces: &[(usize, Piece)]) -> Result<Vec<u8>, IcedError> {
         MemoryOperand::with_base_displ(Register::DI, 0x10),
     )?)?;
     a.ret()?;
-    a.assemble(u64::from(CODE_IP))
+    for (cases, label) in switches.iter().zip(tables.iter_mut()) {
+        a.set_label(label)?;
+        let entry = |c: usize| known.map_or(0, |k| if c == usize::MAX { k.out } else { k.starts[c] });
+        a.dw(&cases.map(entry))?;
+    }
+    let r = a.assemble_options(u64::from(CODE_IP), BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let ip = |l: &CodeLabel| r.label_ip(l).map(|v| v as u16);
+    let mut addrs = Addrs { out: ip(&out)?, ..Addrs::default() };
+    addrs.starts.push(ip(&head)?);
+    for l in &starts[1..] {
+        addrs.starts.push(ip(l)?);
+    }
+    for l in &tables {
+        addrs.tables.push(ip(l)?);
+    }
+    Ok((r.inner.code_buffer, addrs))
 }
