@@ -68,9 +68,17 @@ fn guest() -> (PathBuf, Vec<u32>) {
     a.hlt().unwrap();
     let r = a.assemble_options(0x7C00, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
     let ips = l.iter().map(|x| r.label_ip(x).unwrap() as u32).collect();
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_gdb_guest.img");
+    let path = unique_path("cli_gdb_guest");
     std::fs::write(&path, guests::boot_sector(r.inner.code_buffer.as_slice()).unwrap()).unwrap();
     (path, ips)
+}
+
+/// A file name of its own for each image written (tests run in parallel: one test must not
+/// truncate the image another is booting).
+fn unique_path(stem: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{stem}-{}-{n}.img", std::process::id()))
 }
 
 /// A boot sector that loops forever.
@@ -80,7 +88,7 @@ fn spinner() -> PathBuf {
     a.set_label(&mut top).unwrap();
     a.inc(ax).unwrap();
     a.jmp(top).unwrap();
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_gdb_spinner.img");
+    let path = unique_path("cli_gdb_spinner");
     std::fs::write(&path, guests::boot_sector(&a.assemble(0x7C00).unwrap()).unwrap()).unwrap();
     path
 }

@@ -8,15 +8,16 @@ use picoqemu::guests::{self, SERIAL_HELLO_DEBUG_TEXT, SERIAL_HELLO_EXIT_CODE, SE
 mod common;
 use common::{kvm_usable, picoqemu};
 
-/// Writes the serial guest to a file, as a user would run it.
-fn serial_image_file() -> String {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_serial_hello.img");
+/// Writes the serial guest to a file, as a user would run it (one file per backend: the tests
+/// run in parallel).
+fn serial_image_file(backend: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_serial_hello_{backend}.img"));
     std::fs::write(&path, guests::serial_hello().expect("assembling")).expect("writing the image");
     path.to_str().expect("UTF-8 path").to_string()
 }
 
 fn check_serial(backend: &str) {
-    let file = serial_image_file();
+    let file = serial_image_file(backend);
     let expected_status = i32::from(SERIAL_HELLO_EXIT_CODE) << 1 | 1;
     assert_eq!(expected_status, 33);
     for args in [
