@@ -38,7 +38,9 @@
 use std::mem::offset_of;
 
 use iced_x86::code_asm::*;
-use iced_x86::{Code, ConditionCode, Instruction, MemoryOperand, Mnemonic, OpKind, Register};
+use iced_x86::{
+    BlockEncoderOptions, Code, ConditionCode, Instruction, MemoryOperand, Mnemonic, OpKind, Register,
+};
 
 use super::exec::JitCtx;
 use super::region::{self, Branch, BranchKind, Region, Slot};
@@ -573,14 +575,37 @@ struct Emitter {
     stubs: Vec<Stub>,
     line_checks: Vec<LineCheck>,
     common: CodeLabel,
+    /// The function's first instruction and the dispatch table (after the code).
+    entry: CodeLabel,
+    table: CodeLabel,
 }
 
 // `mem_check` divides the summed "write must exit" values by 8 with a rotate.
 const _: () = assert!(super::exec::W_CODE == 8);
 
-/// Emits the whole function for region `r`.
+/// Emits the whole function for region `r`. A region with indirect jumps is assembled twice:
+/// its dispatch table (offset in the region → host offset of the run starting there) holds
+/// label addresses known after the first pass; nothing else moves.
 fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
+    if !r.slots.iter().any(|s| matches!(s, Slot::Indirect(_))) {
+        return Ok(emit_pass(r, addr, None)?.0);
+    }
+    let mut table = vec![0u32; r.bytes.next_power_of_two() as usize];
+    let (_, starts) = emit_pass(r, addr, Some(&table))?;
+    for (i, ip) in starts {
+        table[r.offs[i] as usize] = (ip - addr) as u32;
+    }
+    Ok(emit_pass(r, addr, Some(&table))?.0)
+}
+
+/// Machine code and the host address of every run start (slot index, address).
+type Assembled = (Vec<u8>, Vec<(usize, u64)>);
+
+/// One assembly of region `r` with dispatch table `table` (when it has indirect jumps): the
+/// code and the host address of every run start (slot index, address).
+fn emit_pass(r: &Region<Planned>, addr: u64, table: Option<&[u32]>) -> Result<Assembled, IcedError> {
     let mut e = Emitter::new()?;
+    e.a.set_label(&mut e.entry)?;
     e.prologue()?;
     let n = r.slots.len();
     // A label per slot, set where a run starts (branches enter there only); `end` is the
@@ -600,11 +625,7 @@ fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
         match slot {
             Slot::Plain(p) => e.plain(p, groups[i], charge)?,
             Slot::Leave => e.leave(off)?,
-            Slot::Indirect(p) => {
-                let targets: Vec<(u32, CodeLabel)> =
-                    (0..n).filter(|&t| r.run_start[t]).map(|t| (r.offs[t], labels[t])).collect();
-                e.indirect(p, charge, r.start, &targets)?;
-            }
+            Slot::Indirect(p) => e.indirect(p, charge, r.start, r.bytes.next_power_of_two())?,
             Slot::Branch(b) => {
                 let to = match r.inner[i] {
                     Some(t) => labels[t],
@@ -621,14 +642,16 @@ fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
         let s = e.stub(r.bytes, 0, 0);
         e.a.jmp(s)?;
     }
-    e.finish(addr)
+    let starts: Vec<(usize, CodeLabel)> =
+        (0..n).filter(|&i| r.run_start[i]).map(|i| (i, labels[i])).collect();
+    e.finish(addr, table, &starts)
 }
 
 impl Emitter {
     fn new() -> Result<Emitter, IcedError> {
         let mut a = CodeAssembler::new(64)?;
-        let common = a.create_label();
-        Ok(Emitter { a, stubs: Vec::new(), line_checks: Vec::new(), common })
+        let (common, entry, table) = (a.create_label(), a.create_label(), a.create_label());
+        Ok(Emitter { a, stubs: Vec::new(), line_checks: Vec::new(), common, entry, table })
     }
 
     /// A new exit stub (emitted by [`Emitter::finish`]).
@@ -823,16 +846,10 @@ impl Emitter {
     }
 
     /// `jmp r/m16`: the target (its memory operand checked like a read; the check failing
-    /// refunds `left`) is looked up among the run starts `targets` (offsets, sorted) with a
-    /// binary search under `pushfq`/`popfq`; found, compiled code goes on there, else it
+    /// refunds `left`) as an offset from the region start indexes the dispatch table (`size`
+    /// entries, a power of two): a run start there is jumped to, flag-neutrally; anything else
     /// leaves with EIP at the target.
-    fn indirect(
-        &mut self,
-        p: &Planned,
-        left: u32,
-        start: u32,
-        targets: &[(u32, CodeLabel)],
-    ) -> Result<(), IcedError> {
+    fn indirect(&mut self, p: &Planned, left: u32, start: u32, size: u32) -> Result<(), IcedError> {
         if let Some(mr) = p.mem {
             let exit = self.stub(p.off, left, EXIT_EARLY);
             self.mem_check(&mr, false, exit)?;
@@ -840,47 +857,26 @@ impl Emitter {
         if let Emit::Native(h) = p.emit {
             self.a.add_instruction(h)?;
         }
+        let (common, entry, table) = (self.common, self.entry, self.table);
         let a = &mut self.a;
-        a.lea(ecx, ptr(rcx - start as i32))?;
-        a.movzx(ecx, cx)?;
-        a.pushfq()?;
-        let mut miss = a.create_label();
-        let mut tramps = Vec::new();
-        self.search(targets, miss, &mut tramps)?;
-        let common = self.common;
-        let a = &mut self.a;
-        for (mut l, to) in tramps {
-            a.set_label(&mut l)?;
-            a.popfq()?;
-            a.jmp(to)?;
-        }
+        let (mut in_range, mut miss) = (a.create_label(), a.create_label());
+        a.lea(edi, ptr(rcx - start as i32))?;
+        a.movzx(edi, di)?;
+        a.mov(ecx, size.trailing_zeros())?;
+        a.shrx(ecx, edi, ecx)?;
+        a.jrcxz(in_range)?;
+        a.jmp(miss)?;
+        a.set_label(&mut in_range)?;
+        a.lea(rcx, ptr(table))?;
+        a.mov(ecx, dword_ptr(rcx + rdi * 4))?;
+        a.jrcxz(miss)?;
+        a.lea(rdi, ptr(entry))?;
+        a.lea(rcx, ptr(rdi + rcx))?;
+        a.jmp(rcx)?;
         a.set_label(&mut miss)?;
-        a.popfq()?;
+        a.mov(ecx, edi)?;
         a.mov(edi, 0u32)?;
         a.jmp(common)
-    }
-
-    /// Binary search of `ecx` among `t` (flags are saved): jumps to a trampoline (pushed to
-    /// `tramps` with its target) on a hit, to `miss` otherwise.
-    fn search(
-        &mut self,
-        t: &[(u32, CodeLabel)],
-        miss: CodeLabel,
-        tramps: &mut Vec<(CodeLabel, CodeLabel)>,
-    ) -> Result<(), IcedError> {
-        if t.is_empty() {
-            return self.a.jmp(miss);
-        }
-        let mid = t.len() / 2;
-        let hit = self.a.create_label();
-        tramps.push((hit, t[mid].1));
-        let mut lower = self.a.create_label();
-        self.a.cmp(ecx, t[mid].0)?;
-        self.a.je(hit)?;
-        self.a.jb(lower)?;
-        self.search(&t[mid + 1..], miss, tramps)?;
-        self.a.set_label(&mut lower)?;
-        self.search(&t[..mid], miss, tramps)
     }
 
     /// Leaves with EIP on an instruction only the interpreter runs.
@@ -893,7 +889,12 @@ impl Emitter {
 
     /// The exit stubs and the common exit (refund, store the guest state, restore the host
     /// registers), then the machine code for `addr`.
-    fn finish(mut self, addr: u64) -> Result<Vec<u8>, IcedError> {
+    fn finish(
+        mut self,
+        addr: u64,
+        table: Option<&[u32]>,
+        starts: &[(usize, CodeLabel)],
+    ) -> Result<Assembled, IcedError> {
         for lc in std::mem::take(&mut self.line_checks) {
             self.line_check(lc)?;
         }
@@ -920,7 +921,13 @@ impl Emitter {
             a.pop(r)?;
         }
         a.ret()?;
-        a.assemble(addr)
+        if let Some(t) = table {
+            a.set_label(&mut self.table)?;
+            a.dd(t)?;
+        }
+        let r = a.assemble_options(addr, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+        let ips = starts.iter().map(|(i, l)| r.label_ip(l).map(|ip| (*i, ip))).collect::<Result<_, _>>()?;
+        Ok((r.inner.code_buffer, ips))
     }
 }
 
