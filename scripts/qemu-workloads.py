@@ -74,6 +74,9 @@ def floppy(out, name):
 
 
 def median_time(cmd, runs):
+    """Median wall time of `runs` runs after one untimed warm-up run (cold caches made the
+    first QEMU start-up up to 70 ms slower, which the subtraction would misattribute)."""
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times, codes = [], set()
     for _ in range(runs):
         t = time.perf_counter()
@@ -90,7 +93,7 @@ def qemu_cmd(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=400)
     ap.add_argument("--modes", default="interp-off,interp-hot,interp-eager")
     ap.add_argument("--layout", default="packed,split")
     args = ap.parse_args()

@@ -147,13 +147,12 @@ impl CodeCache {
         ))
     }
 
-    /// Adds the `bytes` of code from `phys` (within one cached page; a compiled region read
-    /// them from `ram`) to the page's code lines. Returns their mask, or `None` when the page
-    /// has no cached blocks.
-    pub fn add_code(&mut self, phys: usize, bytes: usize, ram: &[u8]) -> Option<u64> {
+    /// Adds the code lines `mask` of the page holding `phys` (a compiled region read them from
+    /// `ram`) to the page's code lines. Returns the mask, or `None` when the page has no
+    /// cached blocks.
+    pub fn add_code(&mut self, phys: usize, mask: u64, ram: &[u8]) -> Option<u64> {
         let pg = phys / PAGE;
         let pc = self.pages.get_mut(pg)?.as_mut()?;
-        let mask = line_mask(phys % PAGE, bytes.clamp(1, PAGE - phys % PAGE));
         pc.add_lines(mask, ram.get(pg * PAGE..(pg + 1) * PAGE)?);
         Some(mask)
     }

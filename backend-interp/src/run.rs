@@ -405,18 +405,22 @@ impl<'r> Runner<'r> {
     /// The region's code lines join the page's, so stores to any of them drop it.
     #[cold]
     fn compile(&mut self, cx: &mut Ctx, cs: &Segment, phys: usize, eip: u32) -> Option<u32> {
+        // The page from its start (or from IP 0) to its end (or the CS limit): a region's
+        // callees may lie before its start.
+        let first = phys - (phys & 0xFFF).min(eip as usize);
         let page_end = (phys | 0xFFF) + 1;
         let limit_end = phys + (cs.limit.saturating_sub(eip) as usize).saturating_add(1);
         let end = page_end.min(limit_end).min(cx.ram.len());
-        let out = match cx.ram.get(phys..end) {
-            Some(code) if end > phys => self.jit.compile(code, eip),
-            _ => CompileOutcome { tier: TIER_NO, flushed: false, bytes: 0 },
+        let code_eip = eip - (phys - first) as u32;
+        let out = match cx.ram.get(first..end) {
+            Some(code) if end > phys => self.jit.compile(code, code_eip, (first & 0xFFF) as u32, eip),
+            _ => CompileOutcome { tier: TIER_NO, flushed: false, bytes: 0, lines: 0 },
         };
         if out.flushed {
             self.cache.reset_tiers();
         }
         if out.tier != TIER_NO {
-            match self.cache.add_code(phys, out.bytes as usize, cx.ram) {
+            match self.cache.add_code(phys, out.lines, cx.ram) {
                 Some(lines) => cx.pages.mark_code(phys >> 12, lines),
                 None => return None,
             }

@@ -3,8 +3,11 @@
 //!
 //! `picoqemu_verify::gen::loops::regions` builds loops whose bodies branch forward inside
 //! the loop, branch out of it, switch through jump tables (`jmp word [cs:edx*2 + table]`, cases
-//! inside and outside the region), and contain instructions the tier leaves to the interpreter
-//! (calls, push/pop, CLD/STD, `xchg bx, bx`), with 16- and 32-bit addressing. The reference
+//! inside and outside the region), call helper functions placed before or after the loop
+//! (`call`/`ret`, `ret 2` with a pushed argument, `calld`/`retd`, a nested call, a loop inside
+//! a callee, entry code falling into the loop), push and pop registers and immediates (SP
+//! sometimes starting at 0, so pushes wrap), and contain instructions the tier leaves to the
+//! interpreter (CLD/STD, `xchg bx, bx`), with 16- and 32-bit addressing. The reference
 //! is `JitMode::Off` single-stepped, following the undefined status flags along the path it
 //! actually ran (`UndefTracker`); each program then runs under `JitMode::Eager` (and
 //! `JitMode::Hot`) to the end and with budgets that stop inside passes. Stop reason, the

@@ -25,7 +25,7 @@ mod region;
 mod translate;
 
 use crate::cpu::Cpu;
-use crate::pages::{Pages, PG_CODE, PG_MMIO, PG_SLOW};
+use crate::pages::{line_mask, Pages, PG_CODE, PG_MMIO, PG_SLOW};
 use exec::{TABLES, T_READ, T_WRAP, T_WRITE, W_CODE};
 
 pub use exec::JitCtx;
@@ -96,8 +96,10 @@ pub struct CompileOutcome {
     pub tier: u32,
     /// The code buffer was emptied on the way (every other block's compiled tier is stale).
     pub flushed: bool,
-    /// Bytes of guest code the compiled region covers from its start (0 when declined).
+    /// Bytes of guest code the compiled loop covers from its start (0 when declined).
     pub bytes: u32,
+    /// The code lines (64-byte lines of the page) the region was translated from.
+    pub lines: u64,
 }
 
 /// The outcome of [`JitTier::run`].
@@ -157,10 +159,10 @@ impl JitTier {
         }
     }
 
-    /// Translates the loop region at the start of `code` (EIP `start_eip`; `code` ends at
-    /// the end of its page).
-    pub fn compile(&mut self, code: &[u8], start_eip: u32) -> CompileOutcome {
-        let no = |flushed| CompileOutcome { tier: TIER_NO, flushed, bytes: 0 };
+    /// Translates the loop region at EIP `start_eip` from `code`: guest code of one page
+    /// whose first byte is at EIP `code_eip` and at offset `page_off` of its page.
+    pub fn compile(&mut self, code: &[u8], code_eip: u32, page_off: u32, start_eip: u32) -> CompileOutcome {
+        let no = |flushed| CompileOutcome { tier: TIER_NO, flushed, bytes: 0, lines: 0 };
         if self.buf.is_none() {
             match exec::ExecBuf::new(CODE_BYTES) {
                 Ok(b) => self.buf = Some(b),
@@ -173,7 +175,7 @@ impl JitTier {
         let Some(buf) = self.buf.as_mut() else { return no(false) };
         let mut flushed = false;
         loop {
-            let Some(c) = translate::translate(code, start_eip, buf.next_addr()) else {
+            let Some(c) = translate::translate(code, code_eip, start_eip, buf.next_addr()) else {
                 self.stats.declined += 1;
                 return no(flushed);
             };
@@ -182,7 +184,10 @@ impl JitTier {
                     self.entries.push(Entry { off, insns: c.insns, bytes: c.bytes, early: 0 });
                     self.stats.compiled += 1;
                     let tier = TIER_COMPILED | (self.entries.len() as u32 - 1);
-                    return CompileOutcome { tier, flushed, bytes: c.bytes };
+                    let lines = c.ranges.iter().fold(0, |m, &(ip, len)| {
+                        m | line_mask((page_off + ip.wrapping_sub(code_eip)) as usize, len as usize)
+                    });
+                    return CompileOutcome { tier, flushed, bytes: c.bytes, lines };
                 }
                 Ok(_) if !flushed => {
                     // Full: start over (the caller resets every block's tier).

@@ -1,27 +1,41 @@
 //! Loop regions: the stretch of guest code the compiled tier translates as one unit.
 //!
 //! A region starts at a hot block's first instruction (the head) and runs, in address order,
-//! through the last branch back to the head found in the same 4 KiB page (at most
-//! [`MAX_INSNS`] instructions, never past offset FFFFh). Inside it:
+//! through the last branch back to the head found in the same 4 KiB page, then through any
+//! later branch back into that stretch (the cases of a `switch` that rejoin the loop), at most
+//! [`MAX_INSNS`] instructions, never past offset FFFFh. Inside it:
 //! * a translatable instruction is a [`Slot::Plain`];
 //! * a near `jmp`/`jcc`/`loop*` is a [`Slot::Branch`]: to an instruction of the region it stays
 //!   in host code (forward branches inside loops, inner loops, the back edge), anywhere else
 //!   it leaves with EIP at its target;
 //! * `jmp r/m16` (a `switch` through a jump table) is a [`Slot::Indirect`]: its target is
 //!   looked up among the region's run starts at run time, and leaves when it is none;
-//! * any other instruction (calls, returns, string instructions, I/O, ...) is a
+//! * a near `call` is a [`Slot::Call`] (the return address is pushed in host code; the callee
+//!   runs in host code when it is part of the region, else the call leaves at its target) and
+//!   a near `ret` a [`Slot::Ret`] (the popped address is looked up like an indirect jump's);
+//! * any other instruction (string instructions, I/O, far transfers, ...) is a
 //!   [`Slot::Leave`]: reaching it leaves compiled code with EIP on it, and the interpreter
 //!   runs it.
 //!
+//! The functions the loop calls directly that lie in the same page join the region as further
+//! pieces (each from its entry to where no branch seen reaches past an unconditional transfer,
+//! at most 64 instructions; calls they make are not followed), so a loop calling small helpers
+//! (`strlen`, a classifier) stays in host code.
+//!
 //! Instructions are charged against the budget per run ([`Region::run_end`]): a maximal
-//! sequence of slots entered only at its first one (the region start, a branch target, the
-//! slot after a branch, an indirect jump or a leave, and — where an indirect jump may land —
-//! every instruction after an unconditional transfer up to the first that is not alignment
-//! padding), ending after a branch or an indirect jump, or before a leave.
+//! sequence of slots entered only at its first one (a piece start, a branch or call target,
+//! the slot after a branch, an indirect jump, a call, a return or a leave, and — where an
+//! indirect jump may land — every instruction after an unconditional transfer up to the first
+//! that is not alignment padding), ending after a branch, an indirect jump, a call or a
+//! return, or before a leave.
 use iced_x86::{Code, ConditionCode, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
-/// Longest region, in guest instructions.
-pub const MAX_INSNS: usize = 128;
+/// Longest loop of a region, in guest instructions.
+pub const MAX_INSNS: usize = 192;
+/// Longest region with its callees, in guest instructions.
+pub const MAX_TOTAL: usize = 320;
+/// Longest callee, in guest instructions.
+const MAX_CALLEE: usize = 64;
 
 /// How a branch decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,18 +64,29 @@ pub enum Slot<P> {
     Branch(Branch),
     /// `jmp r/m16`, planned as a read of its operand.
     Indirect(P),
+    /// A near `call`, planned as the push of its return address; the target as an offset
+    /// from the region start (mod 64 KiB).
+    Call(P, u32),
+    /// A near `ret`, planned as the read of the return address.
+    Ret(P),
     Leave,
 }
 
 impl<P> Slot<P> {
     /// Control never falls through to the next slot.
-    fn transfers(&self) -> bool {
-        matches!(self, Slot::Branch(Branch { kind: BranchKind::Jmp, .. }) | Slot::Indirect(_) | Slot::Leave)
+    pub fn transfers(&self) -> bool {
+        matches!(
+            self,
+            Slot::Branch(Branch { kind: BranchKind::Jmp, .. })
+                | Slot::Indirect(_)
+                | Slot::Ret(_)
+                | Slot::Leave
+        )
     }
 
     /// The last slot of a run (a run start follows).
     fn ends_run(&self) -> bool {
-        matches!(self, Slot::Branch(_) | Slot::Indirect(_) | Slot::Leave)
+        matches!(self, Slot::Branch(_) | Slot::Indirect(_) | Slot::Call(..) | Slot::Ret(_) | Slot::Leave)
     }
 }
 
@@ -85,22 +110,43 @@ fn is_padding(ins: &Instruction) -> bool {
     }
 }
 
-/// A decoded region, ready to emit.
+/// A decoded region, ready to emit: the loop (piece 0) and the functions it calls (one piece
+/// each), in address order of their offsets from the start.
 #[derive(Debug)]
 pub struct Region<P> {
     /// EIP of the first instruction.
     pub start: u32,
     pub slots: Vec<Slot<P>>,
-    /// Offset of each slot's instruction from the region start.
+    /// Offset of each slot's instruction from the region start (mod 64 KiB; increasing).
     pub offs: Vec<u32>,
-    /// Bytes the region covers (the end of its last back edge).
+    /// Bytes the loop covers (the end of its last back edge).
     pub bytes: u32,
-    /// Per slot: the index of the region slot its branch targets, when it is one.
+    /// Each piece: its first slot and the offset just past its last instruction.
+    pub pieces: Vec<(usize, u32)>,
+    /// Offset of the lowest instruction, and bytes from it to the end of the highest one
+    /// (the span a dispatch table covers).
+    pub lo: u32,
+    pub span: u32,
+    /// Per slot: the index of the region slot its branch or call targets, when it is one.
     pub inner: Vec<Option<usize>>,
     /// Per slot: whether a run starts there (a budget charge is emitted).
     pub run_start: Vec<bool>,
     /// Per slot: the end (exclusive) of the charged run it belongs to.
     pub run_end: Vec<usize>,
+}
+
+impl<P> Region<P> {
+    /// The guest code the region was translated from: (EIP, bytes) per piece.
+    pub fn ranges(&self) -> Vec<(u32, u32)> {
+        self.pieces
+            .iter()
+            .map(|&(i, end)| (self.ip(self.offs[i]), end.wrapping_sub(self.offs[i]) & 0xFFFF))
+            .collect()
+    }
+
+    fn ip(&self, off: u32) -> u32 {
+        self.start.wrapping_add(off) & 0xFFFF
+    }
 }
 
 /// The near branch `ins` is, when the tier can follow it (16-bit targets only).
@@ -124,61 +170,222 @@ fn branch_of(ins: &Instruction, start_eip: u32) -> Option<Branch> {
     Some(Branch { kind, target: (ins.near_branch16() as u32).wrapping_sub(start_eip) & 0xFFFF })
 }
 
-/// Decodes the region at the start of `code` (EIP `start_eip`; `code` ends at the page end),
-/// planning each instruction with `plan(instruction, offset)`. `None` when no branch back to
-/// the start is found.
+/// The target of a near call the tier can follow (`call rel16`, or `call rel32` to an EIP
+/// inside 64 KiB), as an offset from the region start.
+fn call_target(ins: &Instruction, start_eip: u32) -> Option<u32> {
+    let ip = match ins.code() {
+        Code::Call_rel16 => ins.near_branch16() as u32,
+        Code::Call_rel32_32 if ins.near_branch32() <= 0xFFFF => ins.near_branch32(),
+        _ => return None,
+    };
+    Some(ip.wrapping_sub(start_eip) & 0xFFFF)
+}
+
+/// Guest code the region is decoded from: `code[0]` is at EIP `eip`.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    code: &'a [u8],
+    eip: u32,
+    start: u32,
+}
+
+/// One decoded instruction.
+#[derive(Clone, Copy)]
+struct Decoded<P> {
+    slot: Slot<P>,
+    off: u32,
+    len: u32,
+    padding: bool,
+}
+
+impl Window<'_> {
+    /// Decodes from EIP `ip` while `more(slots so far, next offset)` holds, at most `max`
+    /// instructions, never past the window or offset FFFFh.
+    fn decode<P: Copy>(
+        &self,
+        ip: u32,
+        max: usize,
+        plan: &impl Fn(&Instruction, u32) -> Option<P>,
+        mut more: impl FnMut(&[Decoded<P>], u32) -> bool,
+    ) -> Vec<Decoded<P>> {
+        let mut out = Vec::new();
+        let Some(at) = ip.checked_sub(self.eip).map(|a| a as usize).filter(|&a| a < self.code.len()) else {
+            return out;
+        };
+        let mut dec = Decoder::with_ip(16, &self.code[at..], u64::from(ip), DecoderOptions::NONE);
+        let mut off = ip.wrapping_sub(self.start) & 0xFFFF;
+        while dec.can_decode() && out.len() < max && more(&out, off) {
+            let ins = dec.decode();
+            let len = ins.len() as u32;
+            if ins.is_invalid() || ins.ip32() + len > 0x1_0000 {
+                break;
+            }
+            let slot = if let Some(b) = branch_of(&ins, self.start) {
+                Slot::Branch(b)
+            } else {
+                let p = plan(&ins, off);
+                match (call_target(&ins, self.start), ins.mnemonic()) {
+                    (Some(t), _) => p.map_or(Slot::Leave, |p| Slot::Call(p, t)),
+                    (None, Mnemonic::Ret) => p.map_or(Slot::Leave, Slot::Ret),
+                    _ if ins.code() == Code::Jmp_rm16 => p.map_or(Slot::Leave, Slot::Indirect),
+                    _ => p.map_or(Slot::Leave, Slot::Plain),
+                }
+            };
+            out.push(Decoded { slot, off, len, padding: is_padding(&ins) });
+            off = (off + len) & 0xFFFF;
+        }
+        out
+    }
+
+    /// The loop: from the start through its last branch back to the start (`None`: none).
+    fn main<P: Copy>(&self, plan: &impl Fn(&Instruction, u32) -> Option<P>) -> Option<Vec<Decoded<P>>> {
+        let mut all = self.decode(self.start, MAX_INSNS, plan, |_, _| true);
+        let mut n = all.iter().rposition(|d| matches!(d.slot, Slot::Branch(b) if b.target == 0))?;
+        // Later branches back into the loop (the cases of a switch that rejoin it) join it.
+        let mut end = all[n].off + all[n].len;
+        for (i, d) in all.iter().enumerate().skip(n + 1) {
+            if matches!(d.slot, Slot::Branch(b) if b.target < end) {
+                (n, end) = (i, d.off + d.len);
+            }
+        }
+        all.truncate(n + 1);
+        Some(all)
+    }
+
+    /// A function called from the region: from `ip` to where no branch seen so far reaches
+    /// past an unconditional transfer, stopping before code another piece holds (`taken`:
+    /// IP ranges). Empty when it does not end within [`MAX_CALLEE`] instructions (a large
+    /// function, or the one the loop is in: left to the interpreter and its own regions).
+    fn callee<P: Copy>(
+        &self,
+        ip: u32,
+        max: usize,
+        taken: &[(u32, u32)],
+        plan: &impl Fn(&Instruction, u32) -> Option<P>,
+    ) -> Vec<Decoded<P>> {
+        let start = self.start;
+        let (mut reach, mut ended) = (ip, false);
+        let mut more = |out: &[Decoded<P>], off: u32| {
+            let next = start.wrapping_add(off) & 0xFFFF;
+            if let Some(d) = out.last() {
+                if let Slot::Branch(b) = d.slot {
+                    reach = reach.max(start.wrapping_add(b.target) & 0xFFFF);
+                }
+                ended = d.slot.transfers() && next > reach;
+            }
+            ended |= taken.iter().any(|&(a, e)| (a..e).contains(&next));
+            !ended
+        };
+        let f = self.decode(ip, max.min(MAX_CALLEE), plan, &mut more);
+        if ended {
+            f
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Decodes the region starting at EIP `start_eip` from `code` (whose first byte is at EIP
+/// `code_eip`; it ends at the end of the page), planning each instruction with
+/// `plan(instruction, offset)`: the loop through the last branch back to the start, then the
+/// functions it calls that lie in `code`. `None` when no branch back to the start is found.
 pub fn discover<P: Copy>(
     code: &[u8],
+    code_eip: u32,
     start_eip: u32,
     plan: impl Fn(&Instruction, u32) -> Option<P>,
 ) -> Option<Region<P>> {
-    let mut dec = Decoder::with_ip(16, code, u64::from(start_eip), DecoderOptions::NONE);
-    let (mut slots, mut offs, mut padding) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut off, mut n, mut bytes) = (0u32, 0usize, 0u32);
-    while dec.can_decode() && slots.len() < MAX_INSNS {
-        let ins = dec.decode();
-        let len = ins.len() as u32;
-        if ins.is_invalid() || start_eip + off + len > 0x1_0000 {
-            break;
+    let w = Window { code, eip: code_eip, start: start_eip };
+    let main = w.main(&plan)?;
+    let end_of = |p: &[Decoded<P>]| p.last().map_or(0, |d| (d.off + d.len) & 0xFFFF);
+    let ip_of = |off: u32| start_eip.wrapping_add(off) & 0xFFFF;
+    let bytes = end_of(&main);
+    let mut taken = vec![(start_eip, start_eip + bytes)];
+    let mut targets: Vec<u32> = main
+        .iter()
+        .filter_map(|d| if let Slot::Call(_, t) = d.slot { Some(ip_of(t)) } else { None })
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut pieces = vec![main];
+    let mut total = pieces[0].len();
+    for ip in targets {
+        if taken.iter().any(|&(a, e)| (a..e).contains(&ip)) {
+            continue;
         }
-        let slot = match branch_of(&ins, start_eip) {
-            Some(b) => Slot::Branch(b),
-            None if ins.code() == Code::Jmp_rm16 => plan(&ins, off).map_or(Slot::Leave, Slot::Indirect),
-            None => plan(&ins, off).map_or(Slot::Leave, Slot::Plain),
-        };
-        slots.push(slot);
-        offs.push(off);
-        padding.push(is_padding(&ins));
-        off += len;
-        if matches!(slot, Slot::Branch(b) if b.target == 0) {
-            (n, bytes) = (slots.len(), off);
+        let f = w.callee(ip, MAX_TOTAL - total, &taken, &plan);
+        if let Some(last) = f.last() {
+            taken.push((ip, ip_of(last.off) + last.len));
+            total += f.len();
+            pieces.push(f);
         }
     }
-    if n == 0 {
-        return None;
+    pieces.sort_by_key(|p| p[0].off);
+    assemble(start_eip, bytes, &pieces, end_of)
+}
+
+/// Joins the pieces (in offset order) into a region.
+fn assemble<P: Copy>(
+    start: u32,
+    bytes: u32,
+    pieces: &[Vec<Decoded<P>>],
+    end_of: impl Fn(&[Decoded<P>]) -> u32,
+) -> Option<Region<P>> {
+    let all: Vec<&Decoded<P>> = pieces.iter().flatten().collect();
+    let slots: Vec<Slot<P>> = all.iter().map(|d| d.slot).collect();
+    let offs: Vec<u32> = all.iter().map(|d| d.off).collect();
+    let padding: Vec<bool> = all.iter().map(|d| d.padding).collect();
+    let mut piece_list = Vec::new();
+    let mut first = 0;
+    for p in pieces {
+        piece_list.push((first, end_of(p)));
+        first += p.len();
     }
-    slots.truncate(n);
-    offs.truncate(n);
+    // Lowest and highest instruction by EIP (offsets wrap below the start).
+    let ip = |off: u32| start.wrapping_add(off) & 0xFFFF;
+    let lo_ip = pieces.iter().map(|p| ip(p[0].off)).min()?;
+    let hi_ip = pieces.iter().map(|p| ip(p[0].off) + (end_of(p).wrapping_sub(p[0].off) & 0xFFFF)).max()?;
     let inner: Vec<Option<usize>> = slots
         .iter()
         .map(|s| match s {
-            Slot::Branch(b) => offs.binary_search(&b.target).ok(),
+            Slot::Branch(Branch { target, .. }) | Slot::Call(_, target) => offs.binary_search(target).ok(),
             _ => None,
         })
         .collect();
-    let run_start = run_starts(&slots, &inner, &padding);
+    let run_start = run_starts(&slots, &inner, &padding, &piece_list);
     let run_end = run_ends(&slots, &run_start);
-    Some(Region { start: start_eip, slots, offs, bytes, inner, run_start, run_end })
+    Some(Region {
+        start,
+        slots,
+        offs,
+        bytes,
+        pieces: piece_list,
+        lo: lo_ip.wrapping_sub(start) & 0xFFFF,
+        span: hi_ip - lo_ip,
+        inner,
+        run_start,
+        run_end,
+    })
 }
 
-/// Slots where a run starts: the first, every branch target, every slot after a branch, an
-/// indirect jump or a leave, and after an unconditional transfer every padding slot and the
-/// first slot after them (where an indirect jump may land).
-fn run_starts<P>(slots: &[Slot<P>], inner: &[Option<usize>], padding: &[bool]) -> Vec<bool> {
+/// Slots where a run starts: the first of each piece, every branch or call target, every slot
+/// after a branch, an indirect jump, a call, a return or a leave, and after an unconditional
+/// transfer every padding slot and the first slot after them (where an indirect jump may land).
+fn run_starts<P>(
+    slots: &[Slot<P>],
+    inner: &[Option<usize>],
+    padding: &[bool],
+    pieces: &[(usize, u32)],
+) -> Vec<bool> {
     let mut start = vec![false; slots.len()];
-    start[0] = true;
     let mut landing = false;
+    for &(first, _) in pieces {
+        start[first] = true;
+    }
     for (i, s) in slots.iter().enumerate() {
+        if start[i] && pieces.iter().any(|&(f, _)| f == i) {
+            landing = false;
+        }
         if landing {
             start[i] = true;
             landing = padding[i];
@@ -193,7 +400,6 @@ fn run_starts<P>(slots: &[Slot<P>], inner: &[Option<usize>], padding: &[bool]) -
     }
     start
 }
-
 /// For each slot, the end of its run: slots up to and including a branch, stopping before a
 /// leave or the next run start (a leave's own run is empty).
 fn run_ends<P>(slots: &[Slot<P>], start: &[bool]) -> Vec<usize> {
@@ -219,6 +425,7 @@ fn run_ends<P>(slots: &[Slot<P>], start: &[bool]) -> Vec<usize> {
 mod tests {
     use super::*;
     use iced_x86::code_asm::*;
+    use iced_x86::BlockEncoderOptions;
 
     fn region(f: impl FnOnce(&mut CodeAssembler, CodeLabel) -> Result<(), IcedError>) -> Region<()> {
         let mut a = CodeAssembler::new(16).expect("asm");
@@ -227,7 +434,7 @@ mod tests {
         f(&mut a, head).expect("body");
         let code = a.assemble(0x100).expect("assemble");
         // Plain: anything but CALL/RET and string instructions.
-        discover(&code, 0x100, |i, _| (!i.is_call_near() && !i.is_string_instruction()).then_some(()))
+        discover(&code, 0x100, 0x100, |i, _| (!i.is_call_near() && !i.is_string_instruction()).then_some(()))
             .expect("region")
     }
 
@@ -284,11 +491,61 @@ mod tests {
     }
 
     #[test]
+    fn later_branches_back_into_the_loop_join_it() {
+        let r = region(|a, head| {
+            let mut mid = a.create_label();
+            a.add(ax, bx)?; // 0
+            a.set_label(&mut mid)?;
+            a.dec(dx)?; // 1
+            a.jnz(head)?; // 2: back edge
+            a.inc(cx)?; // 3: a case after the back edge
+            a.jmp(mid)?; // 4: rejoins the loop
+            a.hlt() // not in the region
+        });
+        assert_eq!(r.slots.len(), 5);
+        assert_eq!(r.inner[4], Some(1));
+        assert_eq!(r.pieces, vec![(0, r.bytes)]);
+    }
+
+    #[test]
+    fn small_callees_join_as_pieces_large_ones_do_not() {
+        let mut a = CodeAssembler::new(16).expect("asm");
+        let (mut small, mut head, mut large) = (a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut small).expect("label");
+        a.inc(ax).expect("inc");
+        a.ret().expect("ret");
+        a.set_label(&mut head).expect("label");
+        a.call(small).expect("call");
+        a.call(large).expect("call");
+        a.dec(cx).expect("dec");
+        a.jnz(head).expect("back edge");
+        a.hlt().expect("hlt");
+        a.set_label(&mut large).expect("label");
+        for _ in 0..MAX_CALLEE {
+            a.inc(dx).expect("inc");
+        }
+        a.ret().expect("ret");
+        let r = a.assemble_options(0x100, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).expect("asm");
+        let start = r.label_ip(&head).expect("head") as u32;
+        let code = r.inner.code_buffer;
+        let r = discover(&code, 0x100, start, |_, _| Some(())).expect("region");
+        // The loop (4 slots, 9 bytes), then the small callee at offset -2 (mod 64 KiB).
+        assert_eq!(r.slots.len(), 6);
+        assert_eq!(r.pieces, vec![(0, 9), (4, 0)]);
+        assert_eq!(r.offs[4], 0xFFFE);
+        assert_eq!(r.inner[0], Some(4));
+        assert!(matches!(r.slots[1], Slot::Call((), _)) && r.inner[1].is_none());
+        assert!(matches!(r.slots[5], Slot::Ret(())));
+        assert_eq!((r.lo, r.span), (0xFFFE, 11));
+        assert!(r.run_start[1] && r.run_start[2] && r.run_start[4]);
+    }
+
+    #[test]
     fn no_back_edge_is_no_region() {
         let mut a = CodeAssembler::new(16).expect("asm");
         a.add(ax, bx).expect("add");
         a.jnz(0x300u64).expect("jnz");
         let code = a.assemble(0x100).expect("assemble");
-        assert!(discover(&code, 0x100, |_, _| Some(())).is_none());
+        assert!(discover(&code, 0x100, 0x100, |_, _| Some(())).is_none());
     }
 }

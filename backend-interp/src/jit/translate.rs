@@ -1,14 +1,17 @@
 //! Guest loop region → host x86-64 code: the translator of the compiled tier (safe Rust; the
 //! bytes it returns run through `exec.rs`).
 //!
-//! Scope: a loop region (`region.rs`: from a hot block through the last branch back to it in
-//! the same page, with inner forward and backward branches, branches out, and instructions
-//! that leave for the interpreter). Translated are the instructions whose host encoding has
-//! exactly the guest's semantics — MOV, the ALU group, TEST, INC/DEC, NEG/NOT, shifts and
-//! rotates, LEA, MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ, MUL/IMUL, SETcc, BT* with an immediate
-//! bit, CLC/STC/CMC, NOP — with 16-bit addressing or 32-bit addressing (67h: any base, scaled
-//! index and 32-bit displacement; an offset past FFFFh leaves for the interpreter, which
-//! raises the fault), and near `jmp`/`jcc`/`loop*`. Any other instruction leaves compiled code
+//! Scope: a loop region (`region.rs`: from a hot block through the last branch back into it
+//! in the same page, with inner forward and backward branches, branches out, the functions it
+//! calls in the page, and instructions that leave for the interpreter). Translated are the
+//! instructions whose host encoding has exactly the guest's semantics — MOV, the ALU group,
+//! TEST, INC/DEC, NEG/NOT, shifts and rotates, LEA, MOVZX/MOVSX, XCHG, CBW/CWD/CWDE/CDQ,
+//! MUL/IMUL, SETcc, BT* with an immediate bit, CLC/STC/CMC, NOP — with 16-bit addressing or
+//! 32-bit addressing (67h: any base, scaled index and 32-bit displacement; an offset past
+//! FFFFh leaves for the interpreter, which raises the fault); PUSH/POP of a register or an
+//! immediate and the stack side of near CALL/RET (a store or load at SS:SP, SP moved
+//! modulo 64 KiB, checked like any access); near `jmp`/`jcc`/`loop*`; `jmp r/m16` and RET
+//! through the region's dispatch table. Any other instruction leaves compiled code
 //! with EIP on it. Each guest instruction is re-encoded for the host with its registers
 //! renamed, so flags come from the host CPU exactly as KVM's emulator computes them.
 //! Instructions are charged against the budget once per run of straight-line code (a budget
@@ -43,7 +46,7 @@ use iced_x86::{
 };
 
 use super::exec::JitCtx;
-use super::region::{self, Branch, BranchKind, Region, Slot};
+use super::region::{self, BranchKind, Region, Slot};
 
 /// Stack frame of a running block: segment bases, the three lookup tables, the ctx pointer.
 /// The prologue fills `[F_SEG, F_CTX)` with one copy of the `JitCtx` bytes from `seg_base` up
@@ -84,8 +87,10 @@ pub struct Compiled {
     pub code: Vec<u8>,
     /// Guest instructions of the region the compiled code can run.
     pub insns: u32,
-    /// Bytes of guest code the region covers from its start.
+    /// Bytes of guest code the loop covers from its start.
     pub bytes: u32,
+    /// The guest code translated, (EIP, bytes) per piece (the loop and its callees).
+    pub ranges: Vec<(u32, u32)>,
 }
 
 /// Host register of guest GPR `g` (0 = EAX .. 7 = EDI), 64-bit name.
@@ -96,6 +101,11 @@ fn host64(g: usize) -> AsmRegister64 {
 /// Host register of guest GPR `g`, 32-bit name.
 fn host32(g: usize) -> AsmRegister32 {
     [eax, ebp, edx, ebx, r12d, r13d, r14d, r15d][g & 7]
+}
+
+/// Host register of guest GPR `g`, 16-bit name.
+fn host16(g: usize) -> AsmRegister16 {
+    [ax, bp, dx, bx, r12w, r13w, r14w, r15w][g & 7]
 }
 
 /// Renames a guest operand register to its host register (`None`: not representable).
@@ -215,7 +225,23 @@ enum Emit {
     Lea { dst: usize, width: u32, addr: Addr },
     /// NOP (emitted as a host NOP).
     Nothing,
+    /// PUSH (or the return address of a CALL): the store to SS:SP-size, then SP -= size.
+    Push(Src),
+    /// POP into guest GPR `dst`: the load from SS:SP, then SP += size.
+    Pop(usize),
+    /// RET: the return address (loaded from SS:SP) into `ecx`, then SP += size + `imm`.
+    Ret { imm: u16 },
 }
+
+/// What a push stores.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Reg(usize),
+    Imm(u32),
+}
+
+/// Guest GPR index of SP/ESP.
+const SP: usize = 4;
 
 /// One guest instruction, planned.
 #[derive(Debug, Clone, Copy)]
@@ -324,6 +350,9 @@ fn allowed(m: Mnemonic) -> bool {
 fn plan(ins: &Instruction, off: u32) -> Option<Planned> {
     if ins.code() == Code::Jmp_rm16 {
         return plan_indirect(ins, off);
+    }
+    if let Some(p) = plan_stack(ins, off) {
+        return p;
     }
     let m = ins.mnemonic();
     if !allowed(m) || ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
@@ -483,17 +512,59 @@ fn plan_indirect(ins: &Instruction, off: u32) -> Option<Planned> {
     Some(Planned { emit: Emit::Native(h), mem, write: false, writes: 0, off })
 }
 
-/// Translates the loop region at the start of `code` (EIP `start_eip`; `code` ends at the
-/// end of its page, see `region.rs`). `None` when there is no branch back to the start or the
-/// first instruction needs the interpreter. `addr` is where the code will live.
-pub fn translate(code: &[u8], start_eip: u32, addr: u64) -> Option<Compiled> {
-    let r = region::discover(code, start_eip, plan)?;
+/// The stack slot a push writes (`disp` = -size) or a pop reads (`disp` = 0): SS:(SP + disp)
+/// modulo 64 KiB (the stack is 16-bit in real mode).
+fn stack_ref(disp: i32, size: u32) -> MemRef {
+    let addr = Addr { base: Some(SP), index: None, scale: 0, disp: disp as u32 & 0xFFFF, wide: false };
+    MemRef { seg: 2, addr, size }
+}
+
+/// Plans PUSH/POP of a register or an immediate, and the stack side of near CALL and RET
+/// (`None`: not one of those; `Some(None)`: one of those the tier does not translate).
+fn plan_stack(ins: &Instruction, off: u32) -> Option<Option<Planned>> {
+    let push = |src, w: u32| Planned {
+        emit: Emit::Push(src),
+        mem: Some(stack_ref(-(w as i32), w)),
+        write: true,
+        writes: 1 << SP,
+        off,
+    };
+    let reg = || (ins.op0_kind() == OpKind::Register).then(|| ins.op0_register());
+    Some(match ins.code() {
+        Code::Push_r16 | Code::Push_rm16 | Code::Push_r32 | Code::Push_rm32 => {
+            reg().and_then(|r| Some(push(Src::Reg(gpr_index(r)?), r.size() as u32)))
+        }
+        Code::Push_imm16 | Code::Pushw_imm8 => Some(push(Src::Imm(ins.immediate(0) as u32 & 0xFFFF), 2)),
+        Code::Pushd_imm32 | Code::Pushd_imm8 => Some(push(Src::Imm(ins.immediate(0) as u32), 4)),
+        Code::Pop_r16 | Code::Pop_rm16 | Code::Pop_r32 | Code::Pop_rm32 => reg().and_then(|r| {
+            // POP SP loads SP itself: left to the interpreter.
+            let g = gpr_index(r).filter(|&g| g != SP)?;
+            let mem = Some(stack_ref(0, r.size() as u32));
+            Some(Planned { emit: Emit::Pop(g), mem, write: false, writes: 1 << SP | 1 << g, off })
+        }),
+        Code::Call_rel16 => Some(push(Src::Imm(ins.next_ip32() & 0xFFFF), 2)),
+        Code::Call_rel32_32 => Some(push(Src::Imm(ins.next_ip32()), 4)),
+        Code::Retnw | Code::Retnw_imm16 | Code::Retnd | Code::Retnd_imm16 => {
+            let w = if matches!(ins.code(), Code::Retnd | Code::Retnd_imm16) { 4 } else { 2 };
+            let imm = if ins.op_count() == 1 { ins.immediate16() } else { 0 };
+            let mem = Some(stack_ref(0, w));
+            Some(Planned { emit: Emit::Ret { imm }, mem, write: false, writes: 1 << SP, off })
+        }
+        _ => return None,
+    })
+}
+
+/// Translates the loop region at EIP `start_eip` (`code` starts at EIP `code_eip` and ends at
+/// the end of its page, see `region.rs`). `None` when there is no branch back to the start or
+/// the first instruction needs the interpreter. `addr` is where the code will live.
+pub fn translate(code: &[u8], code_eip: u32, start_eip: u32, addr: u64) -> Option<Compiled> {
+    let r = region::discover(code, code_eip, start_eip, plan)?;
     if matches!(r.slots[0], Slot::Leave) {
         return None;
     }
     let insns = r.slots.iter().filter(|s| !matches!(s, Slot::Leave)).count() as u32;
     let code = emit(&r, addr).ok()?;
-    Some(Compiled { code, insns, bytes: r.bytes })
+    Some(Compiled { code, insns, bytes: r.bytes, ranges: r.ranges() })
 }
 
 /// For each planned access: whether its check must allow writing (some later access to the
@@ -583,17 +654,18 @@ struct Emitter {
 // `mem_check` divides the summed "write must exit" values by 8 with a rotate.
 const _: () = assert!(super::exec::W_CODE == 8);
 
-/// Emits the whole function for region `r`. A region with indirect jumps is assembled twice:
-/// its dispatch table (offset in the region → host offset of the run starting there) holds
-/// label addresses known after the first pass; nothing else moves.
+/// Emits the whole function for region `r`. A region with indirect jumps or returns is
+/// assembled twice: its dispatch table (offset from the region's lowest instruction → host
+/// offset of the run starting there) holds label addresses known after the first pass;
+/// nothing else moves.
 fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
-    if !r.slots.iter().any(|s| matches!(s, Slot::Indirect(_))) {
+    if !r.slots.iter().any(|s| matches!(s, Slot::Indirect(_) | Slot::Ret(_))) {
         return Ok(emit_pass(r, addr, None)?.0);
     }
-    let mut table = vec![0u32; r.bytes.next_power_of_two() as usize];
+    let mut table = vec![0u32; r.span.next_power_of_two() as usize];
     let (_, starts) = emit_pass(r, addr, Some(&table))?;
     for (i, ip) in starts {
-        table[r.offs[i] as usize] = (ip - addr) as u32;
+        table[(r.offs[i].wrapping_sub(r.lo) & 0xFFFF) as usize] = (ip - addr) as u32;
     }
     Ok(emit_pass(r, addr, Some(&table))?.0)
 }
@@ -601,50 +673,75 @@ fn emit(r: &Region<Planned>, addr: u64) -> Result<Vec<u8>, IcedError> {
 /// Machine code and the host address of every run start (slot index, address).
 type Assembled = (Vec<u8>, Vec<(usize, u64)>);
 
-/// One assembly of region `r` with dispatch table `table` (when it has indirect jumps): the
-/// code and the host address of every run start (slot index, address).
+/// One assembly of region `r` with dispatch table `table` (when it has indirect jumps or
+/// returns): the code and the host address of every run start (slot index, address).
 fn emit_pass(r: &Region<Planned>, addr: u64, table: Option<&[u32]>) -> Result<Assembled, IcedError> {
     let mut e = Emitter::new()?;
     e.a.set_label(&mut e.entry)?;
     e.prologue()?;
     let n = r.slots.len();
-    // A label per slot, set where a run starts (branches enter there only); `end` is the
-    // fall-through exit.
+    // A label per slot, set where a run starts (branches enter there only).
     let mut labels: Vec<CodeLabel> = r.slots.iter().map(|_| e.a.create_label()).collect();
-    let mut end = e.a.create_label();
     let groups = check_groups(r);
-    for (i, slot) in r.slots.iter().enumerate() {
-        if r.run_start[i] {
-            e.a.set_label(&mut labels[i])?;
-        }
-        let off = r.offs[i];
-        let charge = (r.run_end[i] - i) as u32;
-        if r.run_start[i] && charge > 0 {
-            e.charge(charge, off)?;
-        }
-        match slot {
-            Slot::Plain(p) => e.plain(p, groups[i], charge)?,
-            Slot::Leave => e.leave(off)?,
-            Slot::Indirect(p) => e.indirect(p, charge, r.start, r.bytes.next_power_of_two())?,
-            Slot::Branch(b) => {
-                let to = match r.inner[i] {
-                    Some(t) => labels[t],
-                    None => e.stub(b.target, 0, 0),
-                };
+    let dispatch = Dispatch { start: r.start, lo: r.lo, size: r.span.next_power_of_two() };
+    for (k, &(first, end_off)) in r.pieces.iter().enumerate() {
+        let last = r.pieces.get(k + 1).map_or(n, |p| p.0);
+        // The fall-through exit at the piece end.
+        let mut end = e.a.create_label();
+        for i in first..last {
+            let slot = &r.slots[i];
+            if r.run_start[i] {
+                e.a.set_label(&mut labels[i])?;
+            }
+            let off = r.offs[i];
+            let charge = (r.run_end[i] - i) as u32;
+            if r.run_start[i] && charge > 0 {
+                e.charge(charge, off)?;
+            }
+            let fall = if i + 1 < last { labels[i + 1] } else { end };
+            match slot {
+                Slot::Plain(p) => e.plain(p, groups[i], charge)?,
+                Slot::Leave => e.leave(off)?,
+                Slot::Indirect(p) => e.indirect(p, charge, dispatch)?,
+                Slot::Ret(p) => {
+                    e.plain(p, (false, false), charge)?;
+                    e.dispatch(dispatch)?;
+                }
+                Slot::Call(p, target) => {
+                    let to = r.inner[i].map_or_else(|| e.stub(*target, 0, 0), |t| labels[t]);
+                    e.plain(p, (true, false), charge)?;
+                    e.a.jmp(to)?;
+                }
                 // The slot after a branch starts a run, so its label is set.
-                let fall = if i + 1 < n { labels[i + 1] } else { end };
-                e.branch(b.kind, to, fall)?;
+                Slot::Branch(b) => {
+                    let to = r.inner[i].map_or_else(|| e.stub(b.target, 0, 0), |t| labels[t]);
+                    e.branch(b.kind, to, fall)?;
+                }
             }
         }
-    }
-    if !matches!(r.slots[n - 1], Slot::Branch(Branch { kind: BranchKind::Jmp, .. })) {
-        e.a.set_label(&mut end)?;
-        let s = e.stub(r.bytes, 0, 0);
-        e.a.jmp(s)?;
+        if !r.slots[last - 1].transfers() {
+            // Into the piece that starts there (a function's entry code running into the
+            // loop), else out.
+            e.a.set_label(&mut end)?;
+            let to = match r.offs.binary_search(&end_off) {
+                Ok(t) if r.run_start[t] => labels[t],
+                _ => e.stub(end_off, 0, 0),
+            };
+            e.a.jmp(to)?;
+        }
     }
     let starts: Vec<(usize, CodeLabel)> =
         (0..n).filter(|&i| r.run_start[i]).map(|i| (i, labels[i])).collect();
     e.finish(addr, table, &starts)
+}
+
+/// Where the dispatch table of a region maps guest EIPs: `start` (the region start EIP), `lo`
+/// (offset of its lowest instruction from the start) and `size` (entries, a power of two).
+#[derive(Debug, Clone, Copy)]
+struct Dispatch {
+    start: u32,
+    lo: u32,
+    size: u32,
 }
 
 impl Emitter {
@@ -704,10 +801,13 @@ impl Emitter {
     /// A translatable instruction: its memory check (unless shared), then the instruction.
     /// `left`: instructions of its run from it on (refunded when the check fails).
     fn plain(&mut self, p: &Planned, (for_write, reuse): (bool, bool), left: u32) -> Result<(), IcedError> {
+        let mut exit = None;
         if let (Some(mr), false) = (p.mem, reuse) {
-            let exit = self.stub(p.off, left, EXIT_EARLY);
-            self.mem_check(&mr, for_write, exit)?;
+            let stub = self.stub(p.off, left, EXIT_EARLY);
+            self.mem_check(&mr, for_write, stub)?;
+            exit = Some(stub);
         }
+        let size = p.mem.map_or(0, |m| m.size);
         let a = &mut self.a;
         match p.emit {
             Emit::Native(h) => a.add_instruction(h),
@@ -720,12 +820,40 @@ impl Emitter {
                 if width == 4 {
                     a.mov(host32(dst), edi)
                 } else {
-                    let d16 = [ax, bp, dx, bx, r12w, r13w, r14w, r15w][dst & 7];
-                    a.mov(d16, di)
+                    a.mov(host16(dst), di)
                 }
             }
             // A host NOP still: a label may sit here, and the next instruction may carry its own.
             Emit::Nothing => a.nop(),
+            Emit::Push(src) => {
+                match (src, size) {
+                    (Src::Reg(g), 4) => a.mov(dword_ptr(rsi), host32(g))?,
+                    (Src::Reg(g), _) => a.mov(word_ptr(rsi), host16(g))?,
+                    (Src::Imm(v), 4) => a.mov(dword_ptr(rsi), v)?,
+                    (Src::Imm(v), _) => a.mov(word_ptr(rsi), v)?,
+                }
+                sp_add(a, ecx, -(size as i32))
+            }
+            Emit::Pop(g) => {
+                if size == 4 {
+                    a.mov(host32(g), dword_ptr(rsi))?;
+                } else {
+                    a.mov(host16(g), word_ptr(rsi))?;
+                }
+                sp_add(a, ecx, size as i32)
+            }
+            Emit::Ret { imm } => {
+                if let (4, Some(exit)) = (size, exit) {
+                    // EIP past FFFFh: the interpreter raises #GP.
+                    let mut ok = a.create_label();
+                    a.movzx(ecx, word_ptr(rsi + 2))?;
+                    a.jrcxz(ok)?;
+                    a.jmp(exit)?;
+                    a.set_label(&mut ok)?;
+                }
+                a.movzx(ecx, word_ptr(rsi))?;
+                sp_add(a, edi, size as i32 + i32::from(imm))
+            }
         }
     }
 
@@ -846,10 +974,8 @@ impl Emitter {
     }
 
     /// `jmp r/m16`: the target (its memory operand checked like a read; the check failing
-    /// refunds `left`) as an offset from the region start indexes the dispatch table (`size`
-    /// entries, a power of two): a run start there is jumped to, flag-neutrally; anything else
-    /// leaves with EIP at the target.
-    fn indirect(&mut self, p: &Planned, left: u32, start: u32, size: u32) -> Result<(), IcedError> {
+    /// refunds `left`) into `ecx`, then [`Emitter::dispatch`].
+    fn indirect(&mut self, p: &Planned, left: u32, d: Dispatch) -> Result<(), IcedError> {
         if let Some(mr) = p.mem {
             let exit = self.stub(p.off, left, EXIT_EARLY);
             self.mem_check(&mr, false, exit)?;
@@ -857,21 +983,30 @@ impl Emitter {
         if let Emit::Native(h) = p.emit {
             self.a.add_instruction(h)?;
         }
+        self.dispatch(d)
+    }
+
+    /// Goes on at the guest EIP in `ecx`: its offset from the region's lowest instruction
+    /// indexes the dispatch table; a run start there is jumped to, flag-neutrally; anything
+    /// else leaves with EIP at the target.
+    fn dispatch(&mut self, d: Dispatch) -> Result<(), IcedError> {
         let (common, entry, table) = (self.common, self.entry, self.table);
         let a = &mut self.a;
         let (mut in_range, mut miss) = (a.create_label(), a.create_label());
-        a.lea(edi, ptr(rcx - start as i32))?;
+        a.lea(edi, ptr(rcx - d.start as i32))?;
         a.movzx(edi, di)?;
-        a.mov(ecx, size.trailing_zeros())?;
-        a.shrx(ecx, edi, ecx)?;
+        a.lea(esi, ptr(rdi - d.lo as i32))?;
+        a.movzx(esi, si)?;
+        a.mov(ecx, d.size.trailing_zeros())?;
+        a.shrx(ecx, esi, ecx)?;
         a.jrcxz(in_range)?;
         a.jmp(miss)?;
         a.set_label(&mut in_range)?;
         a.lea(rcx, ptr(table))?;
-        a.mov(ecx, dword_ptr(rcx + rdi * 4))?;
+        a.mov(ecx, dword_ptr(rcx + rsi * 4))?;
         a.jrcxz(miss)?;
-        a.lea(rdi, ptr(entry))?;
-        a.lea(rcx, ptr(rdi + rcx))?;
+        a.lea(rsi, ptr(entry))?;
+        a.lea(rcx, ptr(rsi + rcx))?;
         a.jmp(rcx)?;
         a.set_label(&mut miss)?;
         a.mov(ecx, edi)?;
@@ -929,6 +1064,13 @@ impl Emitter {
         let ips = starts.iter().map(|(i, l)| r.label_ip(l).map(|ip| (*i, ip))).collect::<Result<_, _>>()?;
         Ok((r.inner.code_buffer, ips))
     }
+}
+
+/// SP += `delta` (modulo 64 KiB; the upper half of ESP kept), flag-neutrally, through `tmp`.
+fn sp_add(a: &mut CodeAssembler, tmp: AsmRegister32, delta: i32) -> Result<(), IcedError> {
+    a.lea(tmp, ptr(host64(SP) + delta))?;
+    let t16 = if tmp == ecx { cx } else { di };
+    a.mov(host16(SP), t16)
 }
 
 /// `jcc head` for a guest condition.
@@ -995,10 +1137,10 @@ mod tests {
                 },
                 back,
             );
-            assert!(translate(&b, 0x100, 0x1000).is_some(), "{b:02x?}");
+            assert!(translate(&b, 0x100, 0x100, 0x1000).is_some(), "{b:02x?}");
             // Guest IPs must not matter (the assembler keys labels by IP).
             for eip in [0u32, 1, 2, 3, 7, 0xFFF0] {
-                assert!(translate(&b, eip, 0x1000).is_some(), "eip {eip:#x}");
+                assert!(translate(&b, eip, eip, 0x1000).is_some(), "eip {eip:#x}");
             }
         }
     }
@@ -1018,27 +1160,27 @@ mod tests {
             },
             |a, l| a.jne(l),
         );
-        assert!(translate(&a32, 0x100, 0x1000).is_some());
+        assert!(translate(&a32, 0x100, 0x100, 0x1000).is_some());
     }
 
     #[test]
     fn declines_what_it_cannot_express() {
         let uses_ch = block(|a| a.add(ch, al), |a, l| a.jnz(l));
-        assert!(translate(&uses_ch, 0x100, 0).is_none());
+        assert!(translate(&uses_ch, 0x100, 0x100, 0).is_none());
         let high_rex = block(|a| a.mov(ah, cl), |a, l| a.jnz(l));
-        assert!(translate(&high_rex, 0x100, 0).is_none());
+        assert!(translate(&high_rex, 0x100, 0x100, 0).is_none());
         let div = block(|a| a.div(bx), |a, l| a.jnz(l));
-        assert!(translate(&div, 0x100, 0).is_none());
+        assert!(translate(&div, 0x100, 0x100, 0).is_none());
         let not_a_loop = block(|a| a.add(ax, bx), |a, _| a.jnz(0x200u64));
-        assert!(translate(&not_a_loop, 0x100, 0).is_none());
+        assert!(translate(&not_a_loop, 0x100, 0x100, 0).is_none());
         // 82 /0 (add al, 5 through the 80h alias) is re-encoded as 80 /0.
         let alias = block(|a| a.db(&[0x82, 0xC0, 0x05]), |a, l| a.jnz(l));
-        assert!(translate(&alias, 0x100, 0).is_some());
+        assert!(translate(&alias, 0x100, 0x100, 0).is_some());
         let ok = block(|a| a.add(ax, bx), |a, l| a.jnz(l));
-        assert!(translate(&ok, 0x100, 0).is_some());
+        assert!(translate(&ok, 0x100, 0x100, 0).is_some());
         // Bochs' magic breakpoint (xchg bx, bx) is left to the interpreter.
         let magic = block(|a| a.db(&[0x87, 0xDB]), |a, l| a.jnz(l));
-        assert!(translate(&magic, 0x100, 0).is_none());
+        assert!(translate(&magic, 0x100, 0x100, 0).is_none());
     }
 
     #[test]
@@ -1049,13 +1191,41 @@ mod tests {
         a.set_label(&mut head).expect("label");
         a.add(ax, word_ptr(bx + 2)).expect("add");
         a.jz(skip).expect("jz");
-        a.call(0x800u64).expect("call");
+        a.call(0x800u64).expect("call out of the page: pushes, then leaves at 0x800");
+        a.movsb().expect("a string instruction: a leave");
         a.set_label(&mut skip).expect("label");
         a.mov(word_ptr(bx + si), dx).expect("mov");
         a.js(0x900u64).expect("js out");
         a.loop_(head).expect("loop");
         let code = a.assemble(0x100).expect("assemble");
-        let c = translate(&code, 0x100, 0x1000).expect("a region");
-        assert_eq!((c.insns, c.bytes), (5, code.len() as u32));
+        let c = translate(&code, 0x100, 0x100, 0x1000).expect("a region");
+        assert_eq!((c.insns, c.bytes), (6, code.len() as u32));
+        assert_eq!(c.ranges, vec![(0x100, code.len() as u32)]);
+    }
+
+    #[test]
+    fn translates_a_loop_with_its_callee_and_stack_instructions() {
+        // A helper before the loop (as gcc lays out static functions), called with a pushed
+        // argument: push/pop, call, ret with an immediate.
+        let mut a = CodeAssembler::new(16).expect("asm");
+        let (mut helper, mut head) = (a.create_label(), a.create_label());
+        a.set_label(&mut helper).expect("label");
+        a.push(ebx).expect("push");
+        a.mov(ebx, dword_ptr(esp + 8)).expect("arg");
+        a.add(eax, ebx).expect("add");
+        a.pop(ebx).expect("pop");
+        a.ret_1(2).expect("ret 2");
+        a.set_label(&mut head).expect("label");
+        a.push(0x1234).expect("push imm");
+        a.call(helper).expect("call");
+        a.dec(cx).expect("dec");
+        a.jnz(head).expect("back edge");
+        let r = a.assemble_options(0x100, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).expect("asm");
+        let start = r.label_ip(&head).expect("head") as u32;
+        let code = r.inner.code_buffer;
+        let c = translate(&code, 0x100, start, 0x1000).expect("a region");
+        assert_eq!(c.insns, 4 + 5);
+        let end = 0x100 + code.len() as u32;
+        assert_eq!(c.ranges, vec![(start, end - start), (0x100, start - 0x100)]);
     }
 }

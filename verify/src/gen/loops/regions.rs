@@ -1,28 +1,30 @@
 //! Loop *regions* for the compiled tier: loops whose body has forward branches that stay
-//! inside it, branches that leave it, and instructions the tier leaves to the interpreter
-//! (calls, pushes and pops, CLD/STD, Bochs' `xchg bx, bx`), so that one compiled unit spans
-//! several blocks.
+//! inside it, branches that leave it, calls to helper functions (which the tier compiles with
+//! the loop), pushes and pops, and instructions the tier leaves to the interpreter (CLD/STD,
+//! Bochs' `xchg bx, bx`), so that one compiled unit spans several blocks and functions.
 //!
-//! Layout (one assembled blob at `CODE_SEG:CODE_IP`):
+//! Layout (one assembled blob at `CODE_SEG:CODE_IP`; the helpers come first or last):
 //!
 //! ```text
-//! head:  chunk; [cmp r8, imm8; jcc skip_k | jcc out]; [leave]; [switch]; chunk; ...
+//! [helpers]
+//! head:  chunk; [cmp r8, imm8; jcc skip_k | jcc out]; [call | push/pop | leave]; [switch]; ...
 //!        dec counter; jnz head      (or loop head)
 //!        hlt
 //! out:   hlt
-//! sub:   inc word [..]; ret         (the target of the calls)
+//! [helpers]
 //! tables: dw case, case, case, case  (one per switch: later chunk starts or `out`)
 //! ```
-//! A switch is `and edx, 3; jmp word [cs:edx*2 + table]`.
+//! A switch is `and edx, 3; jmp word [cs:edx*2 + table]`. The helpers ([`Helper`]): a
+//! one-liner, one taking a pushed argument (`ret 2`), a 32-bit one (`calld`/`retd`, two
+//! returns), one calling another, and one with a loop inside.
 //! Every instruction that reads a status flag, and every generated `jcc`, gets a
 //! `cmp r8, imm8` right before it, so no path reads an undefined flag; the flags still
 //! undefined at a stop are those of the path actually run (the caller tracks them with
 //! [`crate::flagmask::UndefTracker`]).
-use iced_x86::code_asm::{ecx, edx, word_ptr, CodeAssembler, CodeLabel};
+use iced_x86::code_asm::{self as asm, word_ptr, CodeAssembler, CodeLabel};
+use iced_x86::code_asm::{ax, bp, bx, di, ebx, ecx, edx, sp};
 use iced_x86::BlockEncoderOptions;
-use iced_x86::{
-    Code, ConditionCode, IcedError, Instruction, InstructionInfoFactory, MemoryOperand, Register,
-};
+use iced_x86::{Code, ConditionCode, IcedError, Instruction, InstructionInfoFactory, Register};
 use picoqemu_core::{flags, CpuState};
 
 use super::{
@@ -36,7 +38,8 @@ use crate::rng::SplitMix64;
 pub struct RegionProgram {
     pub init: CpuState,
     pub code: Vec<u8>,
-    /// IP of the first instruction (the code is at `CODE_SEG:ip`).
+    /// IP of the code's first byte (the code is at `CODE_SEG:ip`; `init.eip` is the loop head,
+    /// after the helpers when they come first).
     pub ip: u16,
     /// Seed of the data area's random contents (`FILL_BASE`, `FILL_LEN`).
     pub fill_seed: u64,
@@ -52,25 +55,70 @@ enum Piece {
     Skip(ConditionCode, usize),
     /// `jcc out` (leaves the region and ends the program).
     Out(ConditionCode),
-    /// `call sub`.
-    Call,
+    /// A call of a helper (with its pushed argument when it takes one).
+    Call(Helper),
     /// `and edx, 3; jmp word [cs:edx*2 + table]`: a switch whose four cases are chunk starts
     /// (later chunks, `chunks` = the counter) or, as `usize::MAX`, `out`.
     Switch([usize; 4]),
 }
 
-/// Instructions the compiled tier leaves to the interpreter, with no flag effects a later
-/// branch could read undefined.
+/// The helper functions calls go to (all keep BX, SI, DI, BP and CX, and set every flag they
+/// change from defined inputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Helper {
+    /// `inc word [di+10h]; ret`.
+    Inc,
+    /// Called after `push ax`: `push bp; mov bp, sp; mov ax, [bp+4]; add [di+12h], ax; pop bp;
+    /// ret 2`.
+    Arg,
+    /// Called with `calld`: `push ebx; mov ebx, 7; add [di+14h], bx; jz r2; inc word [di+16h];
+    /// pop ebx; retd; r2: pop ebx; retd`.
+    Wide,
+    /// `call Inc; inc word [di+18h]; ret` (a call inside a callee).
+    Nested,
+    /// `push cx; mov cx, 3; l: inc word [di+1Ah]; loop l; pop cx; ret`.
+    Looping,
+    /// `inc word [di+1Ch]; dec ecx; jz out` running into the loop head (`jmp head` when the
+    /// helpers come last): entry code that falls into the loop, as a function's prologue
+    /// falls into its loop. It never returns (the stack grows by a word per call) and counts
+    /// a pass.
+    Into,
+}
+
+const HELPERS: [Helper; 6] =
+    [Helper::Inc, Helper::Arg, Helper::Wide, Helper::Nested, Helper::Looping, Helper::Into];
+
+/// Calls, pushes and pops (compiled), and instructions the compiled tier leaves to the
+/// interpreter, with no flag effects a later branch could read undefined.
 fn leave_insn(rng: &mut SplitMix64) -> Vec<Piece> {
-    match rng.below(5) {
-        0 => vec![Piece::Call],
+    // Both or neither: a lone push or pop would unbalance the stack the returns use.
+    let pair = |push: Option<Instruction>, pop: Option<Instruction>| match (push, pop) {
+        (Some(a), Some(b)) => vec![Piece::Insn(a), Piece::Insn(b)],
+        _ => Vec::new(),
+    };
+    match rng.below(8) {
+        0 | 5 => vec![Piece::Call(*rng.pick(&HELPERS))],
+        7 => vec![Piece::Call(Helper::Into)],
         1 => vec![Piece::Insn(Instruction::with(Code::Cld))],
         2 => {
             let r = *rng.pick(&[Register::AX, Register::DX, Register::BX]);
-            let push = Instruction::with1(Code::Push_r16, r).ok();
-            let pop = Instruction::with1(Code::Pop_r16, r).ok();
-            push.into_iter().chain(pop).map(Piece::Insn).collect()
+            pair(Instruction::with1(Code::Push_r16, r).ok(), Instruction::with1(Code::Pop_r16, r).ok())
         }
+        6 => match rng.below(3) {
+            0 => pair(
+                Instruction::with1(Code::Push_r32, *rng.pick(&[Register::EAX, Register::EBX, Register::ESP]))
+                    .ok(),
+                Instruction::with1(Code::Pop_r32, *rng.pick(&[Register::EAX, Register::EDX])).ok(),
+            ),
+            1 => pair(
+                Instruction::with1(Code::Push_imm16, rng.value(16)).ok(),
+                Instruction::with1(Code::Pop_r16, Register::DX).ok(),
+            ),
+            _ => pair(
+                Instruction::with1(Code::Pushd_imm8, i32::from(rng.value(8) as u8 as i8)).ok(),
+                Instruction::with1(Code::Pop_rm32, Register::EAX).ok(),
+            ),
+        },
         3 => vec![Piece::Insn(
             Instruction::with2(Code::Xchg_rm16_r16, Register::BX, Register::BX).unwrap_or_default(),
         )],
@@ -96,7 +144,8 @@ pub fn generate_region(rng: &mut SplitMix64, cat: &Catalogue) -> RegionProgram {
         let lo = rng.below(0x400) as u32;
         init.gpr[g] = if a32 { lo } else { (init.gpr[g] & 0xFFFF_0000) | lo };
     }
-    init.gpr[4] = 0x8000 + rng.below(0x100) as u32 * 2;
+    // Now and then SP 0: the first push wraps to FFFEh/FFFCh.
+    init.gpr[4] = if rng.chance(1, 6) { 0 } else { 0x8000 + rng.below(0x100) as u32 * 2 };
     let iters = rng.range(1, 200) as u32;
     init.gpr[1] = iters;
     let mut segs = vec![Register::None; 6];
@@ -105,8 +154,9 @@ pub fn generate_region(rng: &mut SplitMix64, cat: &Catalogue) -> RegionProgram {
     let pieces = body(rng, cat, &cx);
     let pass = pieces.len() as u64 + 4;
     // A short branch that cannot reach is the only failure: then the program is a lone HLT.
-    let code = assemble(&pieces).unwrap_or_else(|_| vec![0xF4]);
-    init.eip = u32::from(CODE_IP);
+    let helpers_first = rng.chance(1, 2);
+    let (code, head) = assemble(&pieces, helpers_first).unwrap_or_else(|_| (vec![0xF4], CODE_IP));
+    init.eip = u32::from(head);
     RegionProgram {
         init,
         code,
@@ -156,31 +206,42 @@ fn body(rng: &mut SplitMix64, cat: &Catalogue, cx: &Ctx) -> Vec<(usize, Piece)> 
     out
 }
 
-/// Assembles the program (see the module doc) at `CODE_IP`, twice: the switch tables (after
-/// `sub`) hold addresses only known after the first pass (every length stays the same).
-fn assemble(pieces: &[(usize, Piece)]) -> Result<Vec<u8>, IcedError> {
-    let (_, addrs) = assemble_with(pieces, None)?;
-    let (code, _) = assemble_with(pieces, Some(&addrs))?;
-    Ok(code)
+/// Assembles the program (see the module doc) at `CODE_IP`, twice: the switch tables and the
+/// 32-bit calls hold addresses only known after the first pass (every length stays the same).
+/// Returns the code and the IP of the loop head.
+fn assemble(pieces: &[(usize, Piece)], helpers_first: bool) -> Result<(Vec<u8>, u16), IcedError> {
+    let (_, addrs) = assemble_with(pieces, helpers_first, None)?;
+    let (code, addrs) = assemble_with(pieces, helpers_first, Some(&addrs))?;
+    Ok((code, addrs.starts[0]))
 }
 
-/// Label addresses the second pass needs: chunk starts, `out`, and each switch's table.
+/// Label addresses the second pass needs: chunk starts, `out`, each switch's table and each
+/// helper.
 #[derive(Debug, Default)]
 struct Addrs {
     starts: Vec<u16>,
     out: u16,
     tables: Vec<u16>,
+    helpers: Vec<u16>,
 }
 
-fn assemble_with(pieces: &[(usize, Piece)], known: Option<&Addrs>) -> Result<(Vec<u8>, Addrs), IcedError> {
+fn assemble_with(
+    pieces: &[(usize, Piece)],
+    helpers_first: bool,
+    known: Option<&Addrs>,
+) -> Result<(Vec<u8>, Addrs), IcedError> {
     let mut a = CodeAssembler::new(16)?;
     let switches: Vec<[usize; 4]> =
         pieces.iter().filter_map(|p| if let Piece::Switch(c) = p.1 { Some(c) } else { None }).collect();
     let mut tables: Vec<CodeLabel> = switches.iter().map(|_| a.create_label()).collect();
+    let mut helpers: Vec<CodeLabel> = HELPERS.iter().map(|_| a.create_label()).collect();
     let mut switch_no = 0;
     let chunks = pieces.last().map_or(0, |p| p.0 + 1);
     let mut starts: Vec<CodeLabel> = (0..=chunks).map(|_| a.create_label()).collect();
-    let (mut head, mut out, mut sub) = (a.create_label(), a.create_label(), a.create_label());
+    let (mut head, mut out) = (a.create_label(), a.create_label());
+    if helpers_first {
+        emit_helpers(&mut a, &mut helpers, None, out)?;
+    }
     a.set_label(&mut head)?;
     let mut cur = 0;
     for &(k, p) in pieces {
@@ -192,7 +253,7 @@ fn assemble_with(pieces: &[(usize, Piece)], known: Option<&Addrs>) -> Result<(Ve
             Piece::Insn(ins) => a.add_instruction(ins)?,
             Piece::Skip(cc, to) => emit_term(&mut a, Term::Jcc(cc), false, starts[to])?,
             Piece::Out(cc) => emit_term(&mut a, Term::Jcc(cc), false, out)?,
-            Piece::Call => a.call(sub)?,
+            Piece::Call(h) => emit_call(&mut a, h, &helpers, known)?,
             Piece::Switch(_) => {
                 let table = known.map_or(0, |k| k.tables[switch_no]);
                 switch_no += 1;
@@ -208,12 +269,9 @@ fn assemble_with(pieces: &[(usize, Piece)], known: Option<&Addrs>) -> Result<(Ve
     a.hlt()?;
     a.set_label(&mut out)?;
     a.hlt()?;
-    a.set_label(&mut sub)?;
-    a.add_instruction(Instruction::with1(
-        Code::Inc_rm16,
-        MemoryOperand::with_base_displ(Register::DI, 0x10),
-    )?)?;
-    a.ret()?;
+    if !helpers_first {
+        emit_helpers(&mut a, &mut helpers, Some(head), out)?;
+    }
     for (cases, label) in switches.iter().zip(tables.iter_mut()) {
         a.set_label(label)?;
         let entry = |c: usize| known.map_or(0, |k| if c == usize::MAX { k.out } else { k.starts[c] });
@@ -229,5 +287,95 @@ fn assemble_with(pieces: &[(usize, Piece)], known: Option<&Addrs>) -> Result<(Ve
     for l in &tables {
         addrs.tables.push(ip(l)?);
     }
+    for l in &helpers {
+        addrs.helpers.push(ip(l)?);
+    }
     Ok((r.inner.code_buffer, addrs))
+}
+
+/// A call of helper `h` (see [`Helper`]); `calld` needs its target's address (`known`).
+fn emit_call(
+    a: &mut CodeAssembler,
+    h: Helper,
+    labels: &[CodeLabel],
+    known: Option<&Addrs>,
+) -> Result<(), IcedError> {
+    let i = HELPERS.iter().position(|&x| x == h).unwrap_or(0);
+    match h {
+        Helper::Arg => {
+            a.push(ax)?;
+            a.call(labels[i])
+        }
+        Helper::Wide => {
+            let target = known.map_or(0, |k| u64::from(k.helpers[i]));
+            a.add_instruction(Instruction::with_branch(Code::Call_rel32_32, target)?)
+        }
+        _ => a.call(labels[i]),
+    }
+}
+
+/// The helper functions, in [`HELPERS`] order (right before the loop head, or after the loop
+/// with `head` to jump back to); `out` ends the program.
+fn emit_helpers(
+    a: &mut CodeAssembler,
+    labels: &mut [CodeLabel],
+    head: Option<CodeLabel>,
+    out: CodeLabel,
+) -> Result<(), IcedError> {
+    let at = |d: i32| word_ptr(di + d);
+    let inc = labels[0];
+    for (h, label) in HELPERS.iter().zip(labels.iter_mut()) {
+        a.set_label(label)?;
+        match h {
+            Helper::Inc => {
+                a.inc(at(0x10))?;
+                a.ret()?;
+            }
+            Helper::Arg => {
+                a.push(bp)?;
+                a.mov(bp, sp)?;
+                a.mov(ax, word_ptr(bp + 4))?;
+                a.add(at(0x12), ax)?;
+                a.pop(bp)?;
+                a.ret_1(2)?;
+            }
+            Helper::Wide => {
+                let mut r2 = a.create_label();
+                a.push(ebx)?;
+                a.mov(ebx, 7u32)?;
+                a.add(at(0x14), bx)?;
+                a.jz(r2)?;
+                a.inc(at(0x16))?;
+                a.pop(ebx)?;
+                a.db(&[0x66, 0xC3])?;
+                a.set_label(&mut r2)?;
+                a.pop(ebx)?;
+                a.db(&[0x66, 0xC3])?;
+            }
+            Helper::Nested => {
+                a.call(inc)?;
+                a.inc(at(0x18))?;
+                a.ret()?;
+            }
+            Helper::Looping => {
+                let mut l = a.create_label();
+                a.push(asm::cx)?;
+                a.mov(asm::cx, 3u32)?;
+                a.set_label(&mut l)?;
+                a.inc(at(0x1A))?;
+                a.loop_(l)?;
+                a.pop(asm::cx)?;
+                a.ret()?;
+            }
+            Helper::Into => {
+                a.inc(at(0x1C))?;
+                a.dec(ecx)?;
+                a.jz(out)?;
+                if let Some(head) = head {
+                    a.jmp(head)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
