@@ -680,7 +680,8 @@ fn emit_pass(r: &Region<Planned>, addr: u64, table: Option<&[u32]>) -> Result<As
     e.a.set_label(&mut e.entry)?;
     e.prologue()?;
     let n = r.slots.len();
-    // A label per slot, set where a run starts (branches enter there only).
+    // A label per slot, before its run's budget charge where a run starts there (branches
+    // enter there only; a switch may also enter mid-run, see below).
     let mut labels: Vec<CodeLabel> = r.slots.iter().map(|_| e.a.create_label()).collect();
     let groups = check_groups(r);
     let dispatch = Dispatch { start: r.start, lo: r.lo, size: r.span.next_power_of_two() };
@@ -690,9 +691,7 @@ fn emit_pass(r: &Region<Planned>, addr: u64, table: Option<&[u32]>) -> Result<As
         let mut end = e.a.create_label();
         for i in first..last {
             let slot = &r.slots[i];
-            if r.run_start[i] {
-                e.a.set_label(&mut labels[i])?;
-            }
+            e.a.set_label(&mut labels[i])?;
             let off = r.offs[i];
             let charge = (r.run_end[i] - i) as u32;
             if r.run_start[i] && charge > 0 {
@@ -730,8 +729,11 @@ fn emit_pass(r: &Region<Planned>, addr: u64, table: Option<&[u32]>) -> Result<As
             e.a.jmp(to)?;
         }
     }
-    let starts: Vec<(usize, CodeLabel)> =
+    let mut starts: Vec<(usize, CodeLabel)> =
         (0..n).filter(|&i| r.run_start[i]).map(|i| (i, labels[i])).collect();
+    if r.slots.iter().any(|s| matches!(s, Slot::Indirect(_))) {
+        starts.extend(e.mid_run_entries(r, &groups, &labels)?);
+    }
     e.finish(addr, table, &starts)
 }
 
@@ -745,6 +747,33 @@ struct Dispatch {
 }
 
 impl Emitter {
+    /// Out-of-line entries into the middle of runs, for a switch whose case is entered both
+    /// by falling into it and through the jump table (compilers share such code): each
+    /// charges the rest of its run and jumps to its slot. Not for a slot that reuses the
+    /// previous instruction's memory check. Returns (slot index, entry label).
+    fn mid_run_entries(
+        &mut self,
+        r: &Region<Planned>,
+        groups: &[(bool, bool)],
+        labels: &[CodeLabel],
+    ) -> Result<Vec<(usize, CodeLabel)>, IcedError> {
+        let mut out = Vec::new();
+        for i in 0..r.slots.len() {
+            if r.run_start[i] || groups[i].1 {
+                continue;
+            }
+            let mut entry = self.a.create_label();
+            self.a.set_label(&mut entry)?;
+            let charge = (r.run_end[i] - i) as u32;
+            if charge > 0 {
+                self.charge(charge, r.offs[i])?;
+            }
+            self.a.jmp(labels[i])?;
+            out.push((i, entry));
+        }
+        Ok(out)
+    }
+
     fn new() -> Result<Emitter, IcedError> {
         let mut a = CodeAssembler::new(64)?;
         let (common, entry, table) = (a.create_label(), a.create_label(), a.create_label());
