@@ -14,7 +14,7 @@
 //! [helpers]
 //! tables: dw case, case, case, case  (one per switch: later chunk starts or `out`)
 //! ```
-//! A switch is `and edx, 3; jmp word [cs:edx*2 + table]`. The helpers ([`Helper`]): a
+//! A switch is `and edx, 3; jmp word [cs:edx*2 + table]`. The helpers (`Helper`): a
 //! one-liner, one taking a pushed argument (`ret 2`), a 32-bit one (`calld`/`retd`, two
 //! returns), one calling another, and one with a loop inside.
 //! Every instruction that reads a status flag, and every generated `jcc`, gets a
