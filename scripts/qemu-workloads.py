@@ -3,6 +3,7 @@
 the same session, whole-process wall time, median of RUNS runs, and prints a Markdown table.
 
     scripts/qemu-workloads.py [--runs N] [--rounds R] [--modes interp-off,...] [--layout packed,split]
+                              [--names sort,crc,...]
 
 Two data layouts are measured (one table each): `packed`, data right after the code as the
 compiler lays it out, and `split`, data on its own 4 KiB pages (benches/workloads/link.ld).
@@ -29,7 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "benches", "workloads")
-NAMES = ["sort", "crc", "matrix", "lists", "fsm", "vm", "strings"]
+NAMES = ["sort", "crc", "matrix", "lists", "fsm", "vm", "strings", "bios"]
 MODES = {
     "interp-off": ["--backend", "interp", "--jit", "off"],
     "interp-hot": ["--backend", "interp", "--jit", "hot"],
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=400)
     ap.add_argument("--modes", default="interp-off,interp-hot,interp-eager")
     ap.add_argument("--layout", default="packed,split")
+    ap.add_argument("--names", default=",".join(NAMES), help="workloads to time (default: all)")
     args = ap.parse_args()
     for layout in args.layout.split(","):
         if layout not in LAYOUTS:
@@ -119,7 +121,7 @@ def table(args, layout, modes):
         print(head)
         print("|" + "---|" * (2 + 2 * len(modes)))
         logs = {m: [] for m in modes}
-        for name in NAMES:
+        for name in args.names.split(","):
             q, qc = median_time(qemu_cmd(floppy(out, name)), args.runs)
             q -= qbase
             cells, ratios, ok = [], [], qc == {1}

@@ -1,6 +1,8 @@
 //! Compiled-C workloads (issue 12): programs in `benches/workloads/` written in C, built with
 //! `gcc -m16 -O2 -ffreestanding` into flat real-mode images that run with the raw layout
-//! (loaded at physical 0, started at 0000:0000). Each checks its own results and reports
+//! (loaded at physical 0, started at 0000:0000). `bios` is the BIOS-style one: hand-written
+//! INT 10h/16h/1Ah handlers (16-bit addressing, INT/IRET, REP MOVSW/STOSW, REPE CMPSW) in the
+//! C file's assembly, driven through software interrupts. Each checks its own results and reports
 //! through the debug-exit port: [`StopReason::DebugExit`](picoqemu_core::StopReason)`(0)`
 //! when every check passed.
 //!
@@ -11,8 +13,8 @@ use std::process::Command;
 
 use thiserror::Error;
 
-/// The workloads, by the name of their C file.
-pub const NAMES: [&str; 7] = ["sort", "crc", "matrix", "lists", "fsm", "vm", "strings"];
+/// The workloads, by the name of their C file (`bios`: assembly handlers inside a C driver).
+pub const NAMES: [&str; 8] = ["sort", "crc", "matrix", "lists", "fsm", "vm", "strings", "bios"];
 
 /// The gcc flags: 16-bit code for a 386 without SSE (real-mode code cannot rely on SSE being
 /// enabled), freestanding, no PIC, every warning an error.
