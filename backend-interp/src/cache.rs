@@ -148,13 +148,12 @@ impl CodeCache {
     }
 
     /// Adds the code lines `mask` of the page holding `phys` (a compiled region read them from
-    /// `ram`) to the page's code lines. Returns the mask, or `None` when the page has no
-    /// cached blocks.
-    pub fn add_code(&mut self, phys: usize, mask: u64, ram: &[u8]) -> Option<u64> {
+    /// `ram`) to the page's code lines. `None` when the page has no cached blocks.
+    pub fn add_code(&mut self, phys: usize, mask: u64, ram: &[u8]) -> Option<()> {
         let pg = phys / PAGE;
         let pc = self.pages.get_mut(pg)?.as_mut()?;
         pc.add_lines(mask, ram.get(pg * PAGE..(pg + 1) * PAGE)?);
-        Some(mask)
+        Some(())
     }
 
     /// Forgets every block's compiled code (the code buffer was emptied); blocks count their

@@ -420,10 +420,8 @@ impl<'r> Runner<'r> {
             self.cache.reset_tiers();
         }
         if out.tier != TIER_NO {
-            match self.cache.add_code(phys, out.lines, cx.ram) {
-                Some(lines) => cx.pages.mark_code(phys >> 12, lines),
-                None => return None,
-            }
+            self.cache.add_code(phys, out.lines, cx.ram)?;
+            cx.pages.mark_code(phys >> 12, out.lines);
         }
         if let Some((.., tier)) = self.cache.lookup(phys) {
             tier.set(out.tier);

@@ -140,13 +140,14 @@ impl<P> Region<P> {
     pub fn ranges(&self) -> Vec<(u32, u32)> {
         self.pieces
             .iter()
-            .map(|&(i, end)| (self.ip(self.offs[i]), end.wrapping_sub(self.offs[i]) & 0xFFFF))
+            .map(|&(i, end)| (ip_at(self.start, self.offs[i]), end.wrapping_sub(self.offs[i]) & 0xFFFF))
             .collect()
     }
+}
 
-    fn ip(&self, off: u32) -> u32 {
-        self.start.wrapping_add(off) & 0xFFFF
-    }
+/// The EIP at offset `off` (mod 64 KiB) from EIP `start`.
+fn ip_at(start: u32, off: u32) -> u32 {
+    start.wrapping_add(off) & 0xFFFF
 }
 
 /// The near branch `ins` is, when the tier can follow it (16-bit targets only).
@@ -266,10 +267,10 @@ impl Window<'_> {
         let start = self.start;
         let (mut reach, mut ended) = (ip, false);
         let mut more = |out: &[Decoded<P>], off: u32| {
-            let next = start.wrapping_add(off) & 0xFFFF;
+            let next = ip_at(start, off);
             if let Some(d) = out.last() {
                 if let Slot::Branch(b) = d.slot {
-                    reach = reach.max(start.wrapping_add(b.target) & 0xFFFF);
+                    reach = reach.max(ip_at(start, b.target));
                 }
                 ended = d.slot.transfers() && next > reach;
             }
@@ -297,40 +298,36 @@ pub fn discover<P: Copy>(
 ) -> Option<Region<P>> {
     let w = Window { code, eip: code_eip, start: start_eip };
     let main = w.main(&plan)?;
-    let end_of = |p: &[Decoded<P>]| p.last().map_or(0, |d| (d.off + d.len) & 0xFFFF);
-    let ip_of = |off: u32| start_eip.wrapping_add(off) & 0xFFFF;
     let bytes = end_of(&main);
+    // IP ranges the pieces hold (a callee entry inside one is not decoded again).
     let mut taken = vec![(start_eip, start_eip + bytes)];
     let mut targets: Vec<u32> = main
         .iter()
-        .filter_map(|d| if let Slot::Call(_, t) = d.slot { Some(ip_of(t)) } else { None })
+        .filter_map(|d| if let Slot::Call(_, t) = d.slot { Some(ip_at(start_eip, t)) } else { None })
         .collect();
     targets.sort_unstable();
     targets.dedup();
     let mut pieces = vec![main];
     let mut total = pieces[0].len();
     for ip in targets {
-        if taken.iter().any(|&(a, e)| (a..e).contains(&ip)) {
-            continue;
-        }
         let f = w.callee(ip, MAX_TOTAL - total, &taken, &plan);
         if let Some(last) = f.last() {
-            taken.push((ip, ip_of(last.off) + last.len));
+            taken.push((ip, ip_at(start_eip, last.off) + last.len));
             total += f.len();
             pieces.push(f);
         }
     }
     pieces.sort_by_key(|p| p[0].off);
-    assemble(start_eip, bytes, &pieces, end_of)
+    assemble(start_eip, bytes, &pieces)
+}
+
+/// The offset just past a piece's last instruction.
+fn end_of<P>(p: &[Decoded<P>]) -> u32 {
+    p.last().map_or(0, |d| (d.off + d.len) & 0xFFFF)
 }
 
 /// Joins the pieces (in offset order) into a region.
-fn assemble<P: Copy>(
-    start: u32,
-    bytes: u32,
-    pieces: &[Vec<Decoded<P>>],
-    end_of: impl Fn(&[Decoded<P>]) -> u32,
-) -> Option<Region<P>> {
+fn assemble<P: Copy>(start: u32, bytes: u32, pieces: &[Vec<Decoded<P>>]) -> Option<Region<P>> {
     let all: Vec<&Decoded<P>> = pieces.iter().flatten().collect();
     let slots: Vec<Slot<P>> = all.iter().map(|d| d.slot).collect();
     let offs: Vec<u32> = all.iter().map(|d| d.off).collect();
@@ -342,9 +339,9 @@ fn assemble<P: Copy>(
         first += p.len();
     }
     // Lowest and highest instruction by EIP (offsets wrap below the start).
-    let ip = |off: u32| start.wrapping_add(off) & 0xFFFF;
-    let lo_ip = pieces.iter().map(|p| ip(p[0].off)).min()?;
-    let hi_ip = pieces.iter().map(|p| ip(p[0].off) + (end_of(p).wrapping_sub(p[0].off) & 0xFFFF)).max()?;
+    let lo_ip = pieces.iter().map(|p| ip_at(start, p[0].off)).min()?;
+    let hi_ip =
+        pieces.iter().map(|p| ip_at(start, p[0].off) + (end_of(p).wrapping_sub(p[0].off) & 0xFFFF)).max()?;
     let inner: Vec<Option<usize>> = slots
         .iter()
         .map(|s| match s {
@@ -383,9 +380,6 @@ fn run_starts<P>(
         start[first] = true;
     }
     for (i, s) in slots.iter().enumerate() {
-        if start[i] && pieces.iter().any(|&(f, _)| f == i) {
-            landing = false;
-        }
         if landing {
             start[i] = true;
             landing = padding[i];
